@@ -1,0 +1,478 @@
+// A generic multi-level radix page table: the walk, lazy allocation, freeing of empty tables,
+// superpage placement and splitting, translation and inspection. The hardware formats (VT-d
+// second-level, POWER TCE) supply only their entry encoding and policy, as a Format class:
+//
+//   int levels() const;          number of levels; the top table is at level levels()
+//   int page_shift() const;      log2 of the smallest page (level-1 entry span)
+//   int bits() const;            index bits per level (every level has 2^bits entries)
+//   std::size_t table_bytes(int level) const;  hardware bytes of a table at `level`
+//   std::size_t meta_bytes(int level) const;   bookkeeping bytes allocated after it
+//   u64 load(const u64* slot) const;           entry in CPU byte order
+//   void store(u64* slot, u64 e) const;
+//   bool present(u64 e) const;
+//   bool is_leaf(u64 e, int level) const;
+//   bool can_leaf(int level) const;            may a leaf (superpage) live at this level?
+//   bool replaces() const;       map over a present leaf replaces it (TCE) instead of EEXIST
+//   u64* table_of(u64 e) const;  the next-level table an entry points to
+//   u64 make_table(u64* child) const;
+//   u64 make_leaf(u64 output, Prot prot, int level) const;
+//   u64 leaf_output(u64 e, int level) const;   page base address of a leaf
+//   Prot leaf_prot(u64 e) const;
+//   u32 child_count(u64* table, u32 idx, u64 e, int level) const;   present entries in the child
+//   void set_child_count(u64* table, u32 idx, u64* e, int level, u32 n) const; (also stores *e)
+//
+// Addresses passed in are relative to the start of the table's span (the TCE window's bus
+// offset is subtracted by the caller). The caller validates ranges against the aperture and
+// alignment; this class enforces only what the table itself can see (conflicts, allocation).
+//
+// Levels count down: the top table is at levels(), leaves of the smallest page are at level 1.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+#include <cstddef>
+
+#include "iommu/domain.h"
+#include "iommu/result.h"
+#include "iommu/table_memory.h"
+#include "iommu/types.h"
+
+namespace vfio_emu::iommu {
+
+enum class SplitPolicy : u8 {
+  kSplit,   // unmap of part of a superpage splits it and keeps the rest mapped
+  kRefuse,  // unmap of part of a superpage fails with EINVAL and changes nothing
+};
+
+template <class Format>
+class RadixTable {
+ public:
+  RadixTable(const Format& fmt, TableMemory* mem) : fmt_(fmt), mem_(mem) {}
+  RadixTable(const RadixTable&) = delete;
+  RadixTable& operator=(const RadixTable&) = delete;
+  ~RadixTable() {
+    if (root_ != nullptr) free_subtree(root_, fmt_.levels());
+  }
+
+  // Allocates the top-level table. Errors: ENOMEM.
+  Status init() {
+    root_ = alloc_table(fmt_.levels());
+    if (root_ == nullptr) return err(ENOMEM);
+    return {};
+  }
+
+  const Format& format() const { return fmt_; }
+  u64* root() const { return root_; }
+  u64 entries() const { return entries_; }
+  u64 mapped_bytes() const { return mapped_bytes_; }
+
+  u64 entry_span(int level) const { return u64{1} << entry_shift(level); }
+
+  // Maps [first, first+size-1] (relative) to output. size, first and output must be aligned to
+  // the smallest page (checked by the caller). Picks the largest page that alignment, length and
+  // can_leaf() allow. Returns bytes of replaced leaves (replacing formats only).
+  // Errors: EEXIST (non-replacing format, something is mapped in the range), ENOMEM.
+  // All-or-nothing.
+  Result<u64> map(u64 first, u64 output, u64 size, Prot prot) {
+    const u64 last = first + (size - 1);
+    MapOp op{output - first, prot, /*write_leaves=*/true, 0, first};
+    if (fmt_.replaces()) {
+      // Replacing formats change entries in place, so a failure half way could not be undone
+      // without remembering old entries: allocate every table first, then write.
+      MapOp reserve{op.out_delta, prot, /*write_leaves=*/false, 0, first};
+      Status st = map_level(root_, fmt_.levels(), 0, first, last, reserve, nullptr);
+      if (!st) {
+        prune(first, last);
+        return Err{st.error()};
+      }
+    }
+    Status st = map_level(root_, fmt_.levels(), 0, first, last, op, nullptr);
+    if (!st) {
+      assert(!fmt_.replaces());
+      // Everything below op.progress was empty before this call and is ours: take it back.
+      if (op.progress > first) unmap_range(first, op.progress - 1);
+      prune(first, last);
+      return Err{st.error()};
+    }
+    return op.replaced_bytes;
+  }
+
+  // Removes every leaf in [first, last] (relative). Superpages straddling an edge are split or
+  // refused according to `policy`. Returns bytes unmapped.
+  // Errors: EINVAL (kRefuse and an edge cuts a superpage), ENOMEM (split needs a table).
+  Result<u64> unmap(u64 first, u64 last, SplitPolicy policy) {
+    const u64 span_last = table_span_last();
+    if (first > span_last) return u64{0};
+    last = std::min(last, span_last);
+    const bool has_after = last != span_last;
+    if (policy == SplitPolicy::kRefuse) {
+      if (cuts_leaf(first) || (has_after && cuts_leaf(last + 1))) return err(EINVAL);
+    } else {
+      TRY(split_at(first));
+      if (has_after) TRY(split_at(last + 1));
+    }
+    return unmap_range(first, last);
+  }
+
+  // Frees tables in [first, last] that hold no present entry (used to undo allocation).
+  void prune(u64 first, u64 last) {
+    UnmapOp op{/*clear_leaves=*/false, 0};
+    unmap_level(root_, fmt_.levels(), 0, first, std::min(last, table_span_last()), op);
+  }
+
+  // The hardware walk. `rel` must be inside the table's span (the caller checks the aperture).
+  Translation translate(u64 rel, Access access) const {
+    Translation t;
+    u64* table = root_;
+    for (int level = fmt_.levels(); level >= 1; --level) {
+      const u32 idx = index_of(rel, level);
+      const u64 e = fmt_.load(&table[idx]);
+      t.steps[t.nsteps++] = WalkStep{level, reinterpret_cast<u64>(table), idx, e};
+      if (!fmt_.present(e)) {
+        t.fault = FaultReason::kNotPresent;
+        t.fault_level = level;
+        return t;
+      }
+      if (fmt_.is_leaf(e, level)) {
+        const Prot prot = fmt_.leaf_prot(e);
+        const Prot need = access == Access::kRead ? kProtRead : kProtWrite;
+        t.prot = prot;
+        t.page_size = entry_span(level);
+        if ((prot & need) == 0) {
+          t.fault = FaultReason::kNoPermission;
+          t.fault_level = level;
+          return t;
+        }
+        t.fault = FaultReason::kNone;
+        t.output = fmt_.leaf_output(e, level) + (rel & (t.page_size - 1));
+        return t;
+      }
+      table = fmt_.table_of(e);
+    }
+    assert(false && "walk ran past level 1");
+    return t;
+  }
+
+  // Visits present leaves intersecting [first, last] (relative) in order. `base` is added to the
+  // reported IOVAs.
+  template <class Visit>
+  void walk(u64 first, u64 last, u64 base, Visit&& visit) const {
+    LeafView view;
+    view.top_level = fmt_.levels();
+    walk_level(root_, fmt_.levels(), 0, first, std::min(last, table_span_last()), base, view,
+               visit);
+  }
+
+ private:
+  struct MapOp {
+    u64 out_delta;      // output = rel + out_delta (mod 2^64)
+    Prot prot;
+    bool write_leaves;  // false: only allocate the tables the leaves will need
+    u64 replaced_bytes;
+    u64 progress;       // everything below this relative address has been handled
+  };
+  struct UnmapOp {
+    bool clear_leaves;
+    u64 bytes;
+  };
+
+  int entry_shift(int level) const { return fmt_.page_shift() + (level - 1) * fmt_.bits(); }
+  u32 index_of(u64 rel, int level) const {
+    return static_cast<u32>((rel >> entry_shift(level)) & ((u64{1} << fmt_.bits()) - 1));
+  }
+  u64 table_span_last() const {
+    const int shift = entry_shift(fmt_.levels()) + fmt_.bits();
+    return shift >= 64 ? kU64Max : (u64{1} << shift) - 1;
+  }
+
+  u64* alloc_table(int level) {
+    return static_cast<u64*>(mem_->allocate(fmt_.table_bytes(level), fmt_.meta_bytes(level)));
+  }
+  void free_table(u64* t, int level) {
+    mem_->release(t, fmt_.table_bytes(level), fmt_.meta_bytes(level));
+  }
+
+  void free_subtree(u64* table, int level) {
+    if (level > 1) {
+      const u32 n = u32{1} << fmt_.bits();
+      for (u32 i = 0; i < n; ++i) {
+        const u64 e = fmt_.load(&table[i]);
+        if (fmt_.present(e) && !fmt_.is_leaf(e, level)) free_subtree(fmt_.table_of(e), level - 1);
+      }
+    }
+    free_table(table, level);
+  }
+
+  // Maps [first, last] inside `table` (a table at `level` whose span starts at `base`).
+  // `*added` (if not null) receives the number of entries that became present in `table`.
+  Status map_level(u64* table, int level, u64 base, u64 first, u64 last, MapOp& op,
+                   u32* added) {
+    const int shift = entry_shift(level);
+    const u64 span = u64{1} << shift;
+    const u32 i_first = static_cast<u32>((first - base) >> shift);
+    const u32 i_last = static_cast<u32>((last - base) >> shift);
+    u32 new_entries = 0;
+    Status status;
+
+    if (level == 1) {
+      if (added != nullptr) *added = 0;
+      if (!op.write_leaves) return status;  // reserving: the leaf table exists, done
+      // The hot loop: one leaf per entry.
+      u64 rel = base + (u64{i_first} << shift);
+      for (u32 i = i_first; i <= i_last; ++i, rel += span) {
+        u64* slot = &table[i];
+        if (fmt_.present(fmt_.load(slot))) {
+          if (!fmt_.replaces()) {
+            status = err(EEXIST);
+            break;
+          }
+          op.replaced_bytes += span;
+        } else {
+          ++new_entries;
+        }
+        fmt_.store(slot, fmt_.make_leaf(rel + op.out_delta, op.prot, 1));
+      }
+      op.progress = status ? last + 1 : rel;
+      account_leaves(new_entries, span);
+      if (added != nullptr) *added = new_entries;
+      return status;
+    }
+
+    for (u32 i = i_first; i <= i_last; ++i) {
+      const u64 e_first = base + (u64{i} << shift);
+      const u64 e_last = e_first + (span - 1);
+      const u64 lo = std::max(first, e_first);
+      const u64 hi = std::min(last, e_last);
+      u64* slot = &table[i];
+      u64 e = fmt_.load(slot);
+      const bool whole = lo == e_first && hi == e_last;
+      if (whole && fmt_.can_leaf(level) && ((lo + op.out_delta) & (span - 1)) == 0) {
+        if (fmt_.present(e)) {
+          status = err(EEXIST);  // a superpage never replaces (only TCE replaces; no superpages)
+          break;
+        }
+        if (op.write_leaves) {
+          fmt_.store(slot, fmt_.make_leaf(lo + op.out_delta, op.prot, level));
+          ++new_entries;
+          account_leaves(1, span);
+        }
+        op.progress = hi + 1;
+        continue;
+      }
+      if (!fmt_.present(e)) {
+        u64* child = alloc_table(level - 1);
+        if (child == nullptr) {
+          status = err(ENOMEM);
+          break;
+        }
+        e = fmt_.make_table(child);
+        fmt_.store(slot, e);
+        ++new_entries;
+      } else if (fmt_.is_leaf(e, level)) {
+        status = err(EEXIST);
+        break;
+      }
+      u32 child_added = 0;
+      Status st = map_level(fmt_.table_of(e), level - 1, e_first, lo, hi, op, &child_added);
+      if (child_added != 0) {
+        const u32 n = fmt_.child_count(table, i, e, level);
+        fmt_.set_child_count(table, i, &e, level, n + child_added);
+      }
+      if (!st) {
+        status = st;
+        break;
+      }
+    }
+    if (added != nullptr) *added = new_entries;
+    return status;
+  }
+
+  u64 unmap_range(u64 first, u64 last) {
+    UnmapOp op{/*clear_leaves=*/true, 0};
+    unmap_level(root_, fmt_.levels(), 0, first, last, op);
+    return op.bytes;
+  }
+
+  // Clears leaves in [first, last] (every leaf met is wholly inside: edges were split first) and
+  // frees child tables that become empty. Returns the number of entries of `table` that went
+  // from present to not present.
+  u32 unmap_level(u64* table, int level, u64 base, u64 first, u64 last, UnmapOp& op) {
+    const int shift = entry_shift(level);
+    const u64 span = u64{1} << shift;
+    const u32 i_first = static_cast<u32>((first - base) >> shift);
+    const u32 i_last = static_cast<u32>((last - base) >> shift);
+    u32 removed = 0;
+
+    if (level == 1) {
+      if (!op.clear_leaves) return 0;
+      for (u32 i = i_first; i <= i_last; ++i) {
+        u64* slot = &table[i];
+        if (fmt_.present(fmt_.load(slot))) {
+          fmt_.store(slot, 0);
+          ++removed;
+        }
+      }
+      op.bytes += u64{removed} * span;
+      account_leaves_removed(removed, span);
+      return removed;
+    }
+
+    for (u32 i = i_first; i <= i_last; ++i) {
+      u64* slot = &table[i];
+      u64 e = fmt_.load(slot);
+      if (!fmt_.present(e)) continue;
+      const u64 e_first = base + (u64{i} << shift);
+      if (fmt_.is_leaf(e, level)) {
+        if (!op.clear_leaves) continue;
+        assert(e_first >= first && e_first + (span - 1) <= last);
+        fmt_.store(slot, 0);
+        ++removed;
+        op.bytes += span;
+        account_leaves_removed(1, span);
+        continue;
+      }
+      const u64 lo = std::max(first, e_first);
+      const u64 hi = std::min(last, e_first + (span - 1));
+      u64* child = fmt_.table_of(e);
+      const u32 child_removed = unmap_level(child, level - 1, e_first, lo, hi, op);
+      const u32 n = fmt_.child_count(table, i, e, level);
+      assert(n >= child_removed);
+      if (n == child_removed) {
+        free_table(child, level - 1);
+        fmt_.set_child_count(table, i, &e, level, 0);
+        fmt_.store(slot, 0);
+        ++removed;
+      } else if (child_removed != 0) {
+        fmt_.set_child_count(table, i, &e, level, n - child_removed);
+      }
+    }
+    return removed;
+  }
+
+  // True if a present leaf covers `rel` without starting there.
+  bool cuts_leaf(u64 rel) const {
+    u64* table = root_;
+    for (int level = fmt_.levels(); level >= 1; --level) {
+      const u64 e = fmt_.load(&table[index_of(rel, level)]);
+      if (!fmt_.present(e)) return false;
+      if (fmt_.is_leaf(e, level)) return (rel & (entry_span(level) - 1)) != 0;
+      table = fmt_.table_of(e);
+    }
+    return false;
+  }
+
+  // Splits superpages until `rel` is the first byte of a leaf (or unmapped).
+  // Errors: ENOMEM (nothing observable changed: a split keeps every translation).
+  Status split_at(u64 rel) {
+    u64* table = root_;
+    for (int level = fmt_.levels(); level > 1; --level) {
+      const u32 idx = index_of(rel, level);
+      u64* slot = &table[idx];
+      u64 e = fmt_.load(slot);
+      if (!fmt_.present(e)) return {};
+      if (fmt_.is_leaf(e, level)) {
+        if ((rel & (entry_span(level) - 1)) == 0) return {};
+        u64* child = alloc_table(level - 1);
+        if (child == nullptr) return err(ENOMEM);
+        const u64 out = fmt_.leaf_output(e, level);
+        const Prot prot = fmt_.leaf_prot(e);
+        u32 filled = 0;
+        if (!fill_table(child, level - 1, out, prot, &filled)) {
+          free_subtree_partial(child, level - 1);
+          return err(ENOMEM);
+        }
+        // The superpage leaf becomes a table of smaller leaves with the same translations.
+        account_leaves_removed(1, entry_span(level));
+        e = fmt_.make_table(child);
+        fmt_.set_child_count(table, idx, &e, level, filled);
+      }
+      table = fmt_.table_of(e);
+    }
+    return {};
+  }
+
+  // Fills a fresh table at `level` with leaves (or, where the level cannot hold leaves, tables
+  // of leaves) covering output..output+span-1. Returns false on ENOMEM.
+  bool fill_table(u64* table, int level, u64 output, Prot prot, u32* filled) {
+    const u32 n = u32{1} << fmt_.bits();
+    const u64 span = entry_span(level);
+    for (u32 i = 0; i < n; ++i) {
+      const u64 out = output + u64{i} * span;
+      if (fmt_.can_leaf(level)) {
+        fmt_.store(&table[i], fmt_.make_leaf(out, prot, level));
+        account_leaves(1, span);
+      } else {
+        u64* child = alloc_table(level - 1);
+        if (child == nullptr) return false;
+        u64 e = fmt_.make_table(child);
+        fmt_.store(&table[i], e);
+        u32 child_filled = 0;
+        const bool ok = fill_table(child, level - 1, out, prot, &child_filled);
+        fmt_.set_child_count(table, i, &e, level, child_filled);
+        if (!ok) return false;
+      }
+      ++*filled;
+    }
+    return true;
+  }
+
+  // Frees a table built by a failed fill_table, un-counting the leaves it held.
+  void free_subtree_partial(u64* table, int level) {
+    const u32 n = u32{1} << fmt_.bits();
+    for (u32 i = 0; i < n; ++i) {
+      const u64 e = fmt_.load(&table[i]);
+      if (!fmt_.present(e)) continue;
+      if (fmt_.is_leaf(e, level))
+        account_leaves_removed(1, entry_span(level));
+      else
+        free_subtree_partial(fmt_.table_of(e), level - 1);
+    }
+    free_table(table, level);
+  }
+
+  template <class Visit>
+  void walk_level(u64* table, int level, u64 base, u64 first, u64 last, u64 abs_base,
+                  LeafView& view, Visit& visit) const {
+    const int shift = entry_shift(level);
+    const u64 span = u64{1} << shift;
+    const u32 i_first = static_cast<u32>((first - base) >> shift);
+    const u32 i_last = static_cast<u32>((last - base) >> shift);
+    const int depth = fmt_.levels() - level;
+    for (u32 i = i_first; i <= i_last; ++i) {
+      const u64 e = fmt_.load(&table[i]);
+      if (!fmt_.present(e)) continue;
+      view.path[depth] = e;
+      const u64 e_first = base + (u64{i} << shift);
+      if (fmt_.is_leaf(e, level)) {
+        view.iova = abs_base + e_first;
+        view.size = span;
+        view.output = fmt_.leaf_output(e, level);
+        view.prot = fmt_.leaf_prot(e);
+        view.level = level;
+        for (int d = depth + 1; d < kMaxWalkLevels; ++d) view.path[d] = 0;
+        visit(static_cast<const LeafView&>(view));
+        continue;
+      }
+      walk_level(fmt_.table_of(e), level - 1, e_first, std::max(first, e_first),
+                 std::min(last, e_first + (span - 1)), abs_base, view, visit);
+    }
+  }
+
+  void account_leaves(u64 n, u64 span) {
+    entries_ += n;
+    mapped_bytes_ += n * span;
+  }
+  void account_leaves_removed(u64 n, u64 span) {
+    entries_ -= n;
+    mapped_bytes_ -= n * span;
+  }
+
+  Format fmt_;
+  TableMemory* mem_;
+  u64* root_ = nullptr;
+  u64 entries_ = 0;
+  u64 mapped_bytes_ = 0;
+};
+
+}  // namespace vfio_emu::iommu

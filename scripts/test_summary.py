@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Reads meson's testlog.json (plus extra results) and prints the closing `N passed, N failed`.
+
+Every meson test counts once; a skipped test counts as failed, because a CI that skips cannot
+be told apart from one that did not test. Extra results ("name:ok" / "name:fail") come from
+steps outside meson, such as the clang build.
+"""
+import json
+import sys
+
+
+def main() -> int:
+    log, extra = sys.argv[1], sys.argv[2:]
+    passed, failed = [], []
+    try:
+        with open(log) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                t = json.loads(line)
+                name = t.get("name", "?")
+                result = t.get("result", "ERROR")
+                (passed if result in ("OK", "EXPECTEDFAIL") else failed).append(f"{name} ({result})")
+    except FileNotFoundError:
+        failed.append(f"{log} missing: the test suite did not run")
+    for e in extra:
+        name, _, result = e.rpartition(":")
+        (passed if result == "ok" else failed).append(name)
+    for f in failed:
+        print(f"FAILED: {f}")
+    print(f"{len(passed)} passed, {len(failed)} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
