@@ -2,35 +2,59 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cassert>
-#include <cstdlib>
 #include <cstring>
 
 #include "iommu/fault_injection.h"
 
 namespace vfio_emu::iommu {
 namespace {
-// Above this size tables come from mmap: the kernel hands out zero pages lazily, so a large flat
-// TCE table only costs memory where entries are actually written.
-constexpr std::size_t kMmapThreshold = 64 * 1024;
+
 constexpr std::size_t kPage = 4096;
+constexpr std::size_t kChunk = std::size_t{2} << 20;
+constexpr std::uint32_t kPagesPerChunk = kChunk / kPage;
+
+// kChunk bytes aligned to kChunk, zeroed, or nullptr.
+std::uint8_t* map_aligned_chunk() {
+  void* p = mmap(nullptr, 2 * kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const auto raw = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t aligned = (raw + kChunk - 1) & ~(kChunk - 1);
+  if (aligned > raw) munmap(p, aligned - raw);
+  const std::uintptr_t end = raw + 2 * kChunk;
+  if (end > aligned + kChunk) munmap(reinterpret_cast<void*>(aligned + kChunk), end - aligned - kChunk);
+  return reinterpret_cast<std::uint8_t*>(aligned);
+}
+
+#ifndef NDEBUG
+bool all_zero(const void* p, std::size_t n) {
+  const auto* w = static_cast<const std::uint64_t*>(p);
+  for (std::size_t i = 0; i < n / 8; ++i)
+    if (w[i] != 0) return false;
+  return true;
+}
+#endif
+
 }  // namespace
 
-TableMemory::~TableMemory() { assert(tables_ == 0 && "page tables leaked"); }
+TableMemory::~TableMemory() {
+  assert(tables_ == 0 && "page tables leaked");
+  for (auto& [base, chunk] : chunks_) munmap(chunk.base, kChunk);
+}
 
 void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
   const std::size_t bytes = table_bytes + meta_bytes;
   assert(table_bytes % kPage == 0 && meta_bytes % kPage == 0 && table_bytes > 0);
   if (fault_injection::should_fail()) return nullptr;
   void* p;
-  if (bytes >= kMmapThreshold) {
-    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
+  if (bytes == kPage) {
+    p = page_from_pool();
   } else {
-    p = std::aligned_alloc(kPage, bytes);
-    if (p == nullptr) return nullptr;
-    std::memset(p, 0, bytes);
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) p = nullptr;
   }
+  if (p == nullptr) return nullptr;
   tables_ += 1;
   bytes_ += table_bytes;
   meta_bytes_ += meta_bytes;
@@ -40,13 +64,66 @@ void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
 void TableMemory::release(void* p, std::size_t table_bytes, std::size_t meta_bytes) {
   if (p == nullptr) return;
   const std::size_t bytes = table_bytes + meta_bytes;
-  if (bytes >= kMmapThreshold)
-    munmap(p, bytes);
+  assert(all_zero(p, bytes) && "a table must be empty when it is released");
+  if (bytes == kPage)
+    page_to_pool(p);
   else
-    std::free(p);
+    munmap(p, bytes);
   tables_ -= 1;
   bytes_ -= table_bytes;
   meta_bytes_ -= meta_bytes;
+}
+
+void* TableMemory::page_from_pool() {
+  while (!with_room_.empty()) {
+    Chunk& c = chunks_.at(with_room_.back());
+    std::uint32_t page;
+    if (!c.free_list.empty()) {
+      page = c.free_list.back();
+      c.free_list.pop_back();
+    } else if (c.bump < kPagesPerChunk) {
+      page = c.bump++;
+    } else {
+      with_room_.pop_back();  // full; it comes back when a page is released
+      continue;
+    }
+    ++c.used;
+    return c.base + std::size_t{page} * kPage;
+  }
+  std::uint8_t* base = map_aligned_chunk();
+  if (base == nullptr) return nullptr;
+  const auto key = reinterpret_cast<std::uintptr_t>(base);
+  Chunk& c = chunks_[key];
+  c.base = base;
+  c.bump = 1;
+  c.used = 1;
+  with_room_.push_back(key);
+  return base;
+}
+
+void TableMemory::page_to_pool(void* p) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t key = addr & ~(kChunk - 1);
+  Chunk& c = chunks_.at(key);
+  const bool was_full = c.free_list.empty() && c.bump == kPagesPerChunk;
+  c.free_list.push_back(static_cast<std::uint16_t>((addr - key) / kPage));
+  --c.used;
+  if (was_full) with_room_.push_back(key);
+  if (c.used == 0) {
+    // Keep one empty chunk as a spare; return any other to the kernel.
+    for (const auto& [other_key, other] : chunks_) {
+      if (other_key != key && other.used == 0) {
+        drop_chunk(key);
+        return;
+      }
+    }
+  }
+}
+
+void TableMemory::drop_chunk(std::uintptr_t key) {
+  munmap(reinterpret_cast<void*>(key), kChunk);
+  chunks_.erase(key);
+  with_room_.erase(std::remove(with_room_.begin(), with_room_.end(), key), with_room_.end());
 }
 
 }  // namespace vfio_emu::iommu

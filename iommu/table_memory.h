@@ -2,10 +2,18 @@
 //
 // One TableMemory per domain. Tables are allocated when a walk first needs them and freed when
 // they become empty, so `bytes()` follows what is mapped, not the size of the address space.
+//
+// 4 KiB tables (every VT-d table, small TCE levels) come from 2 MiB chunks: a table is freed
+// only once all its entries are zero, so a recycled page needs no clearing, and a fresh page
+// comes zeroed from the kernel. A chunk whose pages are all free is returned to the kernel,
+// except one spare kept to avoid mmap churn when a range is mapped and unmapped repeatedly.
+// Larger tables (multi-page TCE levels) are mmapped one by one.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <unordered_map>
+#include <vector>
 
 namespace vfio_emu::iommu {
 
@@ -21,7 +29,8 @@ class TableMemory {
   // out of memory or when fault injection says so.
   void* allocate(std::size_t table_bytes, std::size_t meta_bytes);
 
-  // Releases memory from allocate(), given the same sizes.
+  // Releases memory from allocate(), given the same sizes. The memory must be all zero again
+  // (a table is released only when empty), which is what lets it be reused without clearing.
   void release(void* p, std::size_t table_bytes, std::size_t meta_bytes);
 
   std::uint64_t tables() const { return tables_; }
@@ -29,6 +38,19 @@ class TableMemory {
   std::uint64_t meta_bytes() const { return meta_bytes_; }
 
  private:
+  struct Chunk {
+    std::uint8_t* base = nullptr;
+    std::uint32_t used = 0;                // pages handed out
+    std::uint32_t bump = 0;                // pages never handed out start here
+    std::vector<std::uint16_t> free_list;  // pages handed out before and released since
+  };
+
+  void* page_from_pool();
+  void page_to_pool(void* p);
+  void drop_chunk(std::uintptr_t base);
+
+  std::unordered_map<std::uintptr_t, Chunk> chunks_;  // by 2 MiB-aligned base
+  std::vector<std::uintptr_t> with_room_;             // chunks that may have free pages
   std::uint64_t tables_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t meta_bytes_ = 0;

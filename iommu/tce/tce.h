@@ -47,10 +47,9 @@ class TceFormat {
   u64 load(const u64* slot) const { return from_be(*slot); }
   void store(u64* slot, u64 e) const { *slot = to_be(e); }
 
-  bool present(u64 e) const {
-    const Tce t = decode(e);
-    return t.read || t.write;
-  }
+  bool present(u64 e) const { return (e & kPresentMask) != 0; }
+  // In memory the TCE is big-endian: READ and WRITE sit in bits 56 and 57 of the raw value.
+  u64 stored_present(u64 raw) const { return (((raw >> 56) & kPresentMask) + kPresentMask) >> 2; }
   bool is_leaf(u64, int level) const { return level == 1; }
   bool can_leaf(int level) const { return level == 1; }
   u64* table_of(u64 e) const {

@@ -27,6 +27,15 @@ constexpr u64 kMaxOutputBits = 52;  // TCE_RPN_MASK: 40-bit RPN of 4 KiB pages
 constexpr Tce decode(u64 v) { return std::bit_cast<Tce>(v); }
 constexpr u64 encode(Tce t) { return std::bit_cast<u64>(t); }
 
+// A TCE (or an intermediate entry) is in use when READ or WRITE is set.
+constexpr u64 present_mask() {
+  Tce e{};
+  e.read = 1;
+  e.write = 1;
+  return encode(e);
+}
+constexpr u64 kPresentMask = present_mask();
+
 // TCEs live in memory big-endian.
 inline u64 from_be(u64 v) { return __builtin_bswap64(v); }
 inline u64 to_be(u64 v) { return __builtin_bswap64(v); }

@@ -40,10 +40,9 @@ class SlFormat {
   u64 load(const u64* slot) const { return *slot; }
   void store(u64* slot, u64 e) const { *slot = e; }
 
-  bool present(u64 e) const {
-    const SlPte p = decode(e);
-    return p.read || p.write;
-  }
+  bool present(u64 e) const { return (e & kPresentMask) != 0; }
+  // R and W are bits 0 and 1: (R|W) + 3 carries into bit 2 exactly when one of them is set.
+  u64 stored_present(u64 raw) const { return ((raw & kPresentMask) + kPresentMask) >> 2; }
   bool is_leaf(u64 e, int level) const { return level == 1 || decode(e).page_size; }
   bool can_leaf(int level) const {
     return level == 1 || (level == 2 && page_2m_) || (level == 3 && page_1g_);

@@ -36,6 +36,15 @@ constexpr u64 kMaxOutputBits = 52;  // address bits 51:12
 constexpr SlPte decode(u64 v) { return std::bit_cast<SlPte>(v); }
 constexpr u64 encode(SlPte p) { return std::bit_cast<u64>(p); }
 
+// No present bit: an entry is present when R or W is set.
+constexpr u64 present_mask() {
+  SlPte e{};
+  e.read = 1;
+  e.write = 1;
+  return encode(e);
+}
+constexpr u64 kPresentMask = present_mask();
+
 // Capability register (CAP_REG, §1.2), the fields this model sets.
 struct CapReg {
   u64 nd : 3;          // 2:0   number of domains = 2^(4 + 2*ND)
