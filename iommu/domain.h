@@ -83,6 +83,10 @@ class Unit {
   // Page sizes a domain of this unit supports (0 for a unit that does no DMA).
   virtual u64 page_sizes() const = 0;
 
+  // Whether its domains can force DMA to snoop CPU caches (VT-d snoop control; POWER is always
+  // coherent). VFIO reports it as VFIO_DMA_CC_IOMMU.
+  virtual bool enforces_cache_coherency() const = 0;
+
  protected:
   explicit Unit(std::string name) : name_(std::move(name)) {}
 

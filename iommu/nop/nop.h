@@ -33,6 +33,7 @@ class NopUnit final : public Unit {
   Result<std::unique_ptr<Domain>> create_domain() override;
   std::vector<IovaRange> reserved_regions() const override { return {}; }
   u64 page_sizes() const override { return 0; }
+  bool enforces_cache_coherency() const override { return false; }
 };
 
 }  // namespace vfio_emu::iommu::nop

@@ -170,6 +170,7 @@ class TceUnit final : public Unit, public std::enable_shared_from_this<TceUnit> 
   Result<std::unique_ptr<Domain>> create_domain() override;
   std::vector<IovaRange> reserved_regions() const override { return config_.reserved; }
   u64 page_sizes() const override { return config_.page_sizes; }
+  bool enforces_cache_coherency() const override { return true; }
   const TceConfig& config() const { return config_; }
 
  private:

@@ -129,6 +129,7 @@ class VtdUnit final : public Unit, public std::enable_shared_from_this<VtdUnit> 
   Result<std::unique_ptr<Domain>> create_domain() override;
   std::vector<IovaRange> reserved_regions() const override { return config_.reserved; }
   u64 page_sizes() const override;
+  bool enforces_cache_coherency() const override { return config_.snoop_control; }
 
   const VtdConfig& config() const { return config_; }
   int levels() const { return (config_.aw_bits - 30) / 9 + 2; }

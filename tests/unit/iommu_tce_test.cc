@@ -295,3 +295,10 @@ TEST_CASE("tce: an allocation failure during map changes no TCE", "[tce][fault]"
   CHECK(n > 3);
   CHECK(d->translate(bus + (u64{1} << 24), Access::kRead).output == 0xf0000000 + (u64{1} << 24));
 }
+
+TEST_CASE("tce: the named masks agree with the bitfield layout", "[tce]") {
+  Tce t{};
+  t.read = 1;
+  t.write = 1;
+  CHECK(encode(t) == kPresentMask);
+}

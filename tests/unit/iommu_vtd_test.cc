@@ -421,3 +421,10 @@ TEST_CASE("vtd: a failed split keeps every translation", "[vtd][fault]") {
   }
   CHECK(*d->unmap(M2 + K4, M2 + 2 * K4 - 1) == K4);
 }
+
+TEST_CASE("vtd: the named masks agree with the bitfield layout", "[vtd]") {
+  SlPte p{};
+  p.read = 1;
+  p.write = 1;
+  CHECK(encode(p) == kPresentMask);
+}

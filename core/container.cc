@@ -1,0 +1,170 @@
+// /dev/vfio/vfio: GET_API_VERSION, CHECK_EXTENSION, SET_IOMMU, and attaching groups to a
+// container (drivers/vfio/container.c). Every other container ioctl goes to the IOMMU driver
+// (see Emulator::ioctl); without one it is EINVAL.
+#include "core/container.h"
+
+#include <algorithm>
+
+#include "core/dispatcher.h"
+#include "core/emulator.h"
+#include "core/log.h"
+#include "core/reject.h"
+#include "core/spapr.h"
+#include "core/type1.h"
+#include "core/uapi/vfio.h"
+
+namespace vfio_emu::core {
+
+using namespace uapi;
+
+namespace {
+
+// The IOMMU driver families; groups of a family's models can share a container.
+enum class Family : u8 { kType1, kSpapr };
+
+bool family_serves(Family f, iommu::Model m) {
+  return f == Family::kType1 ? (m == iommu::Model::kVtd || m == iommu::Model::kNop)
+                             : m == iommu::Model::kTce;
+}
+
+bool family_claims(Family f, u32 type) {
+  return f == Family::kType1 ? (type == VFIO_TYPE1_IOMMU || type == VFIO_TYPE1v2_IOMMU)
+                             : (type == VFIO_SPAPR_TCE_IOMMU || type == VFIO_SPAPR_TCE_v2_IOMMU);
+}
+
+long family_check_extension_unset(Family f, u32 ext) {
+  if (f == Family::kSpapr) return spapr_check_extension_unset(ext);
+  // vfio_iommu_type1_check_extension with no iommu_data.
+  switch (ext) {
+    case VFIO_TYPE1_IOMMU:
+    case VFIO_TYPE1v2_IOMMU:
+    case VFIO_UNMAP_ALL:
+      return 1;
+    default:
+      return 0;  // DMA_CC and UPDATE_VADDR need a set-up container; nesting is gone
+  }
+}
+
+// Which drivers may serve the container: Linux walks every registered driver the container may
+// use (vfio_iommu_driver_allowed). This machine has both VT-d and POWER units, so a driver is
+// allowed when it can serve every group already attached (or any unit, with no group yet).
+bool family_allowed(const Emulator& emu, const Container& c, Family f) {
+  if (!c.groups.empty())
+    return std::all_of(c.groups.begin(), c.groups.end(),
+                       [&](const Group* g) { return family_serves(f, g->model()); });
+  return std::any_of(emu.topology().units.begin(), emu.topology().units.end(),
+                     [&](const auto& u) { return family_serves(f, u->model()); });
+}
+
+constexpr Family kFamilies[] = {Family::kType1, Family::kSpapr};
+
+Result<long> get_api_version(Emulator&, File&, IoctlCall&) { return long{VFIO_API_VERSION}; }
+
+Result<long> check_extension(Emulator& emu, File& file, IoctlCall& call) {
+  Container& c = *static_cast<ContainerFile&>(file).container;
+  const u32 ext = static_cast<u32>(call.arg);
+  call.detail = fmt::format("ext={}", ext);
+  std::lock_guard lock(emu.mu);
+  if (c.driver) {
+    std::lock_guard clock(c.mu);
+    return c.driver->check_extension(ext);
+  }
+  for (Family f : kFamilies) {
+    if (!family_allowed(emu, c, f)) continue;
+    const long r = family_check_extension_unset(f, ext);
+    if (r > 0) return r;
+  }
+  return long{0};
+}
+
+Result<long> set_iommu(Emulator& emu, File& file, IoctlCall& call) {
+  Container& c = *static_cast<ContainerFile&>(file).container;
+  const u32 type = static_cast<u32>(call.arg);
+  call.detail = fmt::format("type={}", type);
+  std::lock_guard lock(emu.mu);
+  if (c.groups.empty() || c.driver)
+    return reject(call, EINVAL, "type {}: {}", type,
+                  c.driver ? "an IOMMU driver is already set" : "no group in the container");
+  int ret = ENODEV;  // no driver claims the type
+  for (Family f : kFamilies) {
+    if (!family_allowed(emu, c, f) || !family_claims(f, type)) continue;
+    std::unique_ptr<IommuDriver> driver =
+        f == Family::kType1 ? std::unique_ptr<IommuDriver>(new Type1Driver(emu, c, type))
+                            : make_spapr_driver(emu, c, type);
+    std::lock_guard clock(c.mu);
+    size_t attached = 0;
+    Status st;
+    for (Group* g : c.groups) {
+      st = driver->attach_group(*g);
+      if (!st) break;
+      ++attached;
+    }
+    if (!st) {
+      for (size_t i = 0; i < attached; ++i) driver->detach_group(*c.groups[i]);
+      ret = st.error();
+      continue;
+    }
+    c.driver = std::move(driver);
+    return long{0};
+  }
+  if (ret == ENODEV)
+    return reject(call, ENODEV, "type {}: no IOMMU driver can serve the container's groups "
+                  "(IOMMU model does not support this type)", type);
+  return reject(call, ret, "type {}: attaching the container's groups failed", type);
+}
+
+constexpr Command kContainerCommands[] = {
+    {VFIO_GET_API_VERSION, "VFIO_GET_API_VERSION", NodeKind::kContainer, Backend::kNone,
+     ArgKind::kNone, 0, 0, get_api_version},
+    {VFIO_CHECK_EXTENSION, "VFIO_CHECK_EXTENSION", NodeKind::kContainer, Backend::kNone,
+     ArgKind::kValue, 0, 0, check_extension},
+    {VFIO_SET_IOMMU, "VFIO_SET_IOMMU", NodeKind::kContainer, Backend::kNone, ArgKind::kValue, 0, 0,
+     set_iommu},
+};
+
+}  // namespace
+
+std::span<const Command> container_commands() { return kContainerCommands; }
+
+Status container_attach_group(Emulator& emu, const std::shared_ptr<Container>& cp, Group& g,
+                              IoctlCall& call) {
+  (void)emu;
+  Container& c = *cp;
+  // A container holds groups of one IOMMU family only, as Linux keeps noiommu and IOMMU groups
+  // apart: the check (and its EPERM) comes before any driver is asked.
+  if (!c.groups.empty()) {
+    const iommu::Model have = c.groups.front()->model();
+    const bool compatible = (have == iommu::Model::kTce) == (g.model() == iommu::Model::kTce);
+    if (!compatible)
+      return reject(call, EPERM, "group {} ({} unit {}) cannot join container {}, which holds "
+                    "an incompatible IOMMU ({} groups)", g.id(), iommu::model_name(g.model()),
+                    g.unit()->name(), c.id(), iommu::model_name(have));
+  }
+  // iommu_group_claim_dma_owner: a device bound through its cdev owns the group's DMA.
+  for (const auto& d : g.devices())
+    if (d->bound_file != nullptr)
+      return reject(call, EPERM, "group {}: device {} is bound to an iommufd", g.id(),
+                    d->spec().bdf);
+  if (c.driver) {
+    std::lock_guard clock(c.mu);
+    Status st = c.driver->attach_group(g);
+    if (!st) return reject(call, st.error(), "group {}: {} driver refused it", g.id(),
+                           c.driver->name());
+  }
+  c.groups.push_back(&g);
+  g.container = cp;
+  return {};
+}
+
+void container_detach_group(Emulator& emu, Group& g) {
+  (void)emu;
+  std::shared_ptr<Container> cp = std::move(g.container);
+  Container& c = *cp;
+  std::lock_guard clock(c.mu);
+  if (c.driver) c.driver->detach_group(g);
+  c.groups.erase(std::remove(c.groups.begin(), c.groups.end(), &g), c.groups.end());
+  // The last group takes the driver, and every mapping, with it.
+  if (c.groups.empty()) c.driver.reset();
+}
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,115 @@
+// What an ioctl handler may know and touch of the process that called it.
+//
+// The transport (cuse/) implements these against the real caller (process_vm_readv/writev, the
+// CUSE retry protocol, pidfd_getfd, /proc); core unit tests implement them in-process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "iommu/result.h"
+#include "iommu/types.h"
+
+namespace vfio_emu::core {
+
+using iommu::Prot;
+using iommu::u16;
+using iommu::u32;
+using iommu::u64;
+using iommu::u8;
+
+// Not an errno: the CUSE retry protocol needs more of the caller's memory before the handler can
+// go on. The transport answers FUSE_IOCTL_RETRY and runs the handler again from the start when
+// the data arrives, which is why handlers read everything before they change anything.
+constexpr int kNeedRetry = kFirstInternalCode + 1;
+
+struct Caller {
+  pid_t tid = 0;   // the calling thread, as the request names it (0: not visible to us)
+  pid_t pid = 0;   // its thread-group leader: the "process" that owns mappings
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// The caller's memory, reached through the argument pointer.
+class UserMemory {
+ public:
+  virtual ~UserMemory() = default;
+  // Copies len bytes at the caller's `addr`. Errors: EFAULT; kNeedRetry.
+  virtual Status read(u64 addr, void* dst, std::size_t len) = 0;
+  // Announces a write the handler will make after it has changed state, so that a transport
+  // that must ask for output buffers in advance (CUSE retry) can do so while the handler can
+  // still be re-run. Errors: kNeedRetry.
+  virtual Status will_write(u64 addr, std::size_t len) = 0;
+  // Copies len bytes to the caller's `addr`. Errors: EFAULT.
+  virtual Status write(u64 addr, const void* src, std::size_t len) = 0;
+};
+
+class File;
+
+// Turns an fd number passed in an ioctl argument into one of our open files.
+class FdResolver {
+ public:
+  virtual ~FdResolver() = default;
+  // Errors: EBADF if `fd` is not an open fd of the caller. Returns nullptr for an fd that is open
+  // but is not one of our nodes (the handler decides the errno, as Linux does).
+  virtual Result<std::shared_ptr<File>> resolve(int fd) = 0;
+};
+
+// Facts about the caller that Linux reads from the task: mappings, limits, capabilities.
+class CallerEnv {
+ public:
+  virtual ~CallerEnv() = default;
+  // How many bytes from `addr` (up to len) lie in mappings of the caller that allow the access a
+  // DMA with `prot` needs (readable for kProtRead, writable for kProtWrite), as pinning the pages
+  // would require. len means all of it.
+  virtual u64 dma_accessible(u64 addr, u64 len, Prot prot) = 0;
+  // RLIMIT_MEMLOCK of the caller in bytes (kU64Max: unlimited).
+  virtual u64 memlock_limit() = 0;
+  // Whether the caller has a capability in its effective set (CAP_IPC_LOCK, CAP_SYS_RAWIO, ...).
+  virtual bool capable(int cap) = 0;
+};
+
+struct Command;
+
+// One ioctl as the handlers see it.
+struct IoctlCall {
+  u32 cmd = 0;
+  u64 arg = 0;  // the raw argument: a pointer or a value
+  Caller caller;
+  std::string node_name;             // "vfio/1", for log lines
+  const Command* command = nullptr;  // set by the dispatcher
+  std::string detail;                // decoded operands, filled by handlers for the trace
+  UserMemory* mem = nullptr;
+  FdResolver* fds = nullptr;
+  CallerEnv* env = nullptr;
+
+  // iommufd commands: the dispatcher has applied the `size` rules (too small: EINVAL; non-zero
+  // bytes past the kernel struct: E2BIG) and read the struct, zero-extended, into ucmd.
+  u32 user_size = 0;
+  alignas(8) std::array<u8, 256> ucmd{};
+  template <class T>
+  T& ucmd_as() {
+    static_assert(sizeof(T) <= sizeof(ucmd));
+    return *reinterpret_cast<T*>(ucmd.data());
+  }
+  // iommufd_ucmd_respond: copies min(user size, ksize) bytes of ucmd back. Errors: EFAULT.
+  Status respond(std::size_t ksize) const {
+    return mem->write(arg, ucmd.data(), user_size < ksize ? user_size : ksize);
+  }
+
+  // Reads a struct whose first `minsz` bytes are mandatory: copies min(sizeof(T), minsz) bytes
+  // and zero-fills the rest, as the kernel's copy_from_user(&s, arg, minsz) leaves them.
+  // Errors: EFAULT, kNeedRetry.
+  template <class T>
+  Status read_min(T* s, std::size_t minsz) const {
+    *s = T{};
+    return mem->read(arg, s, minsz < sizeof(T) ? minsz : sizeof(T));
+  }
+};
+
+}  // namespace vfio_emu::core

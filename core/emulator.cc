@@ -1,0 +1,330 @@
+#include "core/emulator.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/container.h"
+#include "core/device.h"
+#include "core/iommufd/iommufd.h"
+#include "core/log.h"
+#include "core/reject.h"
+#include "core/uapi/iommufd.h"
+#include "core/uapi/vfio.h"
+
+namespace vfio_emu::core {
+
+// ---- LockedMemory ----------------------------------------------------------------------------
+
+Status LockedMemory::charge(pid_t pid, u64 bytes, u64 limit, bool cap_ipc_lock) {
+  std::lock_guard lock(mu_);
+  u64& have = bytes_[pid];
+  if (!cap_ipc_lock && (have + bytes < have || have + bytes > limit)) {
+    if (have == 0) bytes_.erase(pid);
+    return err(ENOMEM);
+  }
+  have += bytes;
+  return {};
+}
+
+void LockedMemory::uncharge(pid_t pid, u64 bytes) {
+  if (bytes == 0) return;
+  std::lock_guard lock(mu_);
+  auto it = bytes_.find(pid);
+  if (it == bytes_.end()) return;
+  it->second -= std::min(it->second, bytes);
+  if (it->second == 0) bytes_.erase(it);
+}
+
+u64 LockedMemory::charged(pid_t pid) const {
+  std::lock_guard lock(mu_);
+  auto it = bytes_.find(pid);
+  return it == bytes_.end() ? 0 : it->second;
+}
+
+// ---- Emulator --------------------------------------------------------------------------------
+
+Emulator::Emulator(Topology topology, EmulatorOptions options)
+    : topology_(std::move(topology)), options_(options) {
+  nodes_.push_back(NodeInfo{"vfio/vfio", NodeKind::kContainer, 0, 0666});
+  for (const GroupSpec& gs : topology_.groups) {
+    const auto* unit = topology_.unit(gs.iommu);
+    groups_.push_back(std::make_unique<Group>(gs, *unit));
+    nodes_.push_back(NodeInfo{"vfio/" + std::to_string(gs.id), NodeKind::kGroup, gs.id, 0600});
+  }
+  for (const auto& g : groups_)
+    for (const auto& d : g->devices()) devices_by_cdev_[d->spec().cdev_index] = d.get();
+  for (const auto& [index, d] : devices_by_cdev_)
+    nodes_.push_back(NodeInfo{"vfio/devices/" + d->cdev_name(), NodeKind::kDevice, index, 0600});
+  nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0666});
+}
+
+Emulator::~Emulator() = default;
+
+const NodeInfo* Emulator::node(const std::string& path) const {
+  for (const NodeInfo& n : nodes_)
+    if (n.path == path) return &n;
+  return nullptr;
+}
+
+Group* Emulator::group_by_id(u32 id) const {
+  for (const auto& g : groups_)
+    if (g->id() == id) return g.get();
+  return nullptr;
+}
+
+Device* Emulator::device_by_cdev(u32 index) const {
+  auto it = devices_by_cdev_.find(index);
+  return it == devices_by_cdev_.end() ? nullptr : it->second;
+}
+
+Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller& caller) {
+  auto log = logger("core");
+  std::shared_ptr<File> file;
+  const u64 id = new_id();
+  switch (node.kind) {
+    case NodeKind::kContainer:
+      file = std::make_shared<ContainerFile>(id, caller.pid, std::make_shared<Container>(id));
+      break;
+    case NodeKind::kGroup: {
+      Group* g = group_by_id(node.index);
+      if (g == nullptr) return err(ENODEV);
+      std::lock_guard lock(mu);
+      if (g->open_file != nullptr) {
+        log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid, g->id());
+        return err(EBUSY);
+      }
+      for (const auto& d : g->devices()) {
+        if (d->cdev_opens != 0) {
+          log->info("{} pid {} open: device {} of group {} is open through its cdev: EBUSY",
+                    node.path, caller.pid, d->spec().bdf, g->id());
+          return err(EBUSY);
+        }
+      }
+      file = std::make_shared<GroupFile>(id, caller.pid, g);
+      g->open_file = file.get();
+      break;
+    }
+    case NodeKind::kDevice: {
+      Device* d = device_by_cdev(node.index);
+      if (d == nullptr) return err(ENODEV);
+      std::lock_guard lock(mu);
+      ++d->cdev_opens;
+      file = std::make_shared<DeviceFile>(id, caller.pid, d);
+      break;
+    }
+    case NodeKind::kIommufd:
+      file = std::make_shared<IommufdFile>(id, caller.pid, make_iommufd_ctx(*this, id));
+      break;
+  }
+  std::lock_guard lock(registry_mu_);
+  files_[id] = file;
+  log->debug("{} pid {} open: file {}", node.path, caller.pid, id);
+  return file;
+}
+
+void Emulator::release(const std::shared_ptr<File>& file) {
+  {
+    std::lock_guard lock(mu);
+    switch (file->kind()) {
+      case NodeKind::kContainer:
+        break;  // groups keep the container (and its driver) alive until they leave
+      case NodeKind::kGroup: {
+        Group& g = *static_cast<GroupFile&>(*file).group;
+        if (g.ictx) {
+          iommufd_detach_group(*this, *g.ictx, g);
+          g.ictx.reset();
+        } else if (g.container) {
+          container_detach_group(*this, g);
+        }
+        g.open_file = nullptr;
+        break;
+      }
+      case NodeKind::kDevice: {
+        auto& df = static_cast<DeviceFile&>(*file);
+        release_device_file(*this, df);
+        --df.device->cdev_opens;
+        break;
+      }
+      case NodeKind::kIommufd:
+        release_iommufd_file(*this, static_cast<IommufdFile&>(*file));
+        break;
+    }
+  }
+  std::lock_guard lock(registry_mu_);
+  files_.erase(file->id());
+  logger("core")->debug("{} file {} released", node_kind_name(file->kind()), file->id());
+}
+
+std::shared_ptr<File> Emulator::file(u64 id) const {
+  std::lock_guard lock(registry_mu_);
+  auto it = files_.find(id);
+  return it == files_.end() ? nullptr : it->second.lock();
+}
+
+std::vector<std::shared_ptr<File>> Emulator::files() const {
+  std::lock_guard lock(registry_mu_);
+  std::vector<std::shared_ptr<File>> out;
+  for (const auto& [id, w] : files_)
+    if (auto f = w.lock()) out.push_back(f);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->id() < b->id(); });
+  return out;
+}
+
+Result<std::shared_ptr<HwDomain>> Emulator::create_domain(const std::shared_ptr<iommu::Unit>& unit,
+                                                          std::mutex* owner_mu,
+                                                          std::string owner) {
+  auto hw = TRY(unit->create_domain());
+  auto d = std::make_shared<HwDomain>();
+  d->id = new_id();
+  d->unit = unit;
+  d->hw = std::move(hw);
+  d->owner_mu = owner_mu;
+  d->owner = std::move(owner);
+  std::lock_guard lock(registry_mu_);
+  domains_.erase(std::remove_if(domains_.begin(), domains_.end(),
+                                [](const auto& w) { return w.expired(); }),
+                 domains_.end());
+  domains_.push_back(d);
+  return d;
+}
+
+std::vector<std::shared_ptr<HwDomain>> Emulator::domains() const {
+  std::lock_guard lock(registry_mu_);
+  std::vector<std::shared_ptr<HwDomain>> out;
+  for (const auto& w : domains_)
+    if (auto d = w.lock()) out.push_back(d);
+  return out;
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+
+namespace {
+
+Backend backend_of(const IommuDriver& d) {
+  switch (d.type()) {
+    case uapi::VFIO_TYPE1_IOMMU:
+    case uapi::VFIO_TYPE1v2_IOMMU:
+      return Backend::kType1;
+    default:
+      return Backend::kSpapr;
+  }
+}
+
+// iommufd_fops_ioctl's prologue: the `size` rules of every iommufd command.
+Status read_iommufd_struct(IoctlCall& call, const Command& c) {
+  u32 size = 0;
+  TRY(call.mem->read(call.arg, &size, sizeof(size)));
+  if (size < c.min_size)
+    return reject(call, EINVAL, "size {:#x} < {:#x}", size, c.min_size);
+  call.user_size = size;
+  call.ucmd.fill(0);
+  TRY(call.mem->read(call.arg, call.ucmd.data(), std::min<u64>(size, c.kernel_size)));
+  // copy_struct_from_user: bytes the kernel does not know must be zero.
+  u8 chunk[512];
+  for (u64 off = c.kernel_size; off < size;) {
+    const u64 n = std::min<u64>(sizeof(chunk), size - off);
+    TRY(call.mem->read(call.arg + off, chunk, n));
+    for (u64 i = 0; i < n; ++i)
+      if (chunk[i] != 0)
+        return reject(call, E2BIG, "size {:#x}: byte {:#x} past the {:#x}-byte struct is not zero",
+                      size, off + i, c.kernel_size);
+    off += n;
+  }
+  return call.mem->will_write(call.arg, std::min<u64>(size, c.kernel_size));
+}
+
+}  // namespace
+
+Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
+  const Command* c = nullptr;
+  Result<long> result = err(ENOTTY);
+  switch (file.kind()) {
+    case NodeKind::kContainer: {
+      c = find_command(NodeKind::kContainer, Backend::kNone, call.cmd);
+      if (c != nullptr) {
+        call.command = c;
+        result = c->handler(*this, file, call);
+        break;
+      }
+      Container& ct = *static_cast<ContainerFile&>(file).container;
+      std::lock_guard lock(ct.mu);
+      if (!ct.driver) {
+        result = reject(call, EINVAL, "cmd {:#x}: no IOMMU driver set (VFIO_SET_IOMMU first)",
+                        call.cmd);
+        break;
+      }
+      c = find_command(NodeKind::kContainer, backend_of(*ct.driver), call.cmd);
+      if (c != nullptr) {
+        call.command = c;
+        result = c->handler(*this, file, call);
+      }
+      break;
+    }
+    case NodeKind::kGroup:
+    case NodeKind::kDevice:
+      c = find_command(file.kind(), Backend::kNone, call.cmd);
+      if (file.kind() == NodeKind::kDevice && call.cmd != uapi::VFIO_DEVICE_BIND_IOMMUFD) {
+        // Before a successful BIND every other ioctl is EINVAL, known or not.
+        bool bound;
+        {
+          std::lock_guard lock(mu);
+          bound = static_cast<DeviceFile&>(file).bound();
+        }
+        if (!bound) {
+          call.command = c;
+          result = reject(call, EINVAL, "cmd {:#x}: device not bound (VFIO_DEVICE_BIND_IOMMUFD "
+                          "first)", call.cmd);
+          break;
+        }
+      }
+      if (c != nullptr) {
+        call.command = c;
+        result = c->handler(*this, file, call);
+      }
+      break;
+    case NodeKind::kIommufd: {
+      const u32 nr = call.cmd & 0xff;
+      if (nr < uapi::IOMMUFD_CMD_BASE) {  // the VFIO container compatibility layer
+        c = find_command(NodeKind::kIommufd, Backend::kIommufdCompat, call.cmd);
+        if (c != nullptr) {
+          call.command = c;
+          result = c->handler(*this, file, call);
+        }
+        break;
+      }
+      c = find_command(NodeKind::kIommufd, Backend::kNone, call.cmd);
+      if (c == nullptr) break;
+      call.command = c;
+      Status st = read_iommufd_struct(call, *c);
+      if (!st) {
+        result = Err{st.error()};
+        break;
+      }
+      result = c->handler(*this, file, call);
+      break;
+    }
+  }
+  if (!result && result.error() == ENOTTY && c == nullptr)
+    logger("core")->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY",
+                         call.node_name, call.caller.pid, call.cmd, call.arg);
+  auto log = logger("core");
+  if (log->should_log(spdlog::level::debug) && !(!result && result.error() == kNeedRetry)) {
+    log->debug("{} pid {} {} {}: {}", call.node_name, call.caller.pid,
+               c ? c->name : std::string_view("ioctl"), call.detail,
+               result ? fmt::format("{}", *result)
+                      : fmt::format("{} ({})", errno_name(result.error()), result.error()));
+  }
+  return result;
+}
+
+Result<u64> Emulator::read(File& file, u64 offset, void* buf, u64 len) {
+  if (file.kind() != NodeKind::kDevice) return err(EINVAL);
+  return device_read(*this, static_cast<DeviceFile&>(file), offset, buf, len);
+}
+
+Result<u64> Emulator::write(File& file, u64 offset, const void* buf, u64 len) {
+  if (file.kind() != NodeKind::kDevice) return err(EINVAL);
+  return device_write(*this, static_cast<DeviceFile&>(file), offset, buf, len);
+}
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,101 @@
+// The emulated VFIO/iommufd machine: the nodes a transport presents, and open / ioctl / read /
+// write / release on them. Transport-agnostic: the daemon drives it through CUSE or FUSE, the
+// unit tests drive it in-process.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/context.h"
+#include "core/dispatcher.h"
+#include "core/objects.h"
+#include "core/topology.h"
+
+namespace vfio_emu::core {
+
+struct EmulatorOptions {
+  u32 dma_entry_limit = 65535;  // type1 module parameter dma_entry_limit (U16_MAX)
+};
+
+// A node to present: "vfio/vfio", "vfio/1", "vfio/devices/vfio0", "iommu" (relative to /dev).
+struct NodeInfo {
+  std::string path;
+  NodeKind kind;
+  u32 index = 0;  // group id, or cdev index for devices
+  u32 mode = 0;   // permission bits, as Linux creates the node
+};
+
+// Locked-memory accounting per process (Linux: mm->locked_vm), for the pages VFIO would pin.
+class LockedMemory {
+ public:
+  // Charges `bytes` to `pid`. Errors: ENOMEM if that would exceed `limit` (bytes) and the
+  // caller lacks CAP_IPC_LOCK.
+  Status charge(pid_t pid, u64 bytes, u64 limit, bool cap_ipc_lock);
+  void uncharge(pid_t pid, u64 bytes);
+  u64 charged(pid_t pid) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<pid_t, u64> bytes_;
+};
+
+class Emulator {
+ public:
+  explicit Emulator(Topology topology, EmulatorOptions options = {});
+  ~Emulator();
+  Emulator(const Emulator&) = delete;
+  Emulator& operator=(const Emulator&) = delete;
+
+  const std::vector<NodeInfo>& nodes() const { return nodes_; }
+  const NodeInfo* node(const std::string& path) const;
+  const Topology& topology() const { return topology_; }
+  const EmulatorOptions& options() const { return options_; }
+
+  // open(2). Errors: EBUSY (the group is already open, or one of its devices is open through
+  // its cdev).
+  Result<std::shared_ptr<File>> open(const NodeInfo& node, const Caller& caller);
+  // The last close of an open file: releases everything it held, as Linux does.
+  void release(const std::shared_ptr<File>& file);
+  // Errors: whatever the command returns; ENOTTY for an unknown command.
+  Result<long> ioctl(File& file, IoctlCall& call);
+  // pread/pwrite on a device file (its regions). Errors: EINVAL (not bound, bad offset).
+  Result<u64> read(File& file, u64 offset, void* buf, u64 len);
+  Result<u64> write(File& file, u64 offset, const void* buf, u64 len);
+
+  // The open file with this id, if it is still open (the transport's "identify").
+  std::shared_ptr<File> file(u64 id) const;
+  std::vector<std::shared_ptr<File>> files() const;
+
+  // ---- used by the handlers ----
+  std::mutex mu;  // see core/objects.h for what it protects
+  Group* group_by_id(u32 id) const;
+  Device* device_by_cdev(u32 index) const;
+  const std::vector<std::unique_ptr<Group>>& groups() const { return groups_; }
+  u64 new_id() { return next_id_.fetch_add(1); }
+  LockedMemory& locked_memory() { return locked_memory_; }
+
+  // Creates a domain on `unit` and registers it for the tools.
+  // Errors: ENOSPC (the unit is out of domain ids), ENOMEM.
+  Result<std::shared_ptr<HwDomain>> create_domain(const std::shared_ptr<iommu::Unit>& unit,
+                                                  std::mutex* owner_mu, std::string owner);
+  std::vector<std::shared_ptr<HwDomain>> domains() const;
+
+ private:
+  Topology topology_;
+  EmulatorOptions options_;
+  std::vector<NodeInfo> nodes_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  std::map<u32, Device*> devices_by_cdev_;
+  std::atomic<u64> next_id_{1};
+  LockedMemory locked_memory_;
+
+  mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out)
+  std::unordered_map<u64, std::weak_ptr<File>> files_;
+  std::vector<std::weak_ptr<HwDomain>> domains_;
+};
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,164 @@
+// /dev/vfio/<group>: GET_STATUS, SET_CONTAINER (the BIND: a container fd or an iommufd fd),
+// UNSET_CONTAINER, GET_DEVICE_FD (drivers/vfio/group.c).
+#include <cstring>
+
+#include "core/container.h"
+#include "core/device.h"
+#include "core/dispatcher.h"
+#include "core/emulator.h"
+#include "core/iommufd/iommufd.h"
+#include "core/log.h"
+#include "core/reject.h"
+#include "core/uapi/vfio.h"
+
+namespace vfio_emu::core {
+
+using namespace uapi;
+
+namespace {
+
+constexpr u64 kPageSize = 4096;
+
+Group& group_of(File& f) { return *static_cast<GroupFile&>(f).group; }
+
+// iommu_group_dma_owner_claimed(): a device bound through its cdev (to an iommufd) owns DMA.
+bool dma_owner_claimed(const Group& g) {
+  for (const auto& d : g.devices())
+    if (d->bound_file != nullptr) return true;
+  return false;
+}
+
+Result<long> get_status(Emulator& emu, File& file, IoctlCall& call) {
+  constexpr u32 minsz = sizeof(vfio_group_status);
+  vfio_group_status status;
+  TRY(call.read_min(&status, minsz));
+  if (status.argsz < minsz)
+    return reject(call, EINVAL, "argsz {:#x} < {:#x}", status.argsz, minsz);
+  Group& g = group_of(file);
+  {
+    std::lock_guard lock(emu.mu);
+    if (g.has_iommu())
+      status.flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
+    else if (!dma_owner_claimed(g))
+      status.flags = VFIO_GROUP_FLAGS_VIABLE;
+    else
+      status.flags = 0;
+  }
+  call.detail = fmt::format("flags={:#x}", status.flags);
+  TRY(call.mem->write(call.arg, &status, minsz));
+  return 0;
+}
+
+Result<long> set_container(Emulator& emu, File& file, IoctlCall& call) {
+  std::int32_t fd = 0;
+  TRY(call.mem->read(call.arg, &fd, sizeof(fd)));
+  call.detail = fmt::format("fd={}", fd);
+  // Resolve before taking the group lock: on FUSE, identifying the file is itself a request
+  // that another worker thread of this daemon answers.
+  auto resolved = call.fds->resolve(fd);
+  if (!resolved) return reject(call, resolved.error(), "fd {} is not an open file", fd);
+  std::shared_ptr<File> target = resolved.take();
+  Group& g = group_of(file);
+  std::lock_guard lock(emu.mu);
+  if (g.has_iommu())
+    return reject(call, EINVAL, "group {} already has a {}", g.id(),
+                  g.container ? "container" : "iommufd");
+  if (target && target->kind() == NodeKind::kContainer) {
+    auto& cf = static_cast<ContainerFile&>(*target);
+    TRY(container_attach_group(emu, cf.container, g, call));
+    call.detail += fmt::format(" container={}", cf.container->id());
+    return 0;
+  }
+  if (target && target->kind() == NodeKind::kIommufd) {
+    auto& f = static_cast<IommufdFile&>(*target);
+    Status st = iommufd_attach_group(emu, f.ctx, g);
+    if (!st) return reject(call, st.error(), "group {}: iommufd compat IOAS", g.id());
+    g.ictx = f.ctx;
+    call.detail += " iommufd";
+    return 0;
+  }
+  return reject(call, EBADFD, "fd {} is {} (want a container or an iommufd)", fd,
+                target ? fmt::format("a {} node", node_kind_name(target->kind()))
+                       : std::string("not a VFIO file"));
+}
+
+Result<long> unset_container(Emulator& emu, File& file, IoctlCall& call) {
+  Group& g = group_of(file);
+  std::lock_guard lock(emu.mu);
+  if (!g.has_iommu()) return reject(call, EINVAL, "group {} has no container", g.id());
+  if (g.ictx) {
+    iommufd_detach_group(emu, *g.ictx, g);
+    g.ictx.reset();
+    return 0;
+  }
+  container_detach_group(emu, g);
+  return 0;
+}
+
+Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
+  // strndup_user(arg, PAGE_SIZE): the string, NUL included, must fit in a page.
+  std::string name;
+  char buf[256];
+  for (u64 off = 0;; off += sizeof(buf)) {
+    const u64 chunk = std::min<u64>(sizeof(buf), kPageSize - off);
+    if (chunk == 0) return reject(call, EINVAL, "device name longer than a page");
+    // Read byte-wise at the end of readable memory: a string may end right before a hole.
+    Status st = call.mem->read(call.arg + off, buf, chunk);
+    if (!st) {
+      if (st.error() != EFAULT) return Err{st.error()};
+      size_t i = 0;
+      for (; i < chunk; ++i) {
+        if (!call.mem->read(call.arg + off + i, &buf[i], 1)) break;
+        if (buf[i] == '\0') break;
+      }
+      if (i == chunk || buf[i] != '\0') return reject(call, EFAULT, "device name at {:#x}", call.arg);
+    }
+    const void* nul = std::memchr(buf, '\0', chunk);
+    if (nul != nullptr) {
+      name.append(buf, static_cast<const char*>(nul) - buf);
+      break;
+    }
+    name.append(buf, chunk);
+  }
+  call.detail = fmt::format("name=\"{}\"", name);
+  Group& g = group_of(file);
+  // vfio-pci's match: the device name, optionally followed by " vf_token=<uuid>".
+  std::string bdf = name;
+  std::string options;
+  if (auto sp = name.find(' '); sp != std::string::npos) {
+    bdf = name.substr(0, sp);
+    options = name.substr(sp + 1);
+  }
+  Device* dev = g.device_by_name(bdf);
+  if (dev == nullptr) return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
+  if (!options.empty())
+    return reject(call, EINVAL, "device {}: \"{}\": VF token given, but it is not a PF or VF",
+                  bdf, options);
+  std::lock_guard lock(emu.mu);
+  if (!g.has_iommu()) return reject(call, EINVAL, "group {} has no container", g.id());
+  if (g.container && !g.container->driver)
+    return reject(call, EINVAL, "group {}: container {} has no IOMMU set (VFIO_SET_IOMMU first)",
+                  g.id(), g.container->id());
+  // A daemon cannot create a file descriptor in the caller.
+  return reject(call, EOPNOTSUPP,
+                "device {}: a user-space emulator cannot create an fd in the caller; open "
+                "/dev/vfio/devices/{} and use VFIO_DEVICE_BIND_IOMMUFD, or run under "
+                "`vfio-emu run --shim`", bdf, dev->cdev_name());
+}
+
+constexpr Command kGroupCommands[] = {
+    {VFIO_GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", NodeKind::kGroup, Backend::kNone,
+     ArgKind::kStruct, sizeof(vfio_group_status), 0, get_status},
+    {VFIO_GROUP_SET_CONTAINER, "VFIO_GROUP_SET_CONTAINER", NodeKind::kGroup, Backend::kNone,
+     ArgKind::kInt, sizeof(std::int32_t), 0, set_container},
+    {VFIO_GROUP_UNSET_CONTAINER, "VFIO_GROUP_UNSET_CONTAINER", NodeKind::kGroup, Backend::kNone,
+     ArgKind::kNone, 0, 0, unset_container},
+    {VFIO_GROUP_GET_DEVICE_FD, "VFIO_GROUP_GET_DEVICE_FD", NodeKind::kGroup, Backend::kNone,
+     ArgKind::kString, 0, 0, get_device_fd},
+};
+
+}  // namespace
+
+std::span<const Command> group_commands() { return kGroupCommands; }
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,163 @@
+// The VFIO object model: devices, groups, containers and the open files that reach them.
+//
+// Locking (the order is always top to bottom):
+//   Emulator::mu      the "group lock": which file is open on which node, which group is in
+//                     which container or iommufd, which driver a container has, device binds.
+//                     Taken by open/close and the BIND-style ioctls, never on the MAP/UNMAP path.
+//   Container::mu     the container's IOMMU driver state (mappings, domains, windows). Taken by
+//                     every driver ioctl; containers never contend with each other.
+//   IommufdCtx::mu, Ioas::mu   likewise for iommufd (core/iommufd/).
+//   Device::regions_mu         a device's config space and BAR contents.
+// A Domain (iommu/) is owned by exactly one driver object and used under that owner's lock.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "core/context.h"
+#include "core/topology.h"
+#include "iommu/domain.h"
+
+namespace vfio_emu::core {
+
+class Emulator;
+class Group;
+class Container;
+class IommufdCtx;
+
+enum class NodeKind : u8 { kContainer, kGroup, kDevice, kIommufd };
+std::string_view node_kind_name(NodeKind k);
+
+// One open file description of a node (what an fd refers to).
+class File {
+ public:
+  File(NodeKind kind, u64 id, pid_t opener) : kind_(kind), id_(id), opener_(opener) {}
+  virtual ~File() = default;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  NodeKind kind() const { return kind_; }
+  u64 id() const { return id_; }          // unique for the daemon's lifetime
+  pid_t opener() const { return opener_; }
+
+ private:
+  NodeKind kind_;
+  u64 id_;
+  pid_t opener_;
+};
+
+// An IOMMU domain in use by some driver, registered so the tools can find and inspect it.
+struct HwDomain {
+  u64 id = 0;                         // global id the tools use (not the VT-d DID)
+  std::shared_ptr<iommu::Unit> unit;
+  std::unique_ptr<iommu::Domain> hw;
+  std::mutex* owner_mu = nullptr;     // the lock under which `hw` is used
+  std::string owner;                  // "container 3", "iommufd 2 hwpt 5", for the tools
+};
+
+// Emulated PCI device: static description plus the state VFIO keeps about it.
+class Device {
+ public:
+  Device(const DeviceSpec& spec, Group* group);
+
+  const DeviceSpec& spec() const { return spec_; }
+  Group& group() const { return *group_; }
+  std::string cdev_name() const { return "vfio" + std::to_string(spec_.cdev_index); }
+
+  // Under Emulator::mu.
+  u32 cdev_opens = 0;          // open cdev files (a group open is refused while > 0)
+  File* bound_file = nullptr;  // the cdev file bound to an iommufd (only one at a time)
+  bool bad_state = false;      // failed reset or EEH-frozen: open_device fails with EIO
+
+  // Region contents: config space and BAR0, reached with pread/pwrite.
+  std::mutex regions_mu;
+  std::array<u8, 256> config{};
+  std::array<u8, 256> config_write_mask{};  // bits software may change
+  std::vector<u8> bar0;
+  static constexpr u64 kBar0Size = 16 * 1024;
+  void reset_regions();  // power-on values; under regions_mu
+
+ private:
+  DeviceSpec spec_;
+  Group* group_;
+};
+
+// The partitionable-endpoint state of an EEH-capable (POWER) group.
+enum class EehState : u8 { kNormal, kFrozen };
+
+class Group {
+ public:
+  Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit);
+
+  u32 id() const { return id_; }
+  const std::shared_ptr<iommu::Unit>& unit() const { return unit_; }
+  iommu::Model model() const { return unit_->model(); }
+  const std::vector<std::unique_ptr<Device>>& devices() const { return devices_; }
+  Device* device_by_name(const std::string& bdf) const;
+
+  // Under Emulator::mu.
+  File* open_file = nullptr;               // a group has at most one open file
+  std::shared_ptr<Container> container;    // set by SET_CONTAINER with a container fd
+  std::shared_ptr<IommufdCtx> ictx;        // set by SET_CONTAINER with an iommufd fd
+  bool has_iommu() const { return container != nullptr || ictx != nullptr; }
+
+  // EEH PE state (TCE groups), under the owning container's mu.
+  bool eeh_enabled = false;
+  EehState eeh_state = EehState::kNormal;
+
+ private:
+  u32 id_;
+  std::shared_ptr<iommu::Unit> unit_;
+  std::vector<std::unique_ptr<Device>> devices_;
+};
+
+// A container's IOMMU backend, as Linux's vfio_iommu_driver_ops. Every call is made with the
+// container's mu held (and Emulator::mu for attach/detach).
+class IommuDriver {
+ public:
+  virtual ~IommuDriver() = default;
+  virtual u32 type() const = 0;             // VFIO_TYPE1_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU, ...
+  virtual std::string_view name() const = 0;
+  // Adds a group. Its errors surface through SET_CONTAINER or SET_IOMMU.
+  virtual Status attach_group(Group& g) = 0;
+  virtual void detach_group(Group& g) = 0;
+  // CHECK_EXTENSION once this driver is set.
+  virtual long check_extension(u32 ext) const = 0;
+  // The IOMMU domains this driver owns (for the tools).
+  virtual std::vector<std::shared_ptr<HwDomain>> domains() const = 0;
+};
+
+class Container {
+ public:
+  explicit Container(u64 id) : id_(id) {}
+  u64 id() const { return id_; }
+
+  std::mutex mu;
+  // Under Emulator::mu (and mu when changed):
+  std::vector<Group*> groups;
+  std::unique_ptr<IommuDriver> driver;
+
+ private:
+  u64 id_;
+};
+
+// ---- open files of each node kind ------------------------------------------------------------
+
+class ContainerFile final : public File {
+ public:
+  ContainerFile(u64 id, pid_t opener, std::shared_ptr<Container> c)
+      : File(NodeKind::kContainer, id, opener), container(std::move(c)) {}
+  std::shared_ptr<Container> container;
+};
+
+class GroupFile final : public File {
+ public:
+  GroupFile(u64 id, pid_t opener, Group* g) : File(NodeKind::kGroup, id, opener), group(g) {}
+  Group* group;
+};
+
+}  // namespace vfio_emu::core

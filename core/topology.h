@@ -1,0 +1,72 @@
+// The emulated machine: IOMMU units, IOMMU groups and the PCI devices in them, from a TOML file
+// or the built-in default.
+//
+//   [[iommu]]                  # one per simulated IOMMU unit
+//   name = "dmar0"             # unique
+//   model = "vtd"              # "vtd" | "tce" | "nop"
+//   aw_bits = 48               # vtd: 39 | 48 | 57
+//   page_sizes = ["4K", "2M", "1G"]        # vtd: second-level sizes; tce: DDW page sizes
+//   max_domains = 256          # vtd: 16, 64, 256, ..., 65536 (CAP.ND)
+//   reserved = [{ first = 0xfee00000, last = 0xfeefffff }]   # IOVA no device may use
+//   split = "split"            # vtd: unmap of part of a superpage: "split" | "refuse"
+//   dma32_window_size = "1G"   # tce: the default 32-bit window
+//   max_windows = 2            # tce
+//   max_levels = 5             # tce
+//   ddw_start = 0x0800000000000000         # tce: bus address of dynamic windows
+//
+//   [[group]]
+//   id = 1
+//   iommu = "dmar0"
+//   devices = ["0000:00:01.0"]             # PCI BDFs; each also gets a cdev vfioN, in order
+//   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true }]
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "iommu/domain.h"
+
+namespace vfio_emu::core {
+
+using iommu::u16;
+using iommu::u32;
+using iommu::u64;
+using iommu::u8;
+
+struct DeviceSpec {
+  std::string bdf;           // "0000:00:01.0"
+  u32 cdev_index = 0;        // N of /dev/vfio/devices/vfioN, in order of appearance
+  u16 vendor = 0x1b36;       // Red Hat, Inc. (QEMU's vendor id)
+  u16 device = 0x0005;       // QEMU PCI test device
+  u32 class_code = 0x00ff00; // unclassified device
+  bool fail_reset = false;   // VFIO_DEVICE_RESET fails and leaves the device in a bad state
+};
+
+struct GroupSpec {
+  u32 id = 0;
+  std::string iommu;         // unit name
+  std::vector<DeviceSpec> devices;
+};
+
+struct Topology {
+  std::vector<std::shared_ptr<iommu::Unit>> units;
+  std::vector<GroupSpec> groups;
+
+  const std::shared_ptr<iommu::Unit>* unit(const std::string& name) const;
+
+  // dmar0 (VT-d, 48-bit, 4K/2M/1G, MSI window reserved) with groups 1 and 2, phb0 (TCE, 1 GiB
+  // 32-bit window, 4K/64K/2M/1G DDW, 2 windows, 5 levels) with group 3, nop0 with group 4.
+  static Topology builtin();
+
+  // Parses the TOML text. On error returns nullopt and sets *error to a one-line message.
+  static std::optional<Topology> parse(const std::string& toml_text, std::string* error);
+  static std::optional<Topology> load(const std::string& path, std::string* error);
+};
+
+// "4K", "64K", "2M", "1G", "16G", or a plain number of bytes. False if not a size.
+bool parse_size(const std::string& text, u64* out);
+
+}  // namespace vfio_emu::core

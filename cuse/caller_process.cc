@@ -1,0 +1,158 @@
+#include "cuse/caller_process.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace vfio_emu::cuse {
+namespace {
+
+// PROCMAP_QUERY (Linux 6.11+, <linux/fs.h>), defined here because Debian 12's headers are 6.1.
+struct ProcmapQuery {
+  std::uint64_t size;
+  std::uint64_t query_flags;
+  std::uint64_t query_addr;
+  std::uint64_t vma_start;
+  std::uint64_t vma_end;  // exclusive
+  std::uint64_t vma_flags;
+  std::uint64_t vma_page_size;
+  std::uint64_t vma_offset;
+  std::uint64_t inode;
+  std::uint32_t dev_major;
+  std::uint32_t dev_minor;
+  std::uint32_t vma_name_size;
+  std::uint32_t build_id_size;
+  std::uint64_t vma_name_addr;
+  std::uint64_t build_id_addr;
+};
+static_assert(sizeof(ProcmapQuery) == 104);
+constexpr std::uint64_t kVmaReadable = 0x01;
+constexpr std::uint64_t kVmaWritable = 0x02;
+constexpr unsigned long kProcmapQuery = _IOWR('f', 17, ProcmapQuery);
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+std::uint64_t needed_flags(iommu::Prot prot) {
+  std::uint64_t f = 0;
+  if (prot & iommu::kProtRead) f |= kVmaReadable;
+  if (prot & iommu::kProtWrite) f |= kVmaWritable;
+  return f == 0 ? kVmaReadable : f;
+}
+
+// The text /proc/<pid>/maps, for kernels without PROCMAP_QUERY.
+u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  u64 covered_to = addr;  // everything below this is accessible
+  const u64 end = addr + len;  // len > 0, no overflow: callers pass checked ranges
+  char line[512];
+  while (std::fgets(line, sizeof(line), f) != nullptr && covered_to < end) {
+    unsigned long long lo = 0, hi = 0;
+    char perms[8] = {};
+    if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
+    if (hi <= covered_to) continue;
+    if (lo > covered_to) break;  // a hole
+    const bool ok = (!(need & kVmaReadable) || perms[0] == 'r') &&
+                    (!(need & kVmaWritable) || perms[1] == 'w');
+    if (!ok) break;
+    covered_to = hi;
+  }
+  std::fclose(f);
+  return covered_to >= end ? len : covered_to - addr;
+}
+
+}  // namespace
+
+Status process_read(pid_t tid, u64 addr, void* dst, std::size_t len) {
+  if (len == 0) return {};
+  iovec local{dst, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  const ssize_t n = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(len)) return {};
+  if (n >= 0 || errno == EFAULT) return err(EFAULT);
+  return err(errno);
+}
+
+Status process_write(pid_t tid, u64 addr, const void* src, std::size_t len) {
+  if (len == 0) return {};
+  iovec local{const_cast<void*>(src), len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  const ssize_t n = process_vm_writev(tid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(len)) return {};
+  if (n >= 0 || errno == EFAULT) return err(EFAULT);
+  return err(errno);
+}
+
+u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
+  if (len == 0) return 0;
+  const std::uint64_t need = needed_flags(prot);
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  Fd maps(::open(path, O_RDONLY | O_CLOEXEC));
+  if (maps.fd < 0) return 0;
+  const u64 end = addr + len;
+  u64 covered_to = addr;
+  while (covered_to < end) {
+    ProcmapQuery q{};
+    q.size = sizeof(q);
+    q.query_addr = covered_to;
+    q.query_flags = need;  // only VMAs with these permissions match
+    if (::ioctl(maps.fd, kProcmapQuery, &q) != 0) {
+      if (errno == ENOTTY || errno == EINVAL) return accessible_from_text(pid, addr, len, need);
+      break;  // ENOENT: no VMA with the permissions covers covered_to
+    }
+    if (q.vma_start > covered_to) break;
+    covered_to = q.vma_end;
+  }
+  return covered_to >= end ? len : covered_to - addr;
+}
+
+u64 memlock_limit(pid_t pid) {
+  rlimit lim{};
+  if (prlimit(pid, RLIMIT_MEMLOCK, nullptr, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+    return iommu::kU64Max;
+  return lim.rlim_cur;
+}
+
+bool has_capability(pid_t tid, int cap) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, tid};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return (data[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+pid_t thread_group_of(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", tid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  pid_t tgid = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::strncmp(line, "Tgid:", 5) == 0) {
+      tgid = static_cast<pid_t>(std::strtol(line + 5, nullptr, 10));
+      break;
+    }
+  }
+  std::fclose(f);
+  return tgid;
+}
+
+}  // namespace vfio_emu::cuse

@@ -1,0 +1,39 @@
+// Reaching the calling process from the daemon: its memory (process_vm_readv/writev on the
+// caller's thread id), its mappings and their permissions (PROCMAP_QUERY on /proc/<pid>/maps,
+// Linux 6.11+, with a text fallback), its RLIMIT_MEMLOCK (prlimit) and capabilities (capget).
+//
+// All of it needs ptrace-attach rights over the caller: the daemon runs as root.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "iommu/result.h"
+#include "iommu/types.h"
+
+namespace vfio_emu::cuse {
+
+using iommu::u64;
+
+// Copies len bytes at `addr` in process/thread `tid`. Errors: EFAULT (unmapped or unreadable),
+// EPERM/ESRCH (cannot reach the process).
+Status process_read(pid_t tid, u64 addr, void* dst, std::size_t len);
+Status process_write(pid_t tid, u64 addr, const void* src, std::size_t len);
+
+// How many bytes from `addr` (at most len) lie in consecutive mappings of `pid` that allow the
+// access a DMA with `prot` needs: readable for kProtRead, writable for kProtWrite (what pinning
+// with or without FOLL_WRITE requires). Special mappings (VM_IO/PFNMAP) are not distinguished.
+u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot);
+
+// RLIMIT_MEMLOCK of `pid` in bytes; kU64Max when unlimited or unknown.
+u64 memlock_limit(pid_t pid);
+
+// Whether thread `tid` has capability `cap` in its effective set.
+bool has_capability(pid_t tid, int cap);
+
+// The thread-group id of thread `tid` (from /proc/<tid>/status), or 0 if it is gone.
+pid_t thread_group_of(pid_t tid);
+
+}  // namespace vfio_emu::cuse
