@@ -106,12 +106,12 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
     Status st = call.mem->read(call.arg + off, buf, chunk);
     if (!st) {
       if (st.error() != EFAULT) return Err{st.error()};
-      size_t i = 0;
-      for (; i < chunk; ++i) {
+      bool terminated = false;
+      for (size_t i = 0; i < chunk && !terminated; ++i) {
         if (!call.mem->read(call.arg + off + i, &buf[i], 1)) break;
-        if (buf[i] == '\0') break;
+        terminated = buf[i] == '\0';
       }
-      if (i == chunk || buf[i] != '\0') return reject(call, EFAULT, "device name at {:#x}", call.arg);
+      if (!terminated) return reject(call, EFAULT, "device name at {:#x}", call.arg);
     }
     const void* nul = std::memchr(buf, '\0', chunk);
     if (nul != nullptr) {
