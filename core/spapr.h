@@ -1,17 +1,142 @@
 // VFIO sPAPR TCE IOMMU backend (VFIO_SPAPR_TCE_IOMMU = v1, VFIO_SPAPR_TCE_v2_IOMMU = v2), as
-// Linux's drivers/vfio/vfio_iommu_spapr_tce.c, on the simulated TCE tables, plus VFIO_EEH_PE_OP.
+// Linux's drivers/vfio/vfio_iommu_spapr_tce.c (6.4+, "borrowing" table group ops), on the
+// simulated TCE tables, plus VFIO_EEH_PE_OP (the PowerNV EEH model of arch/powerpc/kernel/eeh.c).
+//
+// A container has one TceDomain, on the TCE unit (PHB) of its first group; every group of the
+// container is behind that unit and shares the domain's windows, as Linux programs the same
+// iommu_table into every table group. TCEs hold the caller's virtual address (the emulator does
+// not pin). The order of checks and the errno of each follow shared/spec/linux-vfio-uapi.md §4.
 #pragma once
 
+#include <sys/types.h>
+
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "core/objects.h"
+#include "iommu/tce/tce.h"
 
 namespace vfio_emu::core {
+
+// One VFIO_IOMMU_SPAPR_REGISTER_MEMORY region (Linux's mm_iommu_table_group_mem_t). Linux keeps
+// these per process (mm); the emulator keeps them per container, i.e. as if the container's
+// process used no other sPAPR container.
+struct SpaprRegion {
+  u64 vaddr = 0;
+  u64 size = 0;
+  // On the container's prereg list. False once UNREGISTER dropped it while TCEs still pointed
+  // into it: Linux then returns 0 but the region stays pinned, charged and usable for MAP until
+  // the process (here: the container's driver) goes away.
+  bool listed = true;
+  u64 last() const { return vaddr + (size - 1); }
+  // mm_iommu_table_group_mem_t.pageshift: the largest IOMMU page the region can back, from its
+  // natural alignment (the backing pages are assumed to be at least that large).
+  int page_shift() const;
+};
+
+// The EEH state of one partitionable endpoint, as PowerNV firmware keeps it.
+struct SpaprPeState {
+  bool mmio_frozen = false;  // loads/stores to the PE's MMIO and config space are stopped
+  bool dma_frozen = false;   // the PE's DMA is stopped
+  bool in_reset = false;     // a hot or fundamental reset is asserted (config access blocked)
+  bool enabled = false;      // VFIO_EEH_PE_ENABLE was the last of ENABLE/DISABLE
+  bool normal() const { return !mmio_frozen && !dma_frozen && !in_reset; }
+  // VFIO_EEH_PE_STATE_* as eeh_pe_get_state() derives it from the freeze state.
+  u32 vfio_state() const;
+};
+
+class SpaprDriver final : public IommuDriver {
+ public:
+  // `type` is VFIO_SPAPR_TCE_IOMMU or VFIO_SPAPR_TCE_v2_IOMMU.
+  SpaprDriver(Emulator& emu, Container& container, u32 type);
+  // tce_iommu_release: everything charged to the container's process is given back.
+  ~SpaprDriver() override;
+
+  u32 type() const override;
+  std::string_view name() const override { return v2_ ? "spapr-tce-v2" : "spapr-tce"; }
+  // tce_iommu_attach_group. Errors: ENODEV (not behind a TCE unit), EINVAL (v2 on a unit without
+  // dynamic DMA windows), EBUSY (v1 already has a group; the group is already attached), EPERM
+  // (the group is behind another TCE unit than the container's), ENOMEM.
+  Status attach_group(Group& g) override;
+  // tce_iommu_detach_group: the group's windows lose every TCE (they are shared with the
+  // container's other groups, so theirs go too); its EEH PE is recovered.
+  void detach_group(Group& g) override;
+  long check_extension(u32 ext) const override;
+  std::vector<std::shared_ptr<HwDomain>> domains() const override;
+
+  // The ioctls (container mu held). Each returns the errno of shared/spec §4, in its order.
+  Result<long> get_info(IoctlCall& call);
+  Result<long> enable(IoctlCall& call);
+  Result<long> disable(IoctlCall& call);
+  Result<long> register_memory(IoctlCall& call);
+  Result<long> unregister_memory(IoctlCall& call);
+  Result<long> map_dma(IoctlCall& call);
+  Result<long> unmap_dma(IoctlCall& call);
+  Result<long> create_window(IoctlCall& call);
+  Result<long> remove_window(IoctlCall& call);
+  Result<long> eeh_pe_op(IoctlCall& call);
+
+  // ---- for the inspection tools (container mu held) ----
+  bool v2() const { return v2_; }
+  // v1: VFIO_IOMMU_ENABLE done; v2: some memory was registered (it stays enabled).
+  bool enabled() const { return enabled_; }
+  // The process the container is bound to (its "mm"), 0 before the first binding ioctl.
+  pid_t owner() const { return mm_; }
+  bool default_window_pending() const { return def_window_pending_; }
+  std::vector<iommu::tce::WindowInfo> windows() const;
+  const std::vector<SpaprRegion>& regions() const { return regions_; }
+  const std::shared_ptr<HwDomain>& domain() const { return domain_; }
+  const std::vector<Group*>& groups() const { return groups_; }
+  SpaprPeState pe_state(const Group& g) const;
+  // Bytes of RLIMIT_MEMLOCK this container has charged to owner(): the v1 32-bit window, the
+  // registered regions and the TCE tables of its windows.
+  u64 locked_bytes() const;
+
+ private:
+  const iommu::tce::TceConfig& unit_config() const;
+  iommu::tce::TceDomain& tce() const;
+  Status check_owner(const IoctlCall& call) const;
+  void bind_owner(const IoctlCall& call);
+  Status charge(const IoctlCall& call, u64 bytes);
+  void uncharge(u64 bytes);
+  // tce_iommu_create_window / tce_iommu_create_default_window. Return the window's bus address.
+  Result<u64> add_window(IoctlCall& call, u32 page_shift, u64 window_size, u32 levels);
+  Status create_default_window(IoctlCall& call);
+  Status begin_window_ioctl(IoctlCall& call);
+  // The window containing `bus` (tce_iommu_find_table), if any.
+  bool find_window(u64 bus, iommu::tce::WindowInfo* out) const;
+  // The registered region holding all of [vaddr, vaddr + len - 1] (mm_iommu_lookup), or null.
+  const SpaprRegion* region_holding(u64 vaddr, u64 len) const;
+  bool region_mapped(const SpaprRegion& r) const;
+  void clear_all_windows();
+  void set_group_pe(Group& g, const SpaprPeState& pe);
+
+  Emulator& emu_;
+  Container& container_;
+  bool v2_;
+  bool enabled_ = false;
+  bool def_window_pending_ = false;
+  pid_t mm_ = 0;
+  u64 enable_charge_ = 0;                    // v1: bytes charged by VFIO_IOMMU_ENABLE
+  std::vector<Group*> groups_;               // in attach order
+  std::map<const Group*, SpaprPeState> pes_;
+  std::shared_ptr<HwDomain> domain_;
+  std::map<u64, u64> table_charge_;          // window bus start -> bytes charged for its table
+  std::vector<SpaprRegion> regions_;
+};
 
 // `type` is VFIO_SPAPR_TCE_IOMMU or VFIO_SPAPR_TCE_v2_IOMMU.
 std::unique_ptr<IommuDriver> make_spapr_driver(Emulator& emu, Container& container, u32 type);
 
 // CHECK_EXTENSION answers of the sPAPR driver before any container has it (iommu_data NULL).
 long spapr_check_extension_unset(u32 ext);
+
+// Whether the EEH PE of `g` is frozen (MMIO or DMA stopped, or held in reset), which is when its
+// devices must be treated as in a bad state. Call with Emulator::mu held, so that g.container
+// cannot change; it takes the container's mu, which comes after Emulator::mu in the lock order.
+// The PE state lives under Container::mu because VFIO_EEH_PE_OP runs under it and cannot take
+// Emulator::mu; readers that hold Emulator::mu come here instead of reading Device::bad_state.
+bool spapr_pe_frozen(const Group& g);
 
 }  // namespace vfio_emu::core
