@@ -1,6 +1,12 @@
 // The VFIO device cdev (/dev/vfio/devices/vfioN): BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT, and
 // once bound DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO, RESET, and pread/pwrite of the
-// regions (PCI config space and BAR0) at their VFIO region offsets.
+// regions (PCI config space and BAR0) at their VFIO region offsets (drivers/vfio/device_cdev.c,
+// vfio_main.c, pci/vfio_pci_core.c, pci/vfio_pci_config.c; spec §5.10).
+//
+// The device is a conventional PCI function (256 bytes of config space, no PCIe capability)
+// with one 16 KiB 32-bit memory BAR (BAR0, plain memory), INTA#, no MSI/MSI-X, no ROM, no VGA.
+// Regions carry no VFIO_REGION_INFO_FLAG_MMAP: CUSE has no mmap, so BAR0 is reached with
+// pread/pwrite only (which VFIO always supports).
 #pragma once
 
 #include <memory>
@@ -22,12 +28,20 @@ class DeviceFile final : public File {
   bool bound() const { return ictx != nullptr; }
 };
 
-// The last close of a device file: detaches and unbinds (Emulator::mu held).
+// The last close of a device file: detaches and unbinds (Emulator::mu held). The device's
+// iommufd context goes with it if nothing else holds it.
 void release_device_file(Emulator& emu, DeviceFile& f);
 
 // pread/pwrite on a bound device file at a region offset (VFIO_PCI_INDEX_TO_OFFSET(index) + off).
-// Errors: EINVAL if the file is not bound or the offset is outside every region.
+// Returns the bytes done (BAR accesses are cut at the end of the BAR; 0 for len 0).
+// Errors: EINVAL if the file is not bound, the region index is not one of vfio-pci's, the region
+// is empty (BAR1-5, ROM, VGA), a write targets the ROM, or the offset is at or past the end of
+// BAR0; EFAULT for a config space access that does not fit in its 256 bytes (vfio_config_do_rw).
 Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64 len);
 Result<u64> device_write(Emulator& emu, DeviceFile& f, u64 offset, const void* buf, u64 len);
+
+// VFIO_PCI_INDEX_TO_OFFSET.
+constexpr u64 kVfioPciOffsetShift = 40;
+constexpr u64 vfio_pci_index_to_offset(u32 index) { return u64{index} << kVfioPciOffsetShift; }
 
 }  // namespace vfio_emu::core

@@ -1,0 +1,281 @@
+// Devices bound to an iommufd (drivers/iommu/iommufd/device.c): bind, attach to an IOAS or a
+// HWPT (automatic domains), replace, detach, unbind, and IOMMU_GET_HW_INFO.
+//
+// Devices of one IOMMU group share a HWPT within a context, as Linux's iommufd_group does: the
+// first device attaches the group, the others must attach to the same HWPT, and a replace moves
+// them all.
+#include "core/emulator.h"
+#include "core/iommufd/ctx.h"
+#include "core/iommufd/user_copy.h"
+#include "core/reject.h"
+#include "core/uapi/iommufd.h"
+#include "iommu/vtd/vtd.h"
+
+namespace vfio_emu::core {
+
+using namespace uapi;
+
+namespace {
+
+const std::shared_ptr<iommu::Unit>& unit_of(const IommufdDevice& d) {
+  return d.dev->group().unit();
+}
+
+// The attached devices of `d`'s IOMMU group in this context (igroup->device_list).
+std::vector<IommufdDevice*> attached_group_members(IommufdCtx& ctx, const IommufdDevice& d) {
+  std::vector<IommufdDevice*> out;
+  for (const auto& [id, obj] : ctx.objects) {
+    if (obj->type != ObjType::kDevice) continue;
+    auto& other = static_cast<IommufdDevice&>(*obj);
+    if (&other.dev->group() == &d.dev->group() && other.hwpt) out.push_back(&other);
+  }
+  return out;
+}
+
+// iopt_table_enforce_dev_resv_regions: the unit's reserved regions become reserved IOVA of the
+// IOAS, owned by the device. Errors: EADDRINUSE. All-or-nothing.
+Status reserve_regions(IoctlCall& call, Ioas& ioas, IommufdDevice& d) {
+  std::lock_guard lock(ioas.mu);
+  for (const iommu::IovaRange& r : unit_of(d)->reserved_regions()) {
+    Status st = ioas.iopt.reserve(call, r, &d, "reserved region of device " + d.dev->spec().bdf);
+    if (!st) {
+      ioas.iopt.remove_reserved(&d);
+      return st;
+    }
+  }
+  return {};
+}
+
+void unreserve_regions(Ioas& ioas, const IommufdDevice& d) {
+  std::lock_guard lock(ioas.mu);
+  ioas.iopt.remove_reserved(&d);
+}
+
+Status check_unit(IoctlCall& call, const Hwpt& hwpt, const IommufdDevice& d) {
+  if (hwpt.domain->unit != unit_of(d))
+    return reject(call, EINVAL, "HWPT {:#x} is a domain of unit {}; device {} is behind {}",
+                  hwpt.id, hwpt.domain->unit->name(), d.dev->spec().bdf, unit_of(d)->name());
+  return {};
+}
+
+// Another device of the group attached elsewhere than `target` (nullptr: a HWPT not made yet).
+Status check_group(IommufdCtx& ctx, IoctlCall& call, const Hwpt* target, const IommufdDevice& d) {
+  for (const IommufdDevice* m : attached_group_members(ctx, d))
+    if (m != &d && m->hwpt.get() != target)
+      return reject(call, EINVAL, "device {} of the same group is attached to HWPT {:#x}",
+                    m->dev->spec().bdf, m->hwpt->id);
+  return {};
+}
+
+// iommufd_device_do_replace: moves the device's whole group to `hwpt`.
+Status do_replace(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt, IommufdDevice& d,
+                  IoctlCall& call) {
+  const std::shared_ptr<Hwpt> old = d.hwpt;
+  if (old == hwpt) return {};
+  const std::vector<IommufdDevice*> members = attached_group_members(ctx, d);
+  const bool new_ioas = hwpt->ioas != old->ioas;
+  if (new_ioas) {
+    for (size_t i = 0; i < members.size(); ++i) {
+      Status st = reserve_regions(call, *hwpt->ioas, *members[i]);
+      if (!st) {
+        for (size_t j = 0; j < i; ++j) unreserve_regions(*hwpt->ioas, *members[j]);
+        return st;
+      }
+    }
+  }
+  Status st = check_unit(call, *hwpt, d);  // iommu_group_replace_domain()
+  if (!st) {
+    if (new_ioas)
+      for (IommufdDevice* m : members) unreserve_regions(*hwpt->ioas, *m);
+    return st;
+  }
+  for (IommufdDevice* m : members) {
+    if (new_ioas) unreserve_regions(*old->ioas, *m);
+    m->hwpt = hwpt;
+    ++hwpt->users;
+    --old->users;
+  }
+  if (old->auto_domain && old->users == 0) hwpt_destroy(ctx, old);
+  return {};
+}
+
+// iommufd_device_auto_get_domain: an automatic HWPT of the IOAS on the device's unit, or a new
+// one. Returns it.
+Result<std::shared_ptr<Hwpt>> auto_get_domain(IommufdCtx& ctx, const std::shared_ptr<Ioas>& ioas,
+                                              IommufdDevice& d, bool replace, IoctlCall& call) {
+  std::vector<Hwpt*> candidates;
+  {
+    std::lock_guard lock(ioas->mu);
+    candidates = ioas->hwpts;
+  }
+  for (Hwpt* h : candidates) {
+    // A domain of another unit refuses the device (EINVAL): Linux tries the next one.
+    if (!h->auto_domain || h->domain->unit != unit_of(d)) continue;
+    auto hwpt = ctx.get<Hwpt>(h->id, ObjType::kHwptPaging);
+    if (replace) {
+      TRY(do_replace(ctx, hwpt, d, call));
+    } else {
+      TRY(hwpt_attach(ctx, hwpt, d, call));
+    }
+    return hwpt;
+  }
+  if (!replace) TRY(check_group(ctx, call, nullptr, d));
+  auto hwpt = TRY(hwpt_paging_alloc(ctx, ioas, d, !replace, call));
+  if (replace) {
+    Status st = do_replace(ctx, hwpt, d, call);
+    if (!st) {
+      hwpt_destroy(ctx, hwpt);
+      return Err{st.error()};
+    }
+  }
+  hwpt->auto_domain = true;
+  return hwpt;
+}
+
+}  // namespace
+
+Status hwpt_attach(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt, IommufdDevice& d,
+                   IoctlCall& call) {
+  TRY(check_group(ctx, call, hwpt.get(), d));
+  TRY(reserve_regions(call, *hwpt->ioas, d));
+  Status st = check_unit(call, *hwpt, d);  // iommu_attach_group()
+  if (!st) {
+    unreserve_regions(*hwpt->ioas, d);
+    return st;
+  }
+  d.hwpt = hwpt;
+  ++hwpt->users;
+  return {};
+}
+
+void hwpt_detach(IommufdCtx& ctx, IommufdDevice& d) {
+  const std::shared_ptr<Hwpt> hwpt = std::move(d.hwpt);
+  if (!hwpt) return;
+  unreserve_regions(*hwpt->ioas, d);
+  --hwpt->users;
+  if (hwpt->auto_domain && hwpt->users == 0) hwpt_destroy(ctx, hwpt);
+}
+
+Result<u32> iommufd_bind_device(Emulator&, IommufdCtx& ctx, Device& dev) {
+  std::lock_guard lock(ctx.mu);
+  auto obj = std::make_shared<IommufdDevice>(&dev);
+  obj->users = 1;  // VFIO's reference until unbind: DESTROY says EBUSY
+  return ctx.insert(std::move(obj));
+}
+
+void iommufd_unbind_device(Emulator&, IommufdCtx& ctx, u32 devid) {
+  std::lock_guard lock(ctx.mu);
+  auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice);
+  if (!d) return;
+  hwpt_detach(ctx, *d);
+  ctx.erase(devid);
+}
+
+Result<u32> iommufd_attach_device(Emulator&, IommufdCtx& ctx, u32 devid, u32 pt_id,
+                                  IoctlCall& call) {
+  std::lock_guard lock(ctx.mu);
+  auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice);
+  if (!d) return reject(call, EINVAL, "device object {:#x} is gone", devid);
+  // A device with no IOMMU is what VFIO's no-IOMMU mode exposes; it has no iommufd device to
+  // attach (vfio_iommufd_physical_attach_ioas: EINVAL).
+  if (unit_of(*d)->model() == iommu::Model::kNop)
+    return reject(call, EINVAL, "device {} has no IOMMU (unit {} does no DMA)",
+                  d->dev->spec().bdf, unit_of(*d)->name());
+  auto pt = ctx.objects.find(pt_id);
+  if (pt == ctx.objects.end()) return reject(call, ENOENT, "no object {:#x}", pt_id);
+  const bool replace = d->hwpt != nullptr;
+  std::shared_ptr<Hwpt> hwpt;
+  switch (pt->second->type) {
+    case ObjType::kHwptPaging:
+      hwpt = std::static_pointer_cast<Hwpt>(pt->second);
+      if (replace) {
+        TRY(do_replace(ctx, hwpt, *d, call));
+      } else {
+        TRY(hwpt_attach(ctx, hwpt, *d, call));
+      }
+      break;
+    case ObjType::kIoas:
+      hwpt = TRY(auto_get_domain(ctx, std::static_pointer_cast<Ioas>(pt->second), *d, replace,
+                                 call));
+      break;
+    default:
+      return reject(call, EINVAL, "object {:#x} is a {}, not an IOAS or a HWPT", pt_id,
+                    obj_type_name(pt->second->type));
+  }
+  return hwpt->id;
+}
+
+void iommufd_detach_device(Emulator&, IommufdCtx& ctx, u32 devid) {
+  std::lock_guard lock(ctx.mu);
+  if (auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt_detach(ctx, *d);
+}
+
+namespace {
+
+// ---- IOMMU_GET_HW_INFO -------------------------------------------------------------------------
+
+Result<long> get_hw_info(Emulator&, File& file, IoctlCall& call) {
+  auto& cmd = call.ucmd_as<iommu_hw_info>();
+  call.detail = fmt::format("flags={:#x} dev={:#x} data_len={:#x} data_uptr={:#x} type={:#x}",
+                            cmd.flags, cmd.dev_id, cmd.data_len, cmd.data_uptr, cmd.in_data_type);
+  if (cmd.flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE)
+    return reject(call, EOPNOTSUPP, "flags {:#x}", cmd.flags);
+  if (cmd.__reserved[0] || cmd.__reserved[1] || cmd.__reserved[2])
+    return reject(call, EOPNOTSUPP, "__reserved is not zero");
+  // Drivers take no random input type.
+  if (!(cmd.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE)) cmd.in_data_type = IOMMU_HW_INFO_TYPE_DEFAULT;
+  std::shared_ptr<iommu::Unit> unit;
+  {
+    IommufdCtx& ctx = ctx_of(file);
+    std::lock_guard lock(ctx.mu);
+    auto d = ctx.get<IommufdDevice>(cmd.dev_id, ObjType::kDevice);
+    if (!d) return reject(call, ENOENT, "no device {:#x}", cmd.dev_id);
+    unit = unit_of(*d);
+  }
+  // Only VT-d has a hw_info op; TCE and a device without IOMMU report no data (TYPE_NONE).
+  iommu_hw_info_vtd vtd{};
+  u32 data_len = 0;
+  if (unit->model() == iommu::Model::kVtd) {
+    if (cmd.in_data_type != IOMMU_HW_INFO_TYPE_DEFAULT &&
+        cmd.in_data_type != IOMMU_HW_INFO_TYPE_INTEL_VTD)
+      return reject(call, EOPNOTSUPP, "unit {} reports type {:#x} only, not {:#x}", unit->name(),
+                    static_cast<u32>(IOMMU_HW_INFO_TYPE_INTEL_VTD), cmd.in_data_type);
+    const auto& vu = static_cast<const iommu::vtd::VtdUnit&>(*unit);
+    vtd.cap_reg = vu.cap_reg();
+    vtd.ecap_reg = vu.ecap_reg();
+    data_len = sizeof(vtd);
+    cmd.out_data_type = IOMMU_HW_INFO_TYPE_INTEL_VTD;
+  } else {
+    cmd.out_data_type = IOMMU_HW_INFO_TYPE_NONE;
+  }
+  const u32 copy_len = std::min(cmd.data_len, data_len);
+  TRY(call.mem->will_write(cmd.data_uptr, cmd.data_len));
+  if (copy_len != 0) {
+    TRY(copy_to_user(call, cmd.data_uptr, &vtd, copy_len));
+  }
+  // Zero what the caller's buffer has beyond the kernel's data.
+  static const u8 kZeros[4096] = {};
+  for (u64 off = copy_len; off < cmd.data_len;) {
+    const u64 n = std::min<u64>(sizeof(kZeros), cmd.data_len - off);
+    TRY(copy_to_user(call, cmd.data_uptr + off, kZeros, n));
+    off += n;
+  }
+  cmd.data_len = data_len;
+  // No dirty tracking (ECAP.SSADS), no PASID on any simulated unit or device.
+  cmd.out_capabilities = 0;
+  cmd.out_max_pasid_log2 = 0;
+  call.detail += fmt::format(" -> type={:#x} len={:#x}", cmd.out_data_type, data_len);
+  TRY(respond(call, sizeof(cmd)));
+  return 0;
+}
+
+constexpr Command kDeviceCommands[] = {
+    {IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
+     offsetof(iommu_hw_info, __reserved) + 3, sizeof(iommu_hw_info), get_hw_info},
+};
+
+}  // namespace
+
+std::span<const Command> iommufd_device_commands() { return kDeviceCommands; }
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,39 @@
+// Copies to and from the caller for the iommufd module and the device cdev, each failure with its
+// log line (an EFAULT is a failure like any other; the CUSE retry signal passes silently).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "core/context.h"
+#include "core/reject.h"
+
+namespace vfio_emu::core {
+
+// copy_from_user. Errors: EFAULT, kNeedRetry.
+inline Status copy_from_user(IoctlCall& call, u64 addr, void* dst, std::size_t len) {
+  Status st = call.mem->read(addr, dst, len);
+  if (!st) return reject(call, st.error(), "reading {:#x} bytes at {:#x}", len, addr);
+  return st;
+}
+
+// copy_to_user. Errors: EFAULT.
+inline Status copy_to_user(IoctlCall& call, u64 addr, const void* src, std::size_t len) {
+  Status st = call.mem->write(addr, src, len);
+  if (!st) return reject(call, st.error(), "writing {:#x} bytes at {:#x}", len, addr);
+  return st;
+}
+
+// IoctlCall::read_min with the log line.
+template <class T>
+Status read_min(IoctlCall& call, T* s, std::size_t minsz) {
+  *s = T{};
+  return copy_from_user(call, call.arg, s, std::min(minsz, sizeof(T)));
+}
+
+// iommufd_ucmd_respond with the log line.
+inline Status respond(IoctlCall& call, std::size_t ksize) {
+  return copy_to_user(call, call.arg, call.ucmd.data(), std::min<std::size_t>(call.user_size, ksize));
+}
+
+}  // namespace vfio_emu::core

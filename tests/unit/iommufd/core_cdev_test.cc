@@ -1,0 +1,583 @@
+// The VFIO device cdev: BIND_IOMMUFD in the order of shared/spec §5.10, ATTACH/DETACH_IOMMUFD_PT,
+// the vfio-pci information ioctls, RESET, pread/pwrite of config space and BAR0, the §7.3 example
+// flow end to end, and what closing the device fd undoes.
+#include <sys/mman.h>
+
+#include <cstring>
+#include <vector>
+
+#include "tests/unit/iommufd/iommufd_helpers.h"
+
+using namespace vfio_emu;
+using namespace vfio_emu::test;
+
+namespace {
+
+constexpr u64 kConfig = u64{VFIO_PCI_CONFIG_REGION_INDEX} << 40;
+constexpr u64 kBar0 = 0;
+
+vfio_group_status group_status(Harness& h, int g) {
+  vfio_group_status s{sizeof(s), 0};
+  REQUIRE(h.ioctl(g, VFIO_GROUP_GET_STATUS, &s) == 0);
+  return s;
+}
+
+int bind_raw(Harness& h, int dev, vfio_device_bind_iommufd* b) {
+  return h.fails(dev, VFIO_DEVICE_BIND_IOMMUFD, b);
+}
+
+}  // namespace
+
+// ---- §7.3 ---------------------------------------------------------------------------------------
+
+TEST_CASE("cdev: the vfio.rst cdev + iommufd example flow", "[cdev][flow]") {
+  Harness h;
+  // 1-2. open the cdev and /dev/iommu.
+  const int dev = h.open("vfio/devices/vfio0");
+  const int fd = h.open("iommu");
+  REQUIRE(dev >= 0);
+  REQUIRE(fd >= 0);
+  // 3. bind.
+  vfio_device_bind_iommufd b{};
+  b.argsz = sizeof(b);
+  b.iommufd = fd;
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_BIND_IOMMUFD, &b) == 0);
+  CHECK(b.out_devid >= 1);
+  // 4. IOAS_ALLOC.
+  iommu_ioas_alloc alloc{12, 0, 0};
+  REQUIRE(h.ioctl(fd, IOMMU_IOAS_ALLOC, &alloc) == 0);
+  CHECK(alloc.out_ioas_id >= 1);
+  // 5. attach the device to the IOAS: pt_id comes back as the HWPT's id.
+  vfio_device_attach_iommufd_pt at{};
+  at.argsz = sizeof(at);
+  at.pt_id = alloc.out_ioas_id;
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == 0);
+  CHECK(at.pt_id != alloc.out_ioas_id);
+  // 6. map 1 MiB at IOVA 0.
+  Buffer buf(1 << 20);
+  iommu_ioas_map map{};
+  map.size = 40;
+  map.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_FIXED_IOVA;
+  map.ioas_id = alloc.out_ioas_id;
+  map.user_va = buf.addr();
+  map.iova = 0;
+  map.length = 1 << 20;
+  REQUIRE(h.ioctl(fd, IOMMU_IOAS_MAP, &map) == 0);
+  CHECK(map.iova == 0);
+  // The device's DMA now reaches the buffer.
+  for (u64 off : {u64{0}, u64{0x1234}, u64{(1 << 20) - 1}}) {
+    auto t = translate(h, off, iommu::Access::kWrite);
+    REQUIRE(t.ok());
+    CHECK(t.output == buf.addr() + off);
+  }
+  CHECK(translate(h, 1 << 20).fault == iommu::FaultReason::kNotPresent);
+  // 7. the usual device operations, then unmap-all.
+  vfio_device_info info{};
+  info.argsz = sizeof(info);
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_GET_INFO, &info) == 0);
+  for (u32 i = 0; i < info.num_regions; ++i) {
+    vfio_region_info r{};
+    r.argsz = sizeof(r);
+    r.index = i;
+    const int e = h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, &r);
+    CHECK(e == (i == VFIO_PCI_VGA_REGION_INDEX ? EINVAL : 0));
+  }
+  for (u32 i = 0; i < info.num_irqs; ++i) {
+    vfio_irq_info q{};
+    q.argsz = sizeof(q);
+    q.index = i;
+    CHECK(h.fails(dev, VFIO_DEVICE_GET_IRQ_INFO, &q) == (i == VFIO_PCI_ERR_IRQ_INDEX ? EINVAL : 0));
+  }
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_RESET) == 0);
+  iommu_ioas_unmap un{sizeof(un), alloc.out_ioas_id, 0, kMax};
+  REQUIRE(h.ioctl(fd, IOMMU_IOAS_UNMAP, &un) == 0);
+  CHECK(un.length == 1 << 20);
+  CHECK(translate(h, 0).fault == iommu::FaultReason::kNotPresent);
+  REQUIRE(h.close(dev) == 0);
+  REQUIRE(h.close(fd) == 0);
+  CHECK(domains(h).empty());
+  CHECK(user_locked(h) == 0);
+}
+
+// ---- before BIND -------------------------------------------------------------------------------
+
+TEST_CASE("cdev: before BIND every ioctl and read/write is EINVAL", "[cdev][bind]") {
+  Harness h;
+  const int dev = h.open("vfio/devices/vfio0");
+  vfio_device_info info{};
+  info.argsz = sizeof(info);
+  CHECK(h.fails(dev, VFIO_DEVICE_GET_INFO, &info) == EINVAL);
+  CHECK(h.fails(dev, VFIO_DEVICE_RESET) == EINVAL);
+  vfio_device_attach_iommufd_pt at{sizeof(at), 0, 1, 0};
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &at) == EINVAL);
+  CHECK(h.fails(dev, vfio_io(60)) == EINVAL);  // even an unknown one
+  u8 b[4];
+  CHECK(h.pread(dev, b, 4, kConfig) == -1);
+  CHECK(errno == EINVAL);
+  CHECK(h.pwrite(dev, b, 4, kBar0) == -1);
+  CHECK(errno == EINVAL);
+  // After BIND an unknown ioctl is ENOTTY.
+  const int fd = h.open("iommu");
+  REQUIRE(bind(h, dev, fd) == 0);
+  CHECK(h.fails(dev, vfio_io(60)) == ENOTTY);
+}
+
+// ---- BIND --------------------------------------------------------------------------------------
+
+TEST_CASE("cdev: BIND argument checks", "[cdev][bind]") {
+  Harness h;
+  const int dev = h.open("vfio/devices/vfio0");
+  const int fd = h.open("iommu");
+  CHECK(h.fails(dev, VFIO_DEVICE_BIND_IOMMUFD, u64{0x10}) == EFAULT);
+  struct {
+    vfio_device_bind_iommufd b;
+    u8 tail[8];
+  } big{};
+  big.b.argsz = 15;
+  big.b.iommufd = fd;
+  CHECK(bind_raw(h, dev, &big.b) == EINVAL);
+  big.b.argsz = sizeof(big);
+  big.tail[7] = 1;
+  CHECK(bind_raw(h, dev, &big.b) == E2BIG);
+  big.tail[7] = 0;
+  big.b.flags = 2;
+  CHECK(bind_raw(h, dev, &big.b) == EINVAL);
+  big.b.flags = 0;
+  big.b.iommufd = -1;
+  CHECK(bind_raw(h, dev, &big.b) == EINVAL);
+  // A 16-byte struct (Linux 6.6) and one whose token_uuid_ptr is set without the flag: ignored.
+  vfio_device_bind_iommufd b16{};
+  b16.argsz = 16;
+  b16.iommufd = fd;
+  b16.token_uuid_ptr = 0x1234;
+  REQUIRE(bind_raw(h, dev, &b16) == 0);
+  CHECK(b16.out_devid == 1);
+}
+
+TEST_CASE("cdev: BIND errors in Linux's order", "[cdev][bind]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int container = h.open("vfio/vfio");
+  vfio_device_bind_iommufd b{};
+  b.argsz = sizeof(b);
+
+  SECTION("the group is open: EBUSY before everything after the argument checks") {
+    const int g = h.open("vfio/1");
+    const int dev = h.open("vfio/devices/vfio0");
+    REQUIRE(g >= 0);
+    REQUIRE(dev >= 0);
+    b.iommufd = 9999;  // not even an fd
+    b.flags = VFIO_DEVICE_BIND_FLAG_TOKEN;
+    b.token_uuid_ptr = 0x10;
+    CHECK(bind_raw(h, dev, &b) == EBUSY);
+    REQUIRE(h.close(g) == 0);
+    CHECK(bind_raw(h, dev, &b) == EFAULT);  // the token comes next
+  }
+  SECTION("already bound: EINVAL before the token and the fd") {
+    const int dev = h.open("vfio/devices/vfio0");
+    REQUIRE(bind(h, dev, fd) == 0);
+    b.iommufd = 9999;
+    b.flags = VFIO_DEVICE_BIND_FLAG_TOKEN;
+    CHECK(bind_raw(h, dev, &b) == EINVAL);
+  }
+  SECTION("the token: EFAULT to read it, then EINVAL (not a PF or VF), before the fd") {
+    const int dev = h.open("vfio/devices/vfio0");
+    u8 uuid[16] = {1};
+    b.iommufd = 9999;
+    b.flags = VFIO_DEVICE_BIND_FLAG_TOKEN;
+    b.token_uuid_ptr = 0x10;
+    CHECK(bind_raw(h, dev, &b) == EFAULT);
+    b.token_uuid_ptr = reinterpret_cast<u64>(uuid);
+    CHECK(bind_raw(h, dev, &b) == EINVAL);
+  }
+  SECTION("the fd: EBADF, then EBADFD for anything but an iommufd") {
+    const int dev = h.open("vfio/devices/vfio0");
+    b.iommufd = 9999;
+    CHECK(bind_raw(h, dev, &b) == EBADF);
+    b.iommufd = h.foreign_fd();
+    CHECK(bind_raw(h, dev, &b) == EBADFD);
+    b.iommufd = container;
+    CHECK(bind_raw(h, dev, &b) == EBADFD);
+    b.iommufd = dev;
+    CHECK(bind_raw(h, dev, &b) == EBADFD);
+    b.iommufd = h.dup(fd);
+    REQUIRE(bind_raw(h, dev, &b) == 0);
+  }
+  SECTION("the device is bound through another cdev fd: EINVAL after the fd checks") {
+    const int dev = h.open("vfio/devices/vfio0");
+    const int dev2 = h.open("vfio/devices/vfio0");
+    REQUIRE(bind(h, dev, fd) == 0);
+    b.iommufd = 9999;
+    CHECK(bind_raw(h, dev2, &b) == EBADF);
+    b.iommufd = fd;
+    CHECK(bind_raw(h, dev2, &b) == EINVAL);
+    const int fd2 = h.open("iommu");
+    b.iommufd = fd2;
+    CHECK(bind_raw(h, dev2, &b) == EINVAL);
+    REQUIRE(h.close(dev) == 0);  // unbinds
+    CHECK(bind_raw(h, dev2, &b) == 0);
+  }
+}
+
+TEST_CASE("cdev: a bound device makes its group non-viable and blocks the group",
+          "[cdev][bind]") {
+  Harness h;
+  const int g = h.open("vfio/1");
+  CHECK(group_status(h, g).flags == VFIO_GROUP_FLAGS_VIABLE);
+  REQUIRE(h.close(g) == 0);
+  const int dev = h.open("vfio/devices/vfio0");
+  const int fd = h.open("iommu");
+  CHECK(h.open("vfio/1") == -1);  // a cdev of the group is open
+  CHECK(errno == EBUSY);
+  REQUIRE(bind(h, dev, fd) == 0);
+  auto& d = *h.emu.device_by_cdev(0);
+  CHECK(d.bound_file != nullptr);
+  REQUIRE(h.close(dev) == 0);
+  CHECK(d.bound_file == nullptr);
+  const int g2 = h.open("vfio/1");
+  REQUIRE(g2 >= 0);
+  CHECK(group_status(h, g2).flags == VFIO_GROUP_FLAGS_VIABLE);
+}
+
+TEST_CASE("cdev: devices of one group bind to one iommufd (EPERM), share its HWPT",
+          "[cdev][bind][group]") {
+  Harness h(parse_topology(R"(
+[[iommu]]
+name = "dmar0"
+model = "vtd"
+[[group]]
+id = 7
+iommu = "dmar0"
+devices = ["0000:00:01.0", "0000:00:01.1"]
+)"));
+  const int a = h.open("vfio/devices/vfio0");
+  const int b = h.open("vfio/devices/vfio1");
+  const int fd1 = h.open("iommu");
+  const int fd2 = h.open("iommu");
+  REQUIRE(bind(h, a, fd1) == 0);
+  CHECK(bind(h, b, fd2) == EPERM);  // the group's DMA belongs to fd1's context
+  REQUIRE(bind(h, b, fd1) == 0);
+  const u32 ioas1 = ioas_alloc(h, fd1);
+  const u32 ioas2 = ioas_alloc(h, fd1);
+  u32 ha = 0, hb = 0;
+  REQUIRE(attach(h, a, ioas1, &ha) == 0);
+  CHECK(attach(h, b, ioas2) == EINVAL);  // the group is attached to ha
+  REQUIRE(attach(h, b, ioas1, &hb) == 0);
+  CHECK(ha == hb);
+  // A replace moves the whole group.
+  u32 moved = 0;
+  REQUIRE(attach(h, a, ioas2, &moved) == 0);
+  CHECK(moved != ha);
+  CHECK(domains(h).size() == 1);
+  REQUIRE(detach(h, a) == 0);
+  REQUIRE(detach(h, b) == 0);
+  CHECK(domains(h).empty());
+}
+
+TEST_CASE("cdev: a device in a bad state cannot be bound (EIO)", "[cdev][bind][reset]") {
+  Harness h(parse_topology(R"(
+[[iommu]]
+name = "dmar0"
+model = "vtd"
+[[group]]
+id = 1
+iommu = "dmar0"
+devices = [{ bdf = "0000:00:01.0", fail_reset = true }]
+)"));
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  CHECK(h.fails(dev, VFIO_DEVICE_RESET) == EIO);
+  CHECK(h.emu.device_by_cdev(0)->bad_state);
+  REQUIRE(h.close(dev) == 0);
+  const int dev2 = h.open("vfio/devices/vfio0");
+  CHECK(bind(h, dev2, fd) == EIO);
+  // The argument and fd checks come first.
+  CHECK(bind(h, dev2, 9999) == EBADF);
+}
+
+// ---- ATTACH / DETACH ---------------------------------------------------------------------------
+
+TEST_CASE("cdev: ATTACH_IOMMUFD_PT errors", "[cdev][attach]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  u32 devid = 0;
+  REQUIRE(bind(h, dev, fd, &devid) == 0);
+  const u32 ioas = ioas_alloc(h, fd);
+  vfio_device_attach_iommufd_pt at{};
+  at.argsz = 11;
+  at.pt_id = ioas;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, u64{0x10}) == EFAULT);
+  at.argsz = 12;
+  at.flags = 2;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  at.flags = VFIO_DEVICE_ATTACH_PASID;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EOPNOTSUPP);  // before argsz 16
+  at.flags = 0;
+  at.pt_id = 99;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOENT);
+  at.pt_id = devid;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  at.pt_id = ioas;
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == 0);  // a 12-byte struct
+  CHECK(at.pt_id == ioas + 1);
+  // pt_id cannot be written back: the device ends up detached, as Linux leaves it. The struct
+  // straddles two pages; pt_id, at offset 8, is on the second, which is read-only.
+  Buffer two(2 * K4);
+  auto* s = reinterpret_cast<u32*>(two.addr() + K4 - 8);
+  s[0] = 12;  // argsz
+  s[1] = 0;   // flags
+  s[2] = ioas;
+  REQUIRE(mprotect(reinterpret_cast<void*>(two.addr() + K4), K4, PROT_READ) == 0);
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, s) == EFAULT);
+  CHECK(domains(h).empty());
+  CHECK(destroy(h, fd, ioas) == 0);  // nothing holds the IOAS any more
+}
+
+TEST_CASE("cdev: TCE and nop devices cannot attach", "[cdev][attach]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const u32 ioas = ioas_alloc(h, fd);
+  const int tce = h.open("vfio/devices/vfio2");
+  const int nop = h.open("vfio/devices/vfio3");
+  REQUIRE(bind(h, tce, fd) == 0);
+  REQUIRE(bind(h, nop, fd) == 0);
+  CHECK(attach(h, tce, ioas) == EOPNOTSUPP);  // iommufd does not drive sPAPR TCE tables
+  CHECK(attach(h, nop, ioas) == EINVAL);      // no IOMMU: nothing to attach
+  CHECK(attach(h, nop, 99) == EINVAL);        // before the pt lookup
+  // A VT-d HWPT refuses a TCE device.
+  const int vtd = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, vtd, fd) == 0);
+  u32 hwpt = 0;
+  REQUIRE(attach(h, vtd, ioas, &hwpt) == 0);
+  CHECK(attach(h, tce, hwpt) == EINVAL);
+  CHECK(attach(h, tce, ioas) == EOPNOTSUPP);  // skips the VT-d HWPT, cannot make its own
+  CHECK(domains(h).size() == 1);
+}
+
+TEST_CASE("cdev: DETACH_IOMMUFD_PT", "[cdev][attach]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  vfio_device_detach_iommufd_pt d{};
+  d.argsz = 7;
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EINVAL);
+  d.argsz = 8;
+  d.flags = 4;
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EINVAL);
+  d.flags = VFIO_DEVICE_DETACH_PASID;
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EOPNOTSUPP);
+  d.flags = 0;
+  CHECK(h.ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == 0);  // nothing attached: still 0
+  const u32 ioas = ioas_alloc(h, fd);
+  REQUIRE(attach(h, dev, ioas) == 0);
+  CHECK(domains(h).size() == 1);
+  CHECK(h.ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == 0);
+  CHECK(domains(h).empty());
+}
+
+// ---- vfio-pci information ----------------------------------------------------------------------
+
+TEST_CASE("cdev: DEVICE_GET_INFO", "[cdev][info]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  struct {
+    vfio_device_info info;
+    u32 after;
+  } s;
+  std::memset(&s, 0xcc, sizeof(s));
+  s.info.argsz = 15;
+  CHECK(h.fails(dev, VFIO_DEVICE_GET_INFO, &s.info) == EINVAL);
+  s.info.argsz = 20;  // the Linux 6.1 size: 20 bytes come back
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_GET_INFO, &s.info) == 0);
+  CHECK(s.info.argsz == 20);
+  CHECK(s.info.flags == (VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET));
+  CHECK(s.info.num_regions == VFIO_PCI_NUM_REGIONS);
+  CHECK(s.info.num_irqs == VFIO_PCI_NUM_IRQS);
+  CHECK(s.info.cap_offset == 0);
+  CHECK(s.info.pad == 0xcccccccc);
+  s.info.argsz = 64;
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_GET_INFO, &s.info) == 0);
+  CHECK(s.info.argsz == 64);  // no capabilities: argsz is left alone
+  CHECK(s.info.pad == 0);
+  CHECK(s.after == 0xcccccccc);
+  CHECK(h.fails(dev, VFIO_DEVICE_GET_INFO, u64{0x10}) == EFAULT);
+}
+
+TEST_CASE("cdev: DEVICE_GET_REGION_INFO", "[cdev][info]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  auto region = [&](u32 index, vfio_region_info* r) {
+    *r = {};
+    r->argsz = sizeof(*r);
+    r->index = index;
+    r->cap_offset = 0x77;  // not touched without capabilities
+    return h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, r);
+  };
+  vfio_region_info r{};
+  REQUIRE(region(VFIO_PCI_BAR0_REGION_INDEX, &r) == 0);
+  CHECK(r.size == 16 * 1024);
+  CHECK(r.offset == 0);
+  CHECK(r.flags == (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE));  // no MMAP
+  CHECK(r.cap_offset == 0x77);
+  for (u32 bar = 1; bar <= 5; ++bar) {
+    REQUIRE(region(bar, &r) == 0);
+    CHECK(r.size == 0);
+    CHECK(r.flags == 0);
+    CHECK(r.offset == u64{bar} << 40);
+  }
+  REQUIRE(region(VFIO_PCI_ROM_REGION_INDEX, &r) == 0);
+  CHECK(r.size == 0);
+  CHECK(r.offset == u64{6} << 40);
+  REQUIRE(region(VFIO_PCI_CONFIG_REGION_INDEX, &r) == 0);
+  CHECK(r.size == 256);
+  CHECK(r.offset == kConfig);
+  CHECK(r.flags == (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE));
+  CHECK(region(VFIO_PCI_VGA_REGION_INDEX, &r) == EINVAL);  // not a VGA device
+  CHECK(region(9, &r) == EINVAL);
+  CHECK(region(0xffffffff, &r) == EINVAL);
+  r = {};
+  r.argsz = 31;
+  CHECK(h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, &r) == EINVAL);
+}
+
+TEST_CASE("cdev: DEVICE_GET_IRQ_INFO", "[cdev][info]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  auto irq = [&](u32 index, vfio_irq_info* q) {
+    *q = {sizeof(*q), 0, index, 0};
+    return h.fails(dev, VFIO_DEVICE_GET_IRQ_INFO, q);
+  };
+  vfio_irq_info q{};
+  REQUIRE(irq(VFIO_PCI_INTX_IRQ_INDEX, &q) == 0);
+  CHECK(q.count == 1);
+  CHECK(q.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED));
+  for (u32 i : {VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX}) {
+    REQUIRE(irq(i, &q) == 0);
+    CHECK(q.count == 0);
+    CHECK(q.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+  }
+  REQUIRE(irq(VFIO_PCI_REQ_IRQ_INDEX, &q) == 0);
+  CHECK(q.count == 1);
+  CHECK(q.flags == (VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE));
+  CHECK(irq(VFIO_PCI_ERR_IRQ_INDEX, &q) == EINVAL);  // conventional PCI: no error IRQ
+  CHECK(irq(VFIO_PCI_NUM_IRQS, &q) == EINVAL);
+  q = {15, 0, 0, 0};
+  CHECK(h.fails(dev, VFIO_DEVICE_GET_IRQ_INFO, &q) == EINVAL);
+}
+
+// ---- regions -----------------------------------------------------------------------------------
+
+TEST_CASE("cdev: config space reads, write masks and BAR sizing", "[cdev][regions]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  u8 cfg[256];
+  REQUIRE(h.pread(dev, cfg, sizeof(cfg), kConfig) == 256);
+  u16 vendor, device;
+  std::memcpy(&vendor, cfg, 2);
+  std::memcpy(&device, cfg + 2, 2);
+  CHECK(vendor == 0x1b36);
+  CHECK(device == 0x0005);
+  CHECK(cfg[0x3d] == 1);  // INTA#
+  // Vendor id is read-only.
+  const u16 junk = 0xdead;
+  REQUIRE(h.pwrite(dev, &junk, 2, kConfig) == 2);
+  REQUIRE(h.pread(dev, &vendor, 2, kConfig) == 2);
+  CHECK(vendor == 0x1b36);
+  // BAR sizing: all ones reads back the size mask.
+  const u32 ones = 0xffffffff;
+  REQUIRE(h.pwrite(dev, &ones, 4, kConfig + 0x10) == 4);
+  u32 bar = 0;
+  REQUIRE(h.pread(dev, &bar, 4, kConfig + 0x10) == 4);
+  CHECK(bar == ~u32{16 * 1024 - 1});
+  REQUIRE(h.pwrite(dev, &ones, 4, kConfig + 0x14) == 4);  // BAR1 is not implemented
+  REQUIRE(h.pread(dev, &bar, 4, kConfig + 0x14) == 4);
+  CHECK(bar == 0);
+  const u32 addr = 0xfe000000;
+  REQUIRE(h.pwrite(dev, &addr, 4, kConfig + 0x10) == 4);
+  REQUIRE(h.pread(dev, &bar, 4, kConfig + 0x10) == 4);
+  CHECK(bar == addr);
+  // Command: memory space and bus master are writable, the rest is not.
+  const u16 cmd = 0xffff;
+  REQUIRE(h.pwrite(dev, &cmd, 2, kConfig + 4) == 2);
+  u16 got = 0;
+  REQUIRE(h.pread(dev, &got, 2, kConfig + 4) == 2);
+  CHECK(got == 0x0406);
+  // Accesses that do not fit in the 256 bytes: EFAULT; unknown regions: EINVAL.
+  CHECK(h.pread(dev, cfg, 4, kConfig + 254) == -1);
+  CHECK(errno == EFAULT);
+  CHECK(h.pread(dev, cfg, 1, kConfig + 256) == -1);
+  CHECK(errno == EFAULT);
+  CHECK(h.pread(dev, cfg, 1, u64{9} << 40) == -1);
+  CHECK(errno == EINVAL);
+  CHECK(h.pread(dev, cfg, 0, kConfig + 4096) == 0);  // nothing to do
+  // RESET brings back the power-on values.
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_RESET) == 0);
+  REQUIRE(h.pread(dev, &bar, 4, kConfig + 0x10) == 4);
+  CHECK(bar == 0);
+  REQUIRE(h.pread(dev, &got, 2, kConfig + 4) == 2);
+  CHECK(got == 0);
+}
+
+TEST_CASE("cdev: BAR0 is plain memory; other BARs, ROM and VGA are EINVAL", "[cdev][regions]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  REQUIRE(bind(h, dev, fd) == 0);
+  std::vector<u8> pattern(64);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<u8>(i * 7);
+  REQUIRE(h.pwrite(dev, pattern.data(), 64, kBar0 + 0x100) == 64);
+  std::vector<u8> back(64);
+  REQUIRE(h.pread(dev, back.data(), 64, kBar0 + 0x100) == 64);
+  CHECK(back == pattern);
+  // Accesses are cut at the end of the BAR; at or past it, EINVAL.
+  CHECK(h.pread(dev, back.data(), 64, kBar0 + 16 * 1024 - 16) == 16);
+  CHECK(h.pwrite(dev, back.data(), 64, kBar0 + 16 * 1024) == -1);
+  CHECK(errno == EINVAL);
+  for (u64 index : {1, 5, 6, 8}) {
+    INFO("region " << index);
+    CHECK(h.pread(dev, back.data(), 4, index << 40) == -1);
+    CHECK(errno == EINVAL);
+    CHECK(h.pwrite(dev, back.data(), 4, index << 40) == -1);
+    CHECK(errno == EINVAL);
+  }
+  REQUIRE(h.ioctl(dev, VFIO_DEVICE_RESET) == 0);
+  REQUIRE(h.pread(dev, back.data(), 64, kBar0 + 0x100) == 64);
+  CHECK(back == std::vector<u8>(64, 0));
+}
+
+// ---- closing -----------------------------------------------------------------------------------
+
+TEST_CASE("cdev: closing the device fd detaches, unbinds and releases the context",
+          "[cdev][lifetime]") {
+  Harness h;
+  const int fd = h.open("iommu");
+  const int dev = h.open("vfio/devices/vfio0");
+  u32 devid = 0;
+  REQUIRE(bind(h, dev, fd, &devid) == 0);
+  const u32 ioas = ioas_alloc(h, fd);
+  REQUIRE(attach(h, dev, ioas) == 0);
+  Buffer buf(4 * K4);
+  REQUIRE(ioas_map_at(h, fd, ioas, buf.addr(), 4 * K4, 0x100000) == 0);
+  CHECK(user_locked(h) == 4 * K4);
+  const int dup = h.dup(dev);
+  REQUIRE(h.close(dev) == 0);  // another fd still refers to the open file
+  CHECK(domains(h).size() == 1);
+  REQUIRE(h.close(dup) == 0);
+  CHECK(domains(h).empty());
+  CHECK(user_locked(h) == 0);
+  CHECK(destroy(h, fd, devid) == ENOENT);  // the device object is gone
+  CHECK(destroy(h, fd, ioas) == 0);
+}
