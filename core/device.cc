@@ -118,17 +118,25 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
 
 // ---- VFIO_DEVICE_ATTACH_IOMMUFD_PT / DETACH ----------------------------------------------------
 
+// What vfio_df_ioctl_attach_pt and _detach_pt check first: argsz, flags, and the PASID flag,
+// which these devices refuse (they have no PASID capability, so no pasid_attach_ioas).
+template <class T>
+Status read_pt_request(IoctlCall& call, const DeviceFile& df, T* s, u32 minsz, u32 pasid_flag) {
+  TRY(read_min(call, s, minsz));
+  call.detail = fmt::format("flags={:#x}", s->flags);
+  if (s->argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", s->argsz, minsz);
+  if (s->flags & ~pasid_flag) return reject(call, EINVAL, "flags {:#x}", s->flags);
+  if (s->flags & pasid_flag)
+    return reject(call, EOPNOTSUPP, "device {} has no PASID support", df.device->spec().bdf);
+  return {};
+}
+
 Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
-  constexpr u32 minsz = offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4;  // 12
   vfio_device_attach_iommufd_pt attach;
-  TRY(read_min(call, &attach, minsz));
-  call.detail = fmt::format("flags={:#x} pt_id={:#x}", attach.flags, attach.pt_id);
-  if (attach.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", attach.argsz, minsz);
-  if (attach.flags & ~VFIO_DEVICE_ATTACH_PASID)
-    return reject(call, EINVAL, "flags {:#x}", attach.flags);
-  if (attach.flags & VFIO_DEVICE_ATTACH_PASID)
-    return reject(call, EOPNOTSUPP, "device {} cannot attach by PASID", df.device->spec().bdf);
+  TRY(read_pt_request(call, df, &attach, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4,
+                      VFIO_DEVICE_ATTACH_PASID));
+  call.detail += fmt::format(" pt_id={:#x}", attach.pt_id);
   std::lock_guard lock(emu.mu);
   if (!df.bound()) return reject(call, EINVAL, "device not bound");
   const u64 out = call.arg + offsetof(vfio_device_attach_iommufd_pt, pt_id);
@@ -147,15 +155,9 @@ Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
 
 Result<long> detach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
-  constexpr u32 minsz = offsetof(vfio_device_detach_iommufd_pt, flags) + 4;  // 8
   vfio_device_detach_iommufd_pt detach;
-  TRY(read_min(call, &detach, minsz));
-  call.detail = fmt::format("flags={:#x}", detach.flags);
-  if (detach.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", detach.argsz, minsz);
-  if (detach.flags & ~VFIO_DEVICE_DETACH_PASID)
-    return reject(call, EINVAL, "flags {:#x}", detach.flags);
-  if (detach.flags & VFIO_DEVICE_DETACH_PASID)
-    return reject(call, EOPNOTSUPP, "device {} cannot detach by PASID", df.device->spec().bdf);
+  TRY(read_pt_request(call, df, &detach, offsetof(vfio_device_detach_iommufd_pt, flags) + 4,
+                      VFIO_DEVICE_DETACH_PASID));
   std::lock_guard lock(emu.mu);
   if (!df.bound()) return reject(call, EINVAL, "device not bound");
   iommufd_detach_device(emu, *df.ictx, df.devid);  // blocked DMA; 0 even if nothing was attached

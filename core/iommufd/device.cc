@@ -270,8 +270,7 @@ Result<long> get_hw_info(Emulator&, File& file, IoctlCall& call) {
 }
 
 constexpr Command kDeviceCommands[] = {
-    {IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_hw_info, __reserved) + 3, sizeof(iommu_hw_info), get_hw_info},
+    IOMMUFD_OP(IOMMU_GET_HW_INFO, get_hw_info, iommu_hw_info, __reserved),
 };
 
 }  // namespace

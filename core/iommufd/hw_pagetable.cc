@@ -215,20 +215,13 @@ Result<long> fault_queue_alloc(Emulator&, File&, IoctlCall& call) {
 }
 
 constexpr Command kHwptCommands[] = {
-    {IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_hwpt_alloc, __reserved) + 4, sizeof(iommu_hwpt_alloc), hwpt_alloc},
-    {IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", NodeKind::kIommufd,
-     Backend::kNone, ArgKind::kStruct, offsetof(iommu_hwpt_set_dirty_tracking, __reserved) + 4,
-     sizeof(iommu_hwpt_set_dirty_tracking), hwpt_set_dirty_tracking},
-    {IOMMU_HWPT_GET_DIRTY_BITMAP, "IOMMU_HWPT_GET_DIRTY_BITMAP", NodeKind::kIommufd,
-     Backend::kNone, ArgKind::kStruct, offsetof(iommu_hwpt_get_dirty_bitmap, data) + 8,
-     sizeof(iommu_hwpt_get_dirty_bitmap), hwpt_get_dirty_bitmap},
-    {IOMMU_HWPT_INVALIDATE, "IOMMU_HWPT_INVALIDATE", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_hwpt_invalidate, __reserved) + 4,
-     sizeof(iommu_hwpt_invalidate), hwpt_invalidate},
-    {IOMMU_FAULT_QUEUE_ALLOC, "IOMMU_FAULT_QUEUE_ALLOC", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_fault_alloc, out_fault_fd) + 4, sizeof(iommu_fault_alloc),
-     fault_queue_alloc},
+    IOMMUFD_OP(IOMMU_HWPT_ALLOC, hwpt_alloc, iommu_hwpt_alloc, __reserved),
+    IOMMUFD_OP(IOMMU_HWPT_SET_DIRTY_TRACKING, hwpt_set_dirty_tracking,
+               iommu_hwpt_set_dirty_tracking, __reserved),
+    IOMMUFD_OP(IOMMU_HWPT_GET_DIRTY_BITMAP, hwpt_get_dirty_bitmap,
+               iommu_hwpt_get_dirty_bitmap, data),
+    IOMMUFD_OP(IOMMU_HWPT_INVALIDATE, hwpt_invalidate, iommu_hwpt_invalidate, __reserved),
+    IOMMUFD_OP(IOMMU_FAULT_QUEUE_ALLOC, fault_queue_alloc, iommu_fault_alloc, out_fault_fd),
 };
 
 }  // namespace

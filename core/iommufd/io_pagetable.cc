@@ -201,7 +201,8 @@ Result<u64> IoPagetable::alloc_iova(IoctlCall& call, u64 addr, u64 length) const
 
   // The allowed spans within [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: IOVA 0 is never returned.
   const IovaRange space{kPageSize, kU64Max - kPageSize};
-  const IovaList spans = allowed_.empty() ? IovaList{space} : intersect(merge_ranges(allowed_), space);
+  const IovaList spans =
+      allowed_.empty() ? IovaList{space} : intersect(merge_ranges(allowed_), space);
   for (IovaRange span : spans) {
     if (!alloc_check_range(&span.first, span.last, length, alignment, page_offset)) continue;
     // The holes of (reserved + areas) in the span, lowest first: the first that fits wins.

@@ -29,6 +29,19 @@ Prot prot_of(u32 flags) {
   return p;
 }
 
+// The checks IOAS_MAP, IOAS_MAP_FILE and IOAS_COPY share, in their order: known flags and zero
+// reserved bits (EOPNOTSUPP), IOVAs and length below ULONG_MAX (EOVERFLOW), some access (EINVAL).
+Status check_map_request(IoctlCall& call, u32 flags, u32 reserved,
+                         std::initializer_list<u64> below_ulong_max) {
+  if ((flags & ~kMapFlags) || reserved)
+    return reject(call, EOPNOTSUPP, "flags {:#x} reserved {:#x}", flags, reserved);
+  for (u64 v : below_ulong_max)
+    if (v >= kU64Max) return reject(call, EOVERFLOW, "{:#x} is not below ULONG_MAX", v);
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
+    return reject(call, EINVAL, "flags {:#x}: neither READABLE nor WRITEABLE", flags);
+  return {};
+}
+
 Result<long> ioas_alloc(Emulator&, File& file, IoctlCall& call) {
   auto& cmd = call.ucmd_as<iommu_ioas_alloc>();
   call.detail = fmt::format("flags={:#x}", cmd.flags);
@@ -126,13 +139,7 @@ Result<long> ioas_map(Emulator& emu, File& file, IoctlCall& call) {
   auto& cmd = call.ucmd_as<iommu_ioas_map>();
   call.detail = fmt::format("ioas={:#x} flags={:#x} user_va={:#x} length={:#x} iova={:#x}",
                             cmd.ioas_id, cmd.flags, cmd.user_va, cmd.length, cmd.iova);
-  if ((cmd.flags & ~kMapFlags) || cmd.__reserved)
-    return reject(call, EOPNOTSUPP, "flags {:#x} __reserved {:#x}", cmd.flags, cmd.__reserved);
-  if (cmd.iova >= kU64Max || cmd.length >= kU64Max)
-    return reject(call, EOVERFLOW, "iova {:#x} length {:#x}: must be below ULONG_MAX", cmd.iova,
-                  cmd.length);
-  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
-    return reject(call, EINVAL, "flags {:#x}: neither READABLE nor WRITEABLE", cmd.flags);
+  TRY(check_map_request(call, cmd.flags, cmd.__reserved, {cmd.iova, cmd.length}));
   auto ioas = TRY(get_ioas(ctx_of(file), cmd.ioas_id, call));
   u64 iova = cmd.iova;
   TRY(map_user_pages(emu, ctx_of(file), *ioas, call, cmd.user_va, cmd.length, &iova,
@@ -148,12 +155,7 @@ Result<long> ioas_map_file(Emulator&, File& file, IoctlCall& call) {
   auto& cmd = call.ucmd_as<iommu_ioas_map_file>();
   call.detail = fmt::format("ioas={:#x} flags={:#x} fd={} start={:#x} length={:#x} iova={:#x}",
                             cmd.ioas_id, cmd.flags, cmd.fd, cmd.start, cmd.length, cmd.iova);
-  if (cmd.flags & ~kMapFlags) return reject(call, EOPNOTSUPP, "flags {:#x}", cmd.flags);
-  if (cmd.iova >= kU64Max || cmd.length >= kU64Max)
-    return reject(call, EOVERFLOW, "iova {:#x} length {:#x}: must be below ULONG_MAX", cmd.iova,
-                  cmd.length);
-  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
-    return reject(call, EINVAL, "flags {:#x}: neither READABLE nor WRITEABLE", cmd.flags);
+  TRY(check_map_request(call, cmd.flags, 0, {cmd.iova, cmd.length}));
   auto ioas = TRY(get_ioas(ctx_of(file), cmd.ioas_id, call));
   auto resolved = call.fds->resolve(cmd.fd);
   if (!resolved) return reject(call, resolved.error(), "fd {} is not an open file", cmd.fd);
@@ -166,12 +168,7 @@ Result<long> ioas_copy(Emulator&, File& file, IoctlCall& call) {
   call.detail = fmt::format("flags={:#x} dst_ioas={:#x} src_ioas={:#x} length={:#x} "
                             "dst_iova={:#x} src_iova={:#x}", cmd.flags, cmd.dst_ioas_id,
                             cmd.src_ioas_id, cmd.length, cmd.dst_iova, cmd.src_iova);
-  if (cmd.flags & ~kMapFlags) return reject(call, EOPNOTSUPP, "flags {:#x}", cmd.flags);
-  if (cmd.length >= kU64Max || cmd.src_iova >= kU64Max || cmd.dst_iova >= kU64Max)
-    return reject(call, EOVERFLOW, "length {:#x} src_iova {:#x} dst_iova {:#x}: must be below "
-                  "ULONG_MAX", cmd.length, cmd.src_iova, cmd.dst_iova);
-  if (!(cmd.flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE)))
-    return reject(call, EINVAL, "flags {:#x}: neither READABLE nor WRITEABLE", cmd.flags);
+  TRY(check_map_request(call, cmd.flags, 0, {cmd.length, cmd.src_iova, cmd.dst_iova}));
   IommufdCtx& ctx = ctx_of(file);
   std::vector<iopt::Slice> slices;
   {
@@ -236,26 +233,16 @@ Result<long> ioas_change_process(Emulator&, File& file, IoctlCall& call) {
 }
 
 constexpr Command kIoasCommands[] = {
-    {IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_ioas_alloc, out_ioas_id) + 4, sizeof(iommu_ioas_alloc), ioas_alloc},
-    {IOMMU_IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_ioas_allow_iovas, allowed_iovas) + 8,
-     sizeof(iommu_ioas_allow_iovas), ioas_allow_iovas},
-    {IOMMU_IOAS_COPY, "IOMMU_IOAS_COPY", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_ioas_copy, src_iova) + 8, sizeof(iommu_ioas_copy), ioas_copy},
-    {IOMMU_IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_ioas_iova_ranges, out_iova_alignment) + 8,
-     sizeof(iommu_ioas_iova_ranges), ioas_iova_ranges},
-    {IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_ioas_map, iova) + 8, sizeof(iommu_ioas_map), ioas_map},
-    {IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_ioas_unmap, length) + 8, sizeof(iommu_ioas_unmap), ioas_unmap},
-    {IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_ioas_map_file, iova) + 8, sizeof(iommu_ioas_map_file),
-     ioas_map_file},
-    {IOMMU_IOAS_CHANGE_PROCESS, "IOMMU_IOAS_CHANGE_PROCESS", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_ioas_change_process, __reserved) + 4,
-     sizeof(iommu_ioas_change_process), ioas_change_process},
+    IOMMUFD_OP(IOMMU_IOAS_ALLOC, ioas_alloc, iommu_ioas_alloc, out_ioas_id),
+    IOMMUFD_OP(IOMMU_IOAS_ALLOW_IOVAS, ioas_allow_iovas, iommu_ioas_allow_iovas, allowed_iovas),
+    IOMMUFD_OP(IOMMU_IOAS_COPY, ioas_copy, iommu_ioas_copy, src_iova),
+    IOMMUFD_OP(IOMMU_IOAS_IOVA_RANGES, ioas_iova_ranges,
+               iommu_ioas_iova_ranges, out_iova_alignment),
+    IOMMUFD_OP(IOMMU_IOAS_MAP, ioas_map, iommu_ioas_map, iova),
+    IOMMUFD_OP(IOMMU_IOAS_UNMAP, ioas_unmap, iommu_ioas_unmap, length),
+    IOMMUFD_OP(IOMMU_IOAS_MAP_FILE, ioas_map_file, iommu_ioas_map_file, iova),
+    IOMMUFD_OP(IOMMU_IOAS_CHANGE_PROCESS, ioas_change_process,
+               iommu_ioas_change_process, __reserved),
 };
 
 }  // namespace

@@ -160,10 +160,8 @@ Result<long> option(Emulator&, File& file, IoctlCall& call) {
 }
 
 constexpr Command kMainCommands[] = {
-    {IOMMU_DESTROY, "IOMMU_DESTROY", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_destroy, id) + 4, sizeof(iommu_destroy), destroy},
-    {IOMMU_OPTION, "IOMMU_OPTION", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_option, val64) + 8, sizeof(iommu_option), option},
+    IOMMUFD_OP(IOMMU_DESTROY, destroy, iommu_destroy, id),
+    IOMMUFD_OP(IOMMU_OPTION, option, iommu_option, val64),
 };
 
 }  // namespace

@@ -33,7 +33,8 @@ Status read_min(IoctlCall& call, T* s, std::size_t minsz) {
 
 // iommufd_ucmd_respond with the log line.
 inline Status respond(IoctlCall& call, std::size_t ksize) {
-  return copy_to_user(call, call.arg, call.ucmd.data(), std::min<std::size_t>(call.user_size, ksize));
+  return copy_to_user(call, call.arg, call.ucmd.data(),
+                      std::min<std::size_t>(call.user_size, ksize));
 }
 
 }  // namespace vfio_emu::core

@@ -264,8 +264,7 @@ Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
 }
 
 constexpr Command kVfioIoasCommands[] = {
-    {IOMMU_VFIO_IOAS, "IOMMU_VFIO_IOAS", NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,
-     offsetof(iommu_vfio_ioas, __reserved) + 2, sizeof(iommu_vfio_ioas), vfio_ioas},
+    IOMMUFD_OP(IOMMU_VFIO_IOAS, vfio_ioas, iommu_vfio_ioas, __reserved),
 };
 
 constexpr Command kCompatCommands[] = {

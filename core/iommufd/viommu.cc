@@ -63,18 +63,10 @@ Result<long> hw_queue_alloc(Emulator&, File&, IoctlCall& call) {
 }
 
 constexpr Command kViommuCommands[] = {
-    {IOMMU_VIOMMU_ALLOC, "IOMMU_VIOMMU_ALLOC", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_viommu_alloc, out_viommu_id) + 4,
-     sizeof(iommu_viommu_alloc), viommu_alloc},
-    {IOMMU_VDEVICE_ALLOC, "IOMMU_VDEVICE_ALLOC", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_vdevice_alloc, virt_id) + 8, sizeof(iommu_vdevice_alloc),
-     vdevice_alloc},
-    {IOMMU_VEVENTQ_ALLOC, "IOMMU_VEVENTQ_ALLOC", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_veventq_alloc, out_veventq_fd) + 4,
-     sizeof(iommu_veventq_alloc), veventq_alloc},
-    {IOMMU_HW_QUEUE_ALLOC, "IOMMU_HW_QUEUE_ALLOC", NodeKind::kIommufd, Backend::kNone,
-     ArgKind::kStruct, offsetof(iommu_hw_queue_alloc, length) + 8, sizeof(iommu_hw_queue_alloc),
-     hw_queue_alloc},
+    IOMMUFD_OP(IOMMU_VIOMMU_ALLOC, viommu_alloc, iommu_viommu_alloc, out_viommu_id),
+    IOMMUFD_OP(IOMMU_VDEVICE_ALLOC, vdevice_alloc, iommu_vdevice_alloc, virt_id),
+    IOMMUFD_OP(IOMMU_VEVENTQ_ALLOC, veventq_alloc, iommu_veventq_alloc, out_veventq_fd),
+    IOMMUFD_OP(IOMMU_HW_QUEUE_ALLOC, hw_queue_alloc, iommu_hw_queue_alloc, length),
 };
 
 }  // namespace

@@ -28,7 +28,7 @@ int bind_raw(Harness& h, int dev, vfio_device_bind_iommufd* b) {
 
 }  // namespace
 
-// ---- §7.3 ---------------------------------------------------------------------------------------
+// ---- §7.3 --------------------------------------------------------------------------------------
 
 TEST_CASE("cdev: the vfio.rst cdev + iommufd example flow", "[cdev][flow]") {
   Harness h;
@@ -360,9 +360,8 @@ TEST_CASE("cdev: TCE and nop devices cannot attach", "[cdev][attach]") {
 
 TEST_CASE("cdev: DETACH_IOMMUFD_PT", "[cdev][attach]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   vfio_device_detach_iommufd_pt d{};
   d.argsz = 7;
   CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EINVAL);
@@ -384,9 +383,8 @@ TEST_CASE("cdev: DETACH_IOMMUFD_PT", "[cdev][attach]") {
 
 TEST_CASE("cdev: DEVICE_GET_INFO", "[cdev][info]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   struct {
     vfio_device_info info;
     u32 after;
@@ -412,9 +410,8 @@ TEST_CASE("cdev: DEVICE_GET_INFO", "[cdev][info]") {
 
 TEST_CASE("cdev: DEVICE_GET_REGION_INFO", "[cdev][info]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   auto region = [&](u32 index, vfio_region_info* r) {
     *r = {};
     r->argsz = sizeof(*r);
@@ -451,9 +448,8 @@ TEST_CASE("cdev: DEVICE_GET_REGION_INFO", "[cdev][info]") {
 
 TEST_CASE("cdev: DEVICE_GET_IRQ_INFO", "[cdev][info]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   auto irq = [&](u32 index, vfio_irq_info* q) {
     *q = {sizeof(*q), 0, index, 0};
     return h.fails(dev, VFIO_DEVICE_GET_IRQ_INFO, q);
@@ -480,9 +476,8 @@ TEST_CASE("cdev: DEVICE_GET_IRQ_INFO", "[cdev][info]") {
 
 TEST_CASE("cdev: config space reads, write masks and BAR sizing", "[cdev][regions]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   u8 cfg[256];
   REQUIRE(h.pread(dev, cfg, sizeof(cfg), kConfig) == 256);
   u16 vendor, device;
@@ -533,9 +528,8 @@ TEST_CASE("cdev: config space reads, write masks and BAR sizing", "[cdev][region
 
 TEST_CASE("cdev: BAR0 is plain memory; other BARs, ROM and VGA are EINVAL", "[cdev][regions]") {
   Harness h;
-  const int fd = h.open("iommu");
-  const int dev = h.open("vfio/devices/vfio0");
-  REQUIRE(bind(h, dev, fd) == 0);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
   std::vector<u8> pattern(64);
   for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<u8>(i * 7);
   REQUIRE(h.pwrite(dev, pattern.data(), 64, kBar0 + 0x100) == 64);

@@ -79,6 +79,15 @@ inline int bind(Harness& h, int dev, int iommufd, u32* devid = nullptr) {
   return e;
 }
 
+// Opens the cdev `cdev` and binds it to a new iommufd (*iommufd); returns the device fd.
+inline int bound_device(Harness& h, const char* cdev, int* iommufd) {
+  *iommufd = h.open("iommu");
+  const int dev = h.open(cdev);
+  REQUIRE(dev >= 0);
+  REQUIRE(bind(h, dev, *iommufd) == 0);
+  return dev;
+}
+
 inline int attach(Harness& h, int dev, u32 pt_id, u32* hwpt = nullptr) {
   vfio_device_attach_iommufd_pt a{};
   a.argsz = sizeof(a);
