@@ -155,6 +155,13 @@ void Emulator::release(const std::shared_ptr<File>& file) {
   logger("core")->debug("{} file {} released", node_kind_name(file->kind()), file->id());
 }
 
+u64 Emulator::group_holder(u32 group_id) {
+  Group* g = group_by_id(group_id);
+  if (g == nullptr) return 0;
+  std::lock_guard lock(mu);
+  return g->open_file != nullptr ? g->open_file->id() : 0;
+}
+
 std::shared_ptr<File> Emulator::file(u64 id) const {
   std::lock_guard lock(registry_mu_);
   auto it = files_.find(id);

@@ -1,0 +1,57 @@
+// The control socket: the `vfio-emu` tool's way into a running daemon.
+//
+// Protocol (documented in the README): a Unix stream socket, owner-only (0600). The client sends
+// one JSON object per line, {"cmd": "maps", ...arguments}; the daemon answers each with one JSON
+// object per line, {"ok": true, "result": ...} or {"ok": false, "error": "message",
+// "errno": "ENOENT"}. "trace" with "follow": true keeps streaming one record per line until the
+// client closes. Input is untrusted: lines are bounded, parse errors are answered, never fatal.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/emulator.h"
+
+namespace vfio_emu::cuse {
+
+using Json = nlohmann::ordered_json;
+
+class ControlServer {
+ public:
+  ControlServer(core::Emulator& emu, std::string path, std::string transport);
+  ~ControlServer();
+
+  // Creates the socket (and its directory) and starts serving. Errors: errno.
+  Status start();
+  void set_node_dir(std::string dir);
+
+  // A request handler: returns the result, or sets *error (and *err_no) and returns null.
+  using Command = std::function<Json(const Json& request, std::string* error, int* err_no)>;
+
+ private:
+  void serve();
+  void client(int fd);
+  Json dispatch(const Json& request);
+  void add_commands();
+
+  core::Emulator& emu_;
+  std::string path_;
+  std::string transport_;
+  std::mutex dir_mu_;
+  std::string node_dir_;
+  std::map<std::string, Command> commands_;
+  int listen_fd_ = -1;
+  int stop_pipe_[2] = {-1, -1};
+  std::thread thread_;
+  std::atomic<int> clients_{0};
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace vfio_emu::cuse

@@ -1,0 +1,281 @@
+#include "cuse/fuse_transport.h"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/log.h"
+#include "cuse/transport.h"
+
+namespace vfio_emu::cuse {
+namespace {
+
+constexpr double kTimeout = 3600;  // the tree never changes while mounted
+
+Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+// The st_dev of the filesystem mounted at `dir` (the last mount there), from mountinfo:
+// "id parent major:minor root mountpoint ...".
+// `canonical_dir` must have been resolved before the mount: resolving it now would stat the
+// mount point, a request to the not-yet-serving filesystem.
+dev_t mount_device(const std::string& canonical_dir) {
+  const std::string& want = canonical_dir;
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (f == nullptr) return 0;
+  dev_t dev = 0;
+  char line[4096];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned maj = 0, min = 0;
+    char mountpoint[2048];
+    if (std::sscanf(line, "%*u %*u %u:%u %*s %2047s", &maj, &min, mountpoint) != 3) continue;
+    if (want == mountpoint) dev = makedev(maj, min);
+  }
+  std::fclose(f);
+  return dev;
+}
+
+}  // namespace
+
+FuseTransport::FuseTransport(core::Emulator& emu, ThreadGroups& threads, std::string dir)
+    : emu_(emu),
+      threads_(threads),
+      service_(emu, *this, threads, ArgAccess::kDirect),
+      dir_(std::move(dir)) {
+  inodes_.push_back(Inode{"", 1, true, nullptr, {}});  // ino 1: the root
+  for (const core::NodeInfo& n : emu_.nodes()) {
+    fuse_ino_t parent = 1;
+    size_t start = 0;
+    for (;;) {
+      const size_t slash = n.path.find('/', start);
+      const std::string part = n.path.substr(start, slash == std::string::npos ? slash : slash - start);
+      auto& children = inodes_[parent - 1].children;
+      auto it = children.find(part);
+      if (it == children.end()) {
+        const fuse_ino_t ino = inodes_.size() + 1;
+        const bool is_dir = slash != std::string::npos;
+        inodes_.push_back(Inode{part, parent, is_dir, is_dir ? nullptr : &n, {}});
+        it = inodes_[parent - 1].children.emplace(part, ino).first;
+      }
+      if (slash == std::string::npos) break;
+      parent = it->second;
+      start = slash + 1;
+    }
+  }
+}
+
+FuseTransport::~FuseTransport() {
+  if (se_ != nullptr) {
+    if (mounted_) fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+  }
+}
+
+FuseTransport& FuseTransport::self(fuse_req_t req) {
+  return *static_cast<FuseTransport*>(fuse_req_userdata(req));
+}
+
+core::Caller FuseTransport::caller_of(fuse_req_t req) const {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return service_.caller_from(ctx->pid, ctx->uid, ctx->gid);
+}
+
+struct stat FuseTransport::attr_of(fuse_ino_t ino) const {
+  struct stat st {};
+  const Inode& in = inodes_[ino - 1];
+  st.st_ino = ino;
+  st.st_uid = 0;
+  st.st_gid = 0;
+  if (in.dir) {
+    st.st_mode = S_IFDIR | 0755;
+    st.st_nlink = 2;
+  } else {
+    st.st_mode = S_IFREG | in.node->mode;
+    st.st_nlink = 1;
+  }
+  return st;
+}
+
+bool FuseTransport::is_ours(const struct stat& st) const {
+  return mounted_ && st.st_dev == mount_dev_ && S_ISREG(st.st_mode) && st.st_ino >= 1 &&
+         st.st_ino <= inodes_.size() && !inodes_[st.st_ino - 1].dir;
+}
+
+// ---- operations ------------------------------------------------------------------------------
+
+void FuseTransport::op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FuseTransport& t = self(req);
+  if (parent < 1 || parent > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
+  const auto& children = t.inodes_[parent - 1].children;
+  auto it = children.find(name);
+  if (it == children.end()) return (void)fuse_reply_err(req, ENOENT);
+  fuse_entry_param e{};
+  e.ino = it->second;
+  e.attr = t.attr_of(it->second);
+  e.attr_timeout = kTimeout;
+  e.entry_timeout = kTimeout;
+  fuse_reply_entry(req, &e);
+}
+
+void FuseTransport::op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  FuseTransport& t = self(req);
+  if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
+  const struct stat st = t.attr_of(ino);
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+void FuseTransport::op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                               fuse_file_info*) {
+  FuseTransport& t = self(req);
+  if (ino < 1 || ino > t.inodes_.size() || !t.inodes_[ino - 1].dir)
+    return (void)fuse_reply_err(req, ENOTDIR);
+  std::vector<std::pair<std::string, fuse_ino_t>> entries{{".", ino},
+                                                          {"..", t.inodes_[ino - 1].parent}};
+  for (const auto& [name, child] : t.inodes_[ino - 1].children) entries.emplace_back(name, child);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < entries.size(); ++i) {
+    const struct stat st = t.attr_of(entries[i].second);
+    const size_t n = fuse_add_direntry(req, buf.data() + used, size - used,
+                                       entries[i].first.c_str(), &st, static_cast<off_t>(i + 1));
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  FuseTransport& t = self(req);
+  if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
+  const Inode& in = t.inodes_[ino - 1];
+  if (in.dir) return (void)fuse_reply_err(req, EISDIR);
+  auto r = open_node(t.emu_, t.files_, *in.node, t.caller_of(req));
+  if (!r) return (void)fuse_reply_err(req, r.error());
+  fi->fh = reinterpret_cast<uint64_t>(new Handle{r.take(), in.node->path});
+  fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
+  fi->keep_cache = 0;
+  if (fuse_reply_open(req, fi) == -ENOENT) {
+    // The caller was interrupted and is gone: undo the open.
+    Handle* h = handle_of(fi);
+    t.files_.released(*h->file);
+    t.emu_.release(h->file);
+    delete h;
+  }
+}
+
+void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  FuseTransport& t = self(req);
+  // The daemon's own close of an fd it took to identify a file is not a client closing it.
+  if (fuse_req_ctx(req)->pid != gettid() && t.threads_.tgid_of(fuse_req_ctx(req)->pid) != getpid())
+    t.files_.flushed(*handle_of(fi)->file);
+  fuse_reply_err(req, 0);
+}
+
+void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  FuseTransport& t = self(req);
+  Handle* h = handle_of(fi);
+  t.emu_.release(h->file);
+  t.files_.released(*h->file);
+  delete h;
+  fuse_reply_err(req, 0);
+}
+
+void FuseTransport::op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+                            fuse_file_info* fi) {
+  FuseTransport& t = self(req);
+  std::vector<char> buf(size);
+  auto r = t.emu_.read(*handle_of(fi)->file, static_cast<u64>(off), buf.data(), size);
+  if (!r) return (void)fuse_reply_err(req, r.error());
+  fuse_reply_buf(req, buf.data(), *r);
+}
+
+void FuseTransport::op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+                             fuse_file_info* fi) {
+  FuseTransport& t = self(req);
+  auto r = t.emu_.write(*handle_of(fi)->file, static_cast<u64>(off), buf, size);
+  if (!r) return (void)fuse_reply_err(req, r.error());
+  fuse_reply_write(req, *r);
+}
+
+void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void* arg,
+                             fuse_file_info* fi, unsigned flags, const void* in_buf,
+                             size_t in_bufsz, size_t out_bufsz) {
+  FuseTransport& t = self(req);
+  if (flags & FUSE_IOCTL_DIR) return (void)fuse_reply_err(req, ENOTTY);
+  Handle* h = handle_of(fi);
+  const IoctlReply reply = t.service_.handle(
+      h->file, h->node_name, t.caller_of(req), cmd, reinterpret_cast<u64>(arg), false,
+      static_cast<const u8*>(in_buf), in_bufsz, out_bufsz);
+  if (reply.result < 0) return (void)fuse_reply_err(req, static_cast<int>(-reply.result));
+  fuse_reply_ioctl(req, static_cast<int>(reply.result), nullptr, 0);
+}
+
+// ---- session ---------------------------------------------------------------------------------
+
+Status FuseTransport::mount() {
+  auto log = logger("cuse");
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) {
+    log->error("cannot create {}: {}", dir_, ec.message());
+    return err(ec.value());
+  }
+  const std::string canonical = std::filesystem::canonical(dir_, ec).string();
+  if (ec) return err(ec.value());
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o{};
+    o.lookup = op_lookup;
+    o.getattr = op_getattr;
+    o.readdir = op_readdir;
+    o.open = op_open;
+    o.flush = op_flush;
+    o.release = op_release;
+    o.read = op_read;
+    o.write = op_write;
+    o.ioctl = op_ioctl;
+    return o;
+  }();
+  // allow_other: every user's programs reach the nodes; default_permissions: the kernel
+  // enforces the nodes' modes (groups and devices root-only, like Linux's).
+  const char* argv[] = {"vfio-emud", "-o",
+                        "allow_other,default_permissions,fsname=vfio-emu,subtype=vfio-emu"};
+  fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
+  se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
+  if (se_ == nullptr) return err(EIO);
+  if (fuse_session_mount(se_, dir_.c_str()) != 0) {
+    log->error("cannot mount FUSE at {} (is /dev/fuse there, are we root?)", dir_);
+    return err(EIO);
+  }
+  mounted_ = true;
+  // Not stat(dir_): that would be a request to this very filesystem, whose loop is not running
+  // yet. The kernel's mount table names the device number without asking us.
+  mount_dev_ = mount_device(canonical);
+  if (mount_dev_ == 0) {
+    log->error("cannot find the FUSE mount at {} in /proc/self/mountinfo", dir_);
+    return err(EIO);
+  }
+  log->info("FUSE transport: {} nodes under {}", emu_.nodes().size(), dir_);
+  return {};
+}
+
+int FuseTransport::run() {
+  if (fuse_set_signal_handlers(se_) != 0) return 1;
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  // Identifying an fd makes this daemon call into itself: there must always be a free worker.
+  fuse_loop_cfg_set_max_threads(cfg, 64);
+  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  const int r = fuse_session_loop_mt(se_, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  fuse_remove_signal_handlers(se_);
+  if (mounted_) {
+    fuse_session_unmount(se_);
+    mounted_ = false;
+  }
+  return r;
+}
+
+}  // namespace vfio_emu::cuse

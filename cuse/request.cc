@@ -1,0 +1,341 @@
+#include "cuse/request.h"
+
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/log.h"
+#include "core/uapi/vfio_emu.h"
+#include "cuse/caller_process.h"
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL  // Linux 6.9: a pidfd for a thread, not only a leader
+#endif
+
+namespace vfio_emu::cuse {
+namespace {
+
+int pidfd_open_thread(pid_t tid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, tid, PIDFD_THREAD));
+  if (fd < 0 && errno == EINVAL) fd = static_cast<int>(syscall(SYS_pidfd_open, tid, 0));
+  return fd;
+}
+
+bool alive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
+
+size_t total(const std::vector<iovec>& v) {
+  size_t n = 0;
+  for (const iovec& i : v) n += i.iov_len;
+  return n;
+}
+
+bool covers(const iovec& v, u64 addr, size_t len) {
+  const u64 base = reinterpret_cast<u64>(v.iov_base);
+  return addr >= base && len <= v.iov_len && addr - base <= v.iov_len - len;
+}
+
+}  // namespace
+
+// ---- ThreadGroups ----------------------------------------------------------------------------
+
+ThreadGroups::~ThreadGroups() {
+  for (auto& [tid, e] : cache_) close(e.pidfd);
+}
+
+pid_t ThreadGroups::tgid_of(pid_t tid) {
+  if (tid <= 0) return 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(tid);
+    if (it != cache_.end()) {
+      if (alive(it->second.pidfd)) return it->second.tgid;
+      close(it->second.pidfd);
+      cache_.erase(it);
+    }
+  }
+  // The pidfd first, the lookup second, the liveness check last: if the tid was reused in
+  // between, the pidfd (of the old thread) is dead and nothing is cached.
+  const int pidfd = pidfd_open_thread(tid);
+  if (pidfd < 0) return 0;
+  const pid_t tgid = thread_group_of(tid);
+  if (tgid == 0 || !alive(pidfd)) {
+    close(pidfd);
+    return 0;
+  }
+  std::lock_guard lock(mu_);
+  if (cache_.size() > 4096) {  // drop the dead
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (!alive(it->second.pidfd)) {
+        close(it->second.pidfd);
+        it = cache_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  auto [it, inserted] = cache_.emplace(tid, Entry{pidfd, tgid});
+  if (!inserted) close(pidfd);
+  return tgid;
+}
+
+// ---- RetryRounds -----------------------------------------------------------------------------
+
+bool RetryRounds::take(pid_t tid, u64 fh, u32 cmd, u64 arg, size_t in_size, size_t out_size,
+                       Pending* p) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(tid);
+  if (it == pending_.end()) return false;
+  Pending found = std::move(it->second);
+  pending_.erase(it);
+  if (found.fh != fh || found.cmd != cmd || found.arg != arg || total(found.in) != in_size ||
+      total(found.out) != out_size)
+    return false;
+  *p = std::move(found);
+  return true;
+}
+
+void RetryRounds::put(pid_t tid, Pending p) {
+  std::lock_guard lock(mu_);
+  pending_[tid] = std::move(p);
+}
+
+// ---- RequestCaller: memory -------------------------------------------------------------------
+
+void RequestCaller::use_retry(const std::vector<iovec>& in_iovs, const u8* in, size_t in_size,
+                              const std::vector<iovec>& out_iovs) {
+  retry_ = true;
+  in_iovs_ = in_iovs;
+  in_data_.assign(in, in + in_size);
+  out_iovs_ = out_iovs;
+  next_in_ = in_iovs;
+  next_out_ = out_iovs;
+  // Each out-iovec starts as the caller's current bytes (the kernel copies them back whole, so
+  // bytes the handler does not write must keep their value). Out ranges are always asked for
+  // as in ranges too, so the bytes are at hand.
+  out_shadow_.clear();
+  for (const iovec& o : out_iovs) {
+    std::vector<u8> shadow(o.iov_len, 0);
+    if (const u8* src = find_in(reinterpret_cast<u64>(o.iov_base), o.iov_len))
+      std::memcpy(shadow.data(), src, o.iov_len);
+    out_shadow_.push_back(std::move(shadow));
+  }
+}
+
+const u8* RequestCaller::find_in(u64 addr, std::size_t len) const {
+  size_t off = 0;
+  for (const iovec& v : in_iovs_) {
+    if (covers(v, addr, len) && off + v.iov_len <= in_data_.size())
+      return in_data_.data() + off + (addr - reinterpret_cast<u64>(v.iov_base));
+    off += v.iov_len;
+  }
+  return nullptr;
+}
+
+u8* RequestCaller::find_out(u64 addr, std::size_t len) {
+  for (size_t i = 0; i < out_iovs_.size(); ++i)
+    if (covers(out_iovs_[i], addr, len))
+      return out_shadow_[i].data() + (addr - reinterpret_cast<u64>(out_iovs_[i].iov_base));
+  return nullptr;
+}
+
+void RequestCaller::ask_in(u64 addr, std::size_t len) {
+  for (const iovec& v : next_in_)
+    if (covers(v, addr, len)) return;
+  next_in_.push_back(iovec{reinterpret_cast<void*>(addr), len});
+}
+
+std::vector<u8> RequestCaller::out_data() const {
+  std::vector<u8> out;
+  for (const auto& s : out_shadow_) out.insert(out.end(), s.begin(), s.end());
+  return out;
+}
+
+Status RequestCaller::read(u64 addr, void* dst, std::size_t len) {
+  if (len == 0) return {};
+  if (retry_) {
+    if (const u8* src = find_in(addr, len)) {
+      std::memcpy(dst, src, len);
+      return {};
+    }
+    ask_in(addr, len);
+    if (next_in_.size() > kMaxRetryIovecs || total(next_in_) > kMaxRetryBytes) return err(ENOMEM);
+    return err(core::kNeedRetry);
+  }
+  Status st = caller_.tid > 0 ? process_read(caller_.tid, addr, dst, len) : err(ESRCH);
+  if (st || st.error() == EFAULT) return st;
+  // The caller cannot be reached directly (another pid namespace, no ptrace rights).
+  unreachable_ = true;
+  if (fallback_) return err(core::kNeedRetry);
+  logger("cuse")->warn("pid {}: cannot read its memory directly (errno {}); use --arg-access "
+                       "retry or auto with CUSE", caller_.tid, st.error());
+  return err(EPERM);
+}
+
+Status RequestCaller::will_write(u64 addr, std::size_t len) {
+  if (!retry_ || len == 0 || find_out(addr, len) != nullptr) return {};
+  next_out_.push_back(iovec{reinterpret_cast<void*>(addr), len});
+  ask_in(addr, len);
+  if (next_out_.size() + next_in_.size() > kMaxRetryIovecs || total(next_out_) > kMaxRetryBytes ||
+      total(next_in_) > kMaxRetryBytes)
+    return err(ENOMEM);
+  return err(core::kNeedRetry);
+}
+
+Status RequestCaller::write(u64 addr, const void* src, std::size_t len) {
+  if (len == 0) return {};
+  if (retry_) {
+    if (u8* dst = find_out(addr, len)) {
+      std::memcpy(dst, src, len);
+      return {};
+    }
+    logger("cuse")->error("write of {:#x} bytes at {:#x} was not announced with will_write",
+                          len, addr);
+    return err(EFAULT);
+  }
+  Status st = caller_.tid > 0 ? process_write(caller_.tid, addr, src, len) : err(ESRCH);
+  if (st || st.error() == EFAULT) return st;
+  return err(EPERM);
+}
+
+// ---- RequestCaller: fds and environment ------------------------------------------------------
+
+Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
+  auto log = logger("cuse");
+  if (fd < 0) return err(EBADF);
+  const int pidfd = pidfd_open_thread(caller_.tid);
+  if (pidfd < 0) {
+    log->info("pid {}: pidfd_open failed (errno {}) resolving fd {}", caller_.tid, errno, fd);
+    return err(EBADF);
+  }
+  const int local = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
+  const int getfd_errno = errno;
+  close(pidfd);
+  if (local < 0) {
+    if (getfd_errno != EBADF)
+      log->warn("pid {}: pidfd_getfd({}) failed: errno {} (ptrace rights?)", caller_.tid, fd,
+                getfd_errno);
+    return err(EBADF);
+  }
+  struct stat st {};
+  if (fstat(local, &st) != 0 || !nodes_.is_ours(st)) {
+    // Not one of our nodes: nothing else is done with it, least of all an ioctl.
+    log->debug("pid {}: fd {} is not a vfio-emu node (dev {:#x} ino {} mode {:o})", caller_.tid,
+               fd, static_cast<u64>(st.st_dev), static_cast<u64>(st.st_ino), st.st_mode);
+    close(local);
+    return std::shared_ptr<core::File>();
+  }
+  // Which open file it is: only the kernel knows; ask it to route an identify to us.
+  const int id = ::ioctl(local, uapi::VFIO_EMU_IDENTIFY, 0);
+  const int id_errno = errno;
+  close(local);
+  if (id <= 0) {
+    log->warn("pid {}: fd {} is ours but did not identify itself (errno {})", caller_.tid, fd,
+              id_errno);
+    return err(EBADF);
+  }
+  auto file = emu_.file(static_cast<u64>(id));
+  if (!file) return err(EBADF);
+  return file;
+}
+
+u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
+  // A caller we cannot see (another pid namespace) cannot be checked: its word is taken.
+  return caller_.pid > 0 ? cuse::dma_accessible(caller_.pid, addr, len, prot) : len;
+}
+
+u64 RequestCaller::memlock_limit() {
+  return caller_.pid > 0 ? cuse::memlock_limit(caller_.pid) : iommu::kU64Max;
+}
+
+bool RequestCaller::capable(int cap) { return caller_.tid > 0 && has_capability(caller_.tid, cap); }
+
+}  // namespace vfio_emu::cuse
+
+namespace vfio_emu::cuse {
+
+core::Caller IoctlService::caller_from(pid_t tid, uid_t uid, gid_t gid) const {
+  core::Caller c;
+  c.tid = tid;
+  c.pid = threads_.tgid_of(tid);
+  c.uid = uid;
+  c.gid = gid;
+  return c;
+}
+
+IoctlReply IoctlService::run(const std::shared_ptr<core::File>& file,
+                             const std::string& node_name, const core::Caller& caller, u32 cmd,
+                             u64 arg, RequestCaller& rc, bool retry) {
+  core::IoctlCall call;
+  call.cmd = cmd;
+  call.arg = arg;
+  call.caller = caller;
+  call.node_name = node_name;
+  call.mem = &rc;
+  call.fds = &rc;
+  call.env = &rc;
+  auto r = emu_.ioctl(*file, call);
+  IoctlReply reply;
+  if (!r && r.error() == core::kNeedRetry) {
+    reply.kind = IoctlReply::Kind::kRetry;
+    reply.in_iovs = rc.next_in();
+    reply.out_iovs = rc.next_out();
+    return reply;
+  }
+  reply.result = r ? *r : -static_cast<long>(r.error());
+  if (retry) reply.out = rc.out_data();
+  return reply;
+}
+
+IoctlReply IoctlService::handle(const std::shared_ptr<core::File>& file,
+                                const std::string& node_name, core::Caller caller, u32 cmd,
+                                u64 arg, bool unrestricted, const u8* in, size_t in_size,
+                                size_t out_size) {
+  IoctlReply reply;
+  if (cmd == uapi::VFIO_EMU_IDENTIFY) {
+    // Only this daemon may ask which open file an fd is (see RequestCaller::resolve).
+    if (caller.pid == getpid()) {
+      reply.result = static_cast<long>(file->id());
+    } else {
+      logger("cuse")->info("{} pid {}: VFIO_EMU_IDENTIFY is private to the daemon: ENOTTY",
+                           node_name, caller.pid);
+      reply.result = -ENOTTY;
+    }
+    return reply;
+  }
+
+  RequestCaller rc(emu_, nodes_, caller);
+  const bool retry = unrestricted && (access_ == ArgAccess::kRetry ||
+                                      (access_ == ArgAccess::kAuto && caller.pid == 0));
+  if (!retry) {
+    rc.use_direct(unrestricted && access_ == ArgAccess::kAuto);
+    reply = run(file, node_name, caller, cmd, arg, rc, false);
+    if (reply.kind == IoctlReply::Kind::kDone || !rc.unreachable()) return reply;
+    // The caller's memory is out of direct reach: redo this request with the retry protocol.
+    logger("cuse")->debug("{} pid {}: caller unreachable, falling back to the retry protocol",
+                          node_name, caller.tid);
+    in_size = out_size = 0;
+  }
+  RetryRounds::Pending prev;
+  if (in_size != 0 || out_size != 0) {
+    if (!rounds_.take(caller.tid, file->id(), cmd, arg, in_size, out_size, &prev)) {
+      logger("cuse")->warn("{} pid {} cmd {:#x}: retry round with {:#x}/{:#x} bytes matches no "
+                           "request of ours: EIO", node_name, caller.tid, cmd, in_size, out_size);
+      reply.result = -EIO;
+      return reply;
+    }
+  }
+  rc.use_retry(prev.in, in, in_size, prev.out);
+  reply = run(file, node_name, caller, cmd, arg, rc, true);
+  if (reply.kind == IoctlReply::Kind::kRetry)
+    rounds_.put(caller.tid, RetryRounds::Pending{file->id(), cmd, arg, reply.in_iovs,
+                                                 reply.out_iovs});
+  return reply;
+}
+
+}  // namespace vfio_emu::cuse
