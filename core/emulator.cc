@@ -93,9 +93,11 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
         log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid, g->id());
         return err(EBUSY);
       }
+      // vfio_group_fops_open (6.6+): EBUSY while a device is in use through its cdev, i.e.
+      // bound (cdev_device_open_cnt is raised by BIND, not by open).
       for (const auto& d : g->devices()) {
-        if (d->cdev_opens != 0) {
-          log->info("{} pid {} open: device {} of group {} is open through its cdev: EBUSY",
+        if (d->bound_file != nullptr) {
+          log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
                     node.path, caller.pid, d->spec().bdf, g->id());
           return err(EBUSY);
         }
@@ -178,14 +180,14 @@ std::vector<std::shared_ptr<File>> Emulator::files() const {
 }
 
 Result<std::shared_ptr<HwDomain>> Emulator::create_domain(const std::shared_ptr<iommu::Unit>& unit,
-                                                          std::mutex* owner_mu,
+                                                          std::weak_ptr<std::mutex> owner_mu,
                                                           std::string owner) {
   auto hw = TRY(unit->create_domain());
   auto d = std::make_shared<HwDomain>();
   d->id = new_id();
   d->unit = unit;
   d->hw = std::move(hw);
-  d->owner_mu = owner_mu;
+  d->owner_mu = std::move(owner_mu);
   d->owner = std::move(owner);
   std::lock_guard lock(registry_mu_);
   domains_.erase(std::remove_if(domains_.begin(), domains_.end(),
@@ -258,6 +260,10 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
       if (!ct.driver) {
         result = reject(call, EINVAL, "cmd {:#x}: no IOMMU driver set (VFIO_SET_IOMMU first)",
                         call.cmd);
+        break;
+      }
+      if (Status st = ct.driver->ioctl_prologue(call); !st) {
+        result = Err{st.error()};
         break;
       }
       c = find_command(NodeKind::kContainer, backend_of(*ct.driver), call.cmd);

@@ -55,7 +55,7 @@ class Emulator {
   const Topology& topology() const { return topology_; }
   const EmulatorOptions& options() const { return options_; }
 
-  // open(2). Errors: EBUSY (the group is already open, or one of its devices is open through
+  // open(2). Errors: EBUSY (the group is already open, or one of its devices is bound through
   // its cdev).
   Result<std::shared_ptr<File>> open(const NodeInfo& node, const Caller& caller);
   // The last close of an open file: releases everything it held, as Linux does.
@@ -85,7 +85,8 @@ class Emulator {
   // Creates a domain on `unit` and registers it for the tools.
   // Errors: ENOSPC (the unit is out of domain ids), ENOMEM.
   Result<std::shared_ptr<HwDomain>> create_domain(const std::shared_ptr<iommu::Unit>& unit,
-                                                  std::mutex* owner_mu, std::string owner);
+                                                  std::weak_ptr<std::mutex> owner_mu,
+                                                  std::string owner);
   std::vector<std::shared_ptr<HwDomain>> domains() const;
 
  private:

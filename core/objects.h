@@ -55,7 +55,9 @@ struct HwDomain {
   u64 id = 0;                         // global id the tools use (not the VT-d DID)
   std::shared_ptr<iommu::Unit> unit;
   std::unique_ptr<iommu::Domain> hw;
-  std::mutex* owner_mu = nullptr;     // the lock under which `hw` is used
+  // The lock under which `hw` is used, aliasing its owner (a container, an IOAS): lock() it to
+  // keep the owner alive while inspecting; expired once the owner is gone.
+  std::weak_ptr<std::mutex> owner_mu;
   std::string owner;                  // "container 3", "iommufd 2 hwpt 5", for the tools
 };
 
@@ -127,13 +129,18 @@ class IommuDriver {
   virtual void detach_group(Group& g) = 0;
   // CHECK_EXTENSION once this driver is set.
   virtual long check_extension(u32 ext) const = 0;
+  // Checks every driver ioctl gets before its command is even looked up (so an unknown command
+  // can fail with it too), like the start of Linux's driver->ops->ioctl.
+  virtual Status ioctl_prologue(const IoctlCall&) const { return {}; }
   // The IOMMU domains this driver owns (for the tools).
   virtual std::vector<std::shared_ptr<HwDomain>> domains() const = 0;
 };
 
-class Container {
+class Container : public std::enable_shared_from_this<Container> {
  public:
   explicit Container(u64 id) : id_(id) {}
+  // The container's mu, as a weak reference that keeps the container alive while locked.
+  std::weak_ptr<std::mutex> weak_mu() { return std::shared_ptr<std::mutex>(shared_from_this(), &mu); }
   u64 id() const { return id_; }
 
   std::mutex mu;

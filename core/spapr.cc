@@ -199,7 +199,7 @@ Status SpaprDriver::attach_group(Group& g) {
     }
   }
   if (!domain_) {
-    auto created = emu_.create_domain(g.unit(), &container_.mu,
+    auto created = emu_.create_domain(g.unit(), container_.weak_mu(),
                                       "container " + std::to_string(container_.id()));
     if (!created) {
       log->info("container {}: attach group {}: no domain on unit {}: errno {}", container_.id(),
@@ -239,9 +239,9 @@ void SpaprDriver::detach_group(Group& g) {
 
 // ---- helpers shared by the ioctls ------------------------------------------------------------
 
-// "Sanity check to prevent one userspace from manipulating another userspace mm": every ioctl
-// but CHECK_EXTENSION starts with it.
-Status SpaprDriver::check_owner(const IoctlCall& call) const {
+// Every driver ioctl (CHECK_EXTENSION is the container's) starts with it, before the command
+// switch: the dispatcher calls it.
+Status SpaprDriver::ioctl_prologue(const IoctlCall& call) const {
   if (mm_ != 0 && mm_ != call.caller.pid)
     return reject(call, EPERM, "container {} belongs to process {}", container_.id(), mm_);
   return {};
@@ -336,7 +336,6 @@ Status SpaprDriver::create_default_window(IoctlCall& call) {
 // ---- VFIO_IOMMU_SPAPR_TCE_GET_INFO -----------------------------------------------------------
 
 Result<long> SpaprDriver::get_info(IoctlCall& call) {
-  TRY(check_owner(call));
   if (groups_.empty()) return reject(call, ENXIO, "no group in the container");
   constexpr u32 minsz = offsetof(vfio_iommu_spapr_tce_info, dma32_window_size) + 4;  // 16
   constexpr u32 ddwsz = sizeof(vfio_iommu_spapr_tce_info);                           // 32
@@ -367,7 +366,6 @@ Result<long> SpaprDriver::get_info(IoctlCall& call) {
 // ---- VFIO_IOMMU_ENABLE / VFIO_IOMMU_DISABLE (v1) ---------------------------------------------
 
 Result<long> SpaprDriver::enable(IoctlCall& call) {
-  TRY(check_owner(call));
   if (v2_) return reject(call, ENOTTY, "VFIO_IOMMU_ENABLE is v1 only (v2 registers memory)");
   if (enabled_) return reject(call, EBUSY, "container {} is already enabled", container_.id());
   if (groups_.empty()) return reject(call, ENODEV, "no group in the container");
@@ -384,7 +382,6 @@ Result<long> SpaprDriver::enable(IoctlCall& call) {
 }
 
 Result<long> SpaprDriver::disable(IoctlCall& call) {
-  TRY(check_owner(call));
   if (v2_) return reject(call, ENOTTY, "VFIO_IOMMU_DISABLE is v1 only");
   if (!enabled_) return 0;
   // The TCEs stay; MAP and UNMAP are refused until the next ENABLE.
@@ -397,7 +394,6 @@ Result<long> SpaprDriver::disable(IoctlCall& call) {
 // ---- VFIO_IOMMU_SPAPR_REGISTER_MEMORY / UNREGISTER_MEMORY (v2) -------------------------------
 
 Result<long> SpaprDriver::register_memory(IoctlCall& call) {
-  TRY(check_owner(call));
   if (!v2_) return reject(call, ENOTTY, "memory registration is v2 only");
   constexpr u32 minsz = sizeof(vfio_iommu_spapr_register_memory);  // 24
   bind_owner(call);
@@ -454,7 +450,6 @@ Result<long> SpaprDriver::register_memory(IoctlCall& call) {
 }
 
 Result<long> SpaprDriver::unregister_memory(IoctlCall& call) {
-  TRY(check_owner(call));
   if (!v2_) return reject(call, ENOTTY, "memory registration is v2 only");
   if (mm_ == 0) return reject(call, EPERM, "no memory was ever registered (no process bound)");
   constexpr u32 minsz = sizeof(vfio_iommu_spapr_register_memory);  // 24
@@ -485,7 +480,6 @@ Result<long> SpaprDriver::unregister_memory(IoctlCall& call) {
 // ---- VFIO_IOMMU_MAP_DMA / VFIO_IOMMU_UNMAP_DMA -----------------------------------------------
 
 Result<long> SpaprDriver::map_dma(IoctlCall& call) {
-  TRY(check_owner(call));
   if (!enabled_)
     return reject(call, EPERM, "container {} is not enabled ({})", container_.id(),
                   v2_ ? "register memory first" : "VFIO_IOMMU_ENABLE first");
@@ -557,7 +551,6 @@ Result<long> SpaprDriver::map_dma(IoctlCall& call) {
 }
 
 Result<long> SpaprDriver::unmap_dma(IoctlCall& call) {
-  TRY(check_owner(call));
   if (!enabled_)
     return reject(call, EPERM, "container {} is not enabled", container_.id());
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dma_unmap, size) + 8;  // 24
@@ -596,7 +589,6 @@ Result<long> SpaprDriver::unmap_dma(IoctlCall& call) {
 
 // The start both window ioctls share: v2 only, bind the container, a group is needed.
 Status SpaprDriver::begin_window_ioctl(IoctlCall& call) {
-  TRY(check_owner(call));
   if (!v2_) return reject(call, ENOTTY, "dynamic DMA windows are v2 only");
   bind_owner(call);
   if (groups_.empty()) return reject(call, ENXIO, "no group in the container");
@@ -645,7 +637,6 @@ Result<long> SpaprDriver::remove_window(IoctlCall& call) {
 // ---- VFIO_EEH_PE_OP --------------------------------------------------------------------------
 
 Result<long> SpaprDriver::eeh_pe_op(IoctlCall& call) {
-  TRY(check_owner(call));
   // tce_iommu_ioctl applies the op to every group, newest first (list_add puts a new group at
   // the head), and stops at the first non-zero result: an error, or GET_STATE's state.
   if (groups_.empty()) return reject(call, ENODEV, "no PE: the container has no group");

@@ -64,6 +64,9 @@ class SpaprDriver final : public IommuDriver {
   void detach_group(Group& g) override;
   long check_extension(u32 ext) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
+  // "Sanity check to prevent one userspace from manipulating another userspace mm": EPERM for
+  // any ioctl from another process than the one the container is bound to.
+  Status ioctl_prologue(const IoctlCall& call) const override;
 
   // The ioctls (container mu held). Each returns the errno of shared/spec §4, in its order.
   Result<long> get_info(IoctlCall& call);
@@ -96,7 +99,6 @@ class SpaprDriver final : public IommuDriver {
  private:
   const iommu::tce::TceConfig& unit_config() const;
   iommu::tce::TceDomain& tce() const;
-  Status check_owner(const IoctlCall& call) const;
   void bind_owner(const IoctlCall& call);
   Status charge(const IoctlCall& call, u64 bytes);
   void uncharge(u64 bytes);

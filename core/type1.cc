@@ -129,7 +129,7 @@ Status Type1Driver::attach_group(Group& g) {
 
   // Linux allocates and attaches a fresh domain first (the VT-d domain id is taken here, hence
   // ENOSPC when the unit's CAP.ND ids are all in use) and only then looks for one to share.
-  auto created = emu_.create_domain(g.unit(), &container_.mu,
+  auto created = emu_.create_domain(g.unit(), container_.weak_mu(),
                                     "container " + std::to_string(container_.id()));
   if (!created) {
     if (created.error() == ENOSPC)

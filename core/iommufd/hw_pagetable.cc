@@ -29,7 +29,7 @@ Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shar
   auto hwpt = std::make_shared<Hwpt>();
   hwpt->ioas = ioas;
   const u32 id = ctx.insert(hwpt);
-  auto created = ctx.emu.create_domain(unit, &ioas->mu,
+  auto created = ctx.emu.create_domain(unit, std::shared_ptr<std::mutex>(ioas, &ioas->mu),
                                        fmt::format("iommufd {} hwpt {}", ctx.id, id));
   if (!created) {
     ctx.erase(id);
