@@ -317,17 +317,41 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
       break;
     }
   }
-  if (!result && result.error() == ENOTTY && c == nullptr)
-    logger("core")->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY",
-                         call.node_name, call.caller.pid, call.cmd, call.arg);
+  account(c, call, result);
+  return result;
+}
+
+void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& result) {
+  if (!result && result.error() == kNeedRetry) return;  // the same ioctl comes again
   auto log = logger("core");
-  if (log->should_log(spdlog::level::debug) && !(!result && result.error() == kNeedRetry)) {
+  if (!result && result.error() == ENOTTY && c == nullptr)
+    log->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY", call.node_name,
+              call.caller.pid, call.cmd, call.arg);
+  const auto all = all_commands();
+  CommandCounters::Count& count =
+      c != nullptr && static_cast<size_t>(c - all.data()) < CommandCounters::kMaxCommands
+          ? counters_.by_command[static_cast<size_t>(c - all.data())]
+          : counters_.unknown;
+  count.calls.fetch_add(1, std::memory_order_relaxed);
+  if (!result) count.errors.fetch_add(1, std::memory_order_relaxed);
+  const long value = result ? *result : -static_cast<long>(result.error());
+  if (log->should_log(spdlog::level::debug))
     log->debug("{} pid {} {} {}: {}", call.node_name, call.caller.pid,
                c ? c->name : std::string_view("ioctl"), call.detail,
-               result ? fmt::format("{}", *result)
+               result ? fmt::format("{}", value)
                       : fmt::format("{} ({})", errno_name(result.error()), result.error()));
-  }
-  return result;
+  TraceRecord r;
+  // Copied, not moved: the caller may still want the decoded operands.
+  r.time = now_seconds();
+  r.pid = call.caller.pid;
+  r.tid = call.caller.tid;
+  r.node = call.node_name;
+  r.command = c ? std::string(c->name) : fmt::format("ioctl {:#x}", call.cmd);
+  r.cmd = call.cmd;
+  r.arg = call.arg;
+  r.detail = call.detail;
+  r.result = value;
+  trace_.record(std::move(r));
 }
 
 Result<u64> Emulator::read(File& file, u64 offset, void* buf, u64 len) {

@@ -14,6 +14,7 @@
 #include "core/dispatcher.h"
 #include "core/objects.h"
 #include "core/topology.h"
+#include "core/trace.h"
 
 namespace vfio_emu::core {
 
@@ -89,7 +90,14 @@ class Emulator {
                                                   std::string owner);
   std::vector<std::shared_ptr<HwDomain>> domains() const;
 
+  // For the tools.
+  TraceLog& trace() { return trace_; }
+  FaultLog& faults() { return faults_; }
+  const CommandCounters& counters() const { return counters_; }
+
  private:
+  void account(const Command* c, IoctlCall& call, const Result<long>& result);
+
   Topology topology_;
   EmulatorOptions options_;
   std::vector<NodeInfo> nodes_;
@@ -101,6 +109,10 @@ class Emulator {
   mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out)
   std::unordered_map<u64, std::weak_ptr<File>> files_;
   std::vector<std::weak_ptr<HwDomain>> domains_;
+
+  TraceLog trace_{4096};
+  FaultLog faults_{1024};
+  CommandCounters counters_;
 };
 
 }  // namespace vfio_emu::core

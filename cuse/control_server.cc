@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
+#include "core/inspect.h"
 #include "core/log.h"
 #include "core/reject.h"
 
@@ -19,6 +21,24 @@ namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;  // a request is a short JSON object
 constexpr int kMaxClients = 32;
+
+// An id, address or count given as a JSON number or as a string ("0x7f00...", "42").
+std::optional<u64> get_u64(const Json& request, const char* key, std::string* error) {
+  auto it = request.find(key);
+  if (it == request.end() || it->is_null()) return std::nullopt;
+  if (it->is_number_unsigned()) return it->get<u64>();
+  if (it->is_number_integer() && it->get<std::int64_t>() >= 0)
+    return static_cast<u64>(it->get<std::int64_t>());
+  if (it->is_string()) {
+    const std::string& t = it->get_ref<const std::string&>();
+    char* end = nullptr;
+    errno = 0;
+    const u64 v = std::strtoull(t.c_str(), &end, 0);
+    if (!t.empty() && t[0] != '-' && end != nullptr && *end == '\0' && errno == 0) return v;
+  }
+  *error = std::string("\"") + key + "\" must be a non-negative integer or a \"0x...\" string";
+  return std::nullopt;
+}
 
 bool send_all(int fd, const std::string& s) {
   size_t off = 0;
@@ -138,10 +158,37 @@ void ControlServer::client(int fd) {
     Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (request.is_discarded() || !request.is_object()) {
       reply = {{"ok", false}, {"error", "not a JSON object"}, {"errno", "EINVAL"}};
+    } else if (request.value("cmd", "") == "trace" && request.value("follow", false)) {
+      follow_trace(fd, request);
+      return;
     } else {
       reply = dispatch(request);
     }
     if (!send_all(fd, reply.dump() + "\n")) return;
+  }
+}
+
+// `trace` with "follow": one line per record, as they come, until the client goes away.
+void ControlServer::follow_trace(int fd, const Json& request) {
+  std::string error;
+  core::TraceLog& log = emu_.trace();
+  const u64 last = log.last_seq();
+  u64 seq = get_u64(request, "since", &error).value_or(last > 20 ? last - 20 : 0);
+  if (!error.empty()) {
+    send_all(fd, Json{{"ok", false}, {"error", error}, {"errno", "EINVAL"}}.dump() + "\n");
+    return;
+  }
+  for (;;) {
+    for (const auto& r : log.since(seq, 1000)) {
+      seq = r.seq;
+      if (!send_all(fd, Json{{"ok", true}, {"result", core::inspect::trace_record(r)}}.dump() + "\n"))
+        return;
+    }
+    log.wait(seq, std::chrono::milliseconds(500));
+    // A client that closed its end, or a daemon that stops, ends the stream.
+    pollfd p[2] = {{fd, POLLIN | POLLRDHUP, 0}, {stop_pipe_[0], POLLIN, 0}};
+    if (poll(p, 2, 0) > 0 && (p[0].revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR) || p[1].revents))
+      return;
   }
 }
 
@@ -188,6 +235,68 @@ void ControlServer::add_commands() {
                    {"open_files", emu_.files().size()},
                    {"domains", emu_.domains().size()}};
     return j;
+  };
+
+  // Turns an inspector Result into a reply; ENOENT means an unknown id.
+  auto wrap = [](Result<Json> r, const char* what, std::string* error, int* err_no) -> Json {
+    if (r) return r.take();
+    *err_no = r.error();
+    *error = r.error() == ENOENT ? std::string("unknown ") + what
+                                 : std::string("ambiguous ") + what + " (give CTX:IOAS)";
+    return nullptr;
+  };
+  commands_["list"] = [this](const Json&, std::string*, int*) { return core::inspect::list(emu_); };
+  commands_["stats"] = [this](const Json&, std::string*, int*) { return core::inspect::stats(emu_); };
+  commands_["check"] = [this](const Json&, std::string*, int*) { return core::inspect::check(emu_); };
+  commands_["maps"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
+    core::inspect::MapFilter f;
+    f.container = get_u64(rq, "container", error);
+    f.domain = get_u64(rq, "domain", error);
+    if (auto pid = get_u64(rq, "pid", error)) f.pid = static_cast<pid_t>(*pid);
+    if (rq.contains("ioas") && !rq["ioas"].is_null())
+      f.ioas = rq["ioas"].is_string() ? rq["ioas"].get<std::string>() : rq["ioas"].dump();
+    if (!error->empty()) return *err_no = EINVAL, nullptr;
+    const char* what = f.container ? "container" : f.ioas ? "IOAS" : "domain";
+    return wrap(core::inspect::maps(emu_, f), what, error, err_no);
+  };
+  commands_["pt"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
+    const auto domain = get_u64(rq, "domain", error);
+    const u64 first = get_u64(rq, "first", error).value_or(0);
+    const u64 last = get_u64(rq, "last", error).value_or(iommu::kU64Max);
+    if (!error->empty() || !domain || first > last) {
+      if (error->empty()) *error = "pt needs \"domain\" (and first <= last)";
+      return *err_no = EINVAL, nullptr;
+    }
+    return wrap(core::inspect::page_table(emu_, *domain, first, last), "domain", error, err_no);
+  };
+  commands_["translate"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
+    const auto domain = get_u64(rq, "domain", error);
+    const auto iova = get_u64(rq, "iova", error);
+    const std::string access = rq.value("access", "read");
+    if (!error->empty() || !domain || !iova || (access != "read" && access != "write")) {
+      if (error->empty()) *error = "translate needs \"domain\", \"iova\" (and access read|write)";
+      return *err_no = EINVAL, nullptr;
+    }
+    return wrap(core::inspect::translate(emu_, *domain, *iova,
+                                         access == "read" ? iommu::Access::kRead
+                                                          : iommu::Access::kWrite),
+                "domain", error, err_no);
+  };
+  commands_["trace"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
+    const u64 since = get_u64(rq, "since", error).value_or(0);
+    const u64 max = get_u64(rq, "max", error).value_or(1000);
+    if (!error->empty()) return *err_no = EINVAL, nullptr;
+    Json records = Json::array();
+    for (const auto& r : emu_.trace().since(since, max)) records.push_back(core::inspect::trace_record(r));
+    return {{"records", records}, {"last_seq", emu_.trace().last_seq()}};
+  };
+  commands_["faults"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
+    const u64 since = get_u64(rq, "since", error).value_or(0);
+    const u64 max = get_u64(rq, "max", error).value_or(1000);
+    if (!error->empty()) return *err_no = EINVAL, nullptr;
+    Json records = Json::array();
+    for (const auto& r : emu_.faults().since(since, max)) records.push_back(core::inspect::fault_record(r));
+    return {{"faults", records}, {"last_seq", emu_.faults().last_seq()}};
   };
 }
 

@@ -22,6 +22,7 @@
 namespace vfio_emu::cuse {
 
 using Json = nlohmann::ordered_json;
+using core::u64;
 
 class ControlServer {
  public:
@@ -38,6 +39,7 @@ class ControlServer {
  private:
   void serve();
   void client(int fd);
+  void follow_trace(int fd, const Json& request);
   Json dispatch(const Json& request);
   void add_commands();
 

@@ -1,0 +1,50 @@
+// The emulator described for the tools, as the JSON the control socket returns (README:
+// "Control protocol" documents every field). Read-only; takes the locks in the documented order
+// (Emulator::mu, then a container's or an iommufd context's, then an IOAS's) and only briefly.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+
+#include "core/emulator.h"
+
+namespace vfio_emu::core::inspect {
+
+using Json = nlohmann::ordered_json;
+
+// Units, groups, devices, containers, iommufd contexts with their IOASes, HWPTs and devices,
+// domains, and who holds what (open files with the pid that opened them).
+Json list(Emulator& emu);
+
+// Which mappings to show; every set field must match.
+struct MapFilter {
+  std::optional<u64> container;
+  std::optional<std::string> ioas;  // "CTX:IOAS" (e.g. "7:1"), or "IOAS" if only one context has it
+  std::optional<u64> domain;
+  std::optional<pid_t> pid;
+};
+// The mappings: type1 records, sPAPR TCE runs, iommufd IOAS areas, or (with a domain) the
+// domain's own leaves merged into runs. Errors: ENOENT (no such container, IOAS or domain).
+Result<Json> maps(Emulator& emu, const MapFilter& filter);
+
+// The page table of a domain: VT-d, one row per present leaf with the entry at every level
+// (Linux's intel-iommu debugfs domain_translation_struct); TCE, per window, each present TCE.
+// Errors: ENOENT (no such domain).
+Result<Json> page_table(Emulator& emu, u64 domain, u64 first, u64 last);
+
+// A hardware walk of `iova`, level by level, and its result or fault. Errors: ENOENT.
+Result<Json> translate(Emulator& emu, u64 domain, u64 iova, iommu::Access access);
+
+// Per unit and domain: entries, tables, table memory; per command: calls and errors.
+Json stats(Emulator& emu);
+
+// Every domain's page table against the record of what should be mapped (type1 mappings,
+// IOAS areas, sPAPR registered memory). {"ok": bool, "checked": n, "differences": [...]}.
+Json check(Emulator& emu);
+
+Json trace_record(const TraceRecord& r);
+Json fault_record(const FaultRecord& r);
+
+}  // namespace vfio_emu::core::inspect
