@@ -6,6 +6,9 @@
 #include <cstring>
 
 #include "core/dispatcher.h"
+#include "core/container.h"
+#include "core/spapr.h"
+#include "core/uapi/vfio_emu.h"
 #include "core/emulator.h"
 #include "core/iommufd/iommufd.h"
 #include "core/iommufd/user_copy.h"
@@ -72,7 +75,9 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
   auto resolved = call.fds->resolve(bind.iommufd);
 
   std::lock_guard lock(emu.mu);
-  // (A device fd from VFIO_GROUP_GET_DEVICE_FD would be EINVAL here; the emulator has none.)
+  if (df.via_group != nullptr)
+    return reject(call, EINVAL, "this device fd was obtained through group {}, not the cdev",
+                  df.via_group->id());
   if (dev.group().open_file != nullptr)
     return reject(call, EBUSY, "group {} of device {} is open: the group path owns it",
                   dev.group().id(), dev.spec().bdf);
@@ -92,9 +97,9 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
     return reject(call, EBADFD, "fd {} is {} (want an iommufd)", bind.iommufd,
                   target ? fmt::format("a {} node", node_kind_name(target->kind()))
                          : std::string("not a VFIO file"));
-  if (dev.bound_file != nullptr)
-    return reject(call, EINVAL, "device {} is already open through another cdev fd",
-                  dev.spec().bdf);
+  if (dev.bound_file != nullptr || dev.group_path_files != 0)
+    return reject(call, EINVAL, "device {} is already open through {}", dev.spec().bdf,
+                  dev.bound_file != nullptr ? "another cdev fd" : "its group");
   if (const Device* other = group_owned_elsewhere(dev, ctx.get()))
     return reject(call, EPERM, "device {} of group {} is bound to another iommufd",
                   other->spec().bdf, dev.group().id());
@@ -131,8 +136,19 @@ Status read_pt_request(IoctlCall& call, const DeviceFile& df, T* s, u32 minsz, u
   return {};
 }
 
+// ATTACH and DETACH exist only for files opened through the cdev: on a device fd obtained
+// through a group Linux hands them to vfio-pci, which does not know them.
+Status cdev_only(Emulator& emu, const DeviceFile& df, IoctlCall& call) {
+  std::lock_guard lock(emu.mu);
+  if (df.via_group != nullptr)
+    return reject(call, ENOTTY, "a device fd obtained through a group has no {}",
+                  call.command ? call.command->name : std::string_view("cdev ioctl"));
+  return {};
+}
+
 Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
+  TRY(cdev_only(emu, df, call));
   vfio_device_attach_iommufd_pt attach;
   TRY(read_pt_request(call, df, &attach, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4,
                       VFIO_DEVICE_ATTACH_PASID));
@@ -155,6 +171,7 @@ Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
 
 Result<long> detach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
+  TRY(cdev_only(emu, df, call));
   vfio_device_detach_iommufd_pt detach;
   TRY(read_pt_request(call, df, &detach, offsetof(vfio_device_detach_iommufd_pt, flags) + 4,
                       VFIO_DEVICE_DETACH_PASID));
@@ -268,7 +285,55 @@ Result<long> reset(Emulator& emu, File& file, IoctlCall& call) {
   return 0;
 }
 
+// ---- VFIO_EMU_DEVICE_USE_GROUP ----------------------------------------------------------------
+
+// What VFIO_GROUP_GET_DEVICE_FD's vfio_df_group_open does, for a cdev file the preload shim
+// opened on the caller's behalf (core/uapi/vfio_emu.h).
+Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
+  DeviceFile& df = file_of(file);
+  Device& dev = *df.device;
+  const int group_fd = static_cast<int>(call.arg);
+  call.detail = fmt::format("group_fd={}", group_fd);
+  auto resolved = call.fds->resolve(group_fd);
+  if (!resolved) return reject(call, resolved.error(), "fd {} is not an open file", group_fd);
+  const std::shared_ptr<File> target = resolved.take();
+  if (!target || target->kind() != NodeKind::kGroup)
+    return reject(call, EBADFD, "fd {} is not a group node", group_fd);
+  Group& g = *static_cast<GroupFile&>(*target).group;
+  std::lock_guard lock(emu.mu);
+  if (&g != &dev.group())
+    return reject(call, EINVAL, "device {} is in group {}, not {}", dev.spec().bdf,
+                  dev.group().id(), g.id());
+  if (df.access_granted()) return reject(call, EINVAL, "this device fd is already in use");
+  if (dev.bound_file != nullptr)
+    return reject(call, EINVAL, "device {} is bound through another cdev fd", dev.spec().bdf);
+  if (!g.has_iommu()) return reject(call, EINVAL, "group {} has no container", g.id());
+  if (g.container && !g.container->driver)
+    return reject(call, EINVAL, "group {}: container {} has no IOMMU set", g.id(),
+                  g.container->id());
+  if (dev.bad_state || spapr_pe_frozen(g))
+    return reject(call, EIO, "device {} is in a bad state (a reset failed or its PE is frozen); "
+                  "open_device fails", dev.spec().bdf);
+  if (g.ictx) {
+    const u32 devid = TRY(iommufd_bind_device(emu, *g.ictx, dev));
+    auto hwpt = iommufd_attach_compat(emu, *g.ictx, devid, call);
+    if (!hwpt) {
+      iommufd_unbind_device(emu, *g.ictx, devid);
+      return Err{hwpt.error()};
+    }
+    df.ictx = g.ictx;
+    df.devid = devid;
+    df.pt_id = *hwpt;
+  }
+  df.via_group = &g;
+  ++g.device_users;
+  ++dev.group_path_files;
+  return 0;
+}
+
 constexpr Command kDeviceCommands[] = {
+    {VFIO_EMU_DEVICE_USE_GROUP, "VFIO_EMU_DEVICE_USE_GROUP", NodeKind::kDevice, Backend::kNone,
+     ArgKind::kValue, 0, 0, use_group},
     {VFIO_DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", NodeKind::kDevice, Backend::kNone,
      ArgKind::kStruct, offsetof(vfio_device_info, num_irqs) + 4, 0, get_info},
     {VFIO_DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", NodeKind::kDevice,
@@ -301,7 +366,7 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
   const bool write = in != nullptr;
   {
     std::lock_guard lock(emu.mu);
-    if (!f.bound()) return refuse(f, write, offset, len, EINVAL, "device not bound");
+    if (!f.access_granted()) return refuse(f, write, offset, len, EINVAL, "device not bound");
   }
   if (len == 0) return u64{0};
   const u64 index = offset >> kVfioPciOffsetShift;
@@ -351,12 +416,19 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
 std::span<const Command> device_commands() { return kDeviceCommands; }
 
 void release_device_file(Emulator& emu, DeviceFile& f) {
-  if (!f.bound()) return;
-  iommufd_unbind_device(emu, *f.ictx, f.devid);
-  if (f.device->bound_file == &f) f.device->bound_file = nullptr;
-  f.devid = 0;
-  f.pt_id = 0;
-  f.ictx.reset();  // the context goes here if its file and groups are gone
+  if (f.bound()) {
+    iommufd_unbind_device(emu, *f.ictx, f.devid);
+    if (f.device->bound_file == &f) f.device->bound_file = nullptr;
+    f.devid = 0;
+    f.pt_id = 0;
+    f.ictx.reset();  // the context goes here if its file and groups are gone
+  }
+  if (Group* g = f.via_group) {
+    f.via_group = nullptr;
+    --f.device->group_path_files;
+    // The group file's release waits for its last device file (see Group::released_file).
+    if (--g->device_users == 0 && g->released_file) release_group(emu, *g);
+  }
 }
 
 Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64 len) {

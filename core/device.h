@@ -25,11 +25,18 @@ class DeviceFile final : public File {
   std::shared_ptr<IommufdCtx> ictx;
   u32 devid = 0;     // the iommufd device object id (out_devid)
   u32 pt_id = 0;     // the HWPT attached (0: none)
+  // Set by VFIO_EMU_DEVICE_USE_GROUP: this file is what VFIO_GROUP_GET_DEVICE_FD would return
+  // (Linux's df->group). Its DMA goes through the group's container, or through the group's
+  // iommufd (then ictx/devid are set too, bound by the group path).
+  Group* via_group = nullptr;
   bool bound() const { return ictx != nullptr; }
+  // Linux's df->access_granted: a successful BIND, or an open through the group.
+  bool access_granted() const { return ictx != nullptr || via_group != nullptr; }
 };
 
 // The last close of a device file: detaches and unbinds (Emulator::mu held). The device's
-// iommufd context goes with it if nothing else holds it.
+// iommufd context goes with it if nothing else holds it. A group file whose release waited for
+// its last group-path device file is released then.
 void release_device_file(Emulator& emu, DeviceFile& f);
 
 // pread/pwrite on a bound device file at a region offset (VFIO_PCI_INDEX_TO_OFFSET(index) + off).

@@ -10,6 +10,7 @@
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
 #include "core/uapi/vfio.h"
+#include "core/uapi/vfio_emu.h"
 
 namespace vfio_emu::core {
 
@@ -132,13 +133,10 @@ void Emulator::release(const std::shared_ptr<File>& file) {
         break;  // groups keep the container (and its driver) alive until they leave
       case NodeKind::kGroup: {
         Group& g = *static_cast<GroupFile&>(*file).group;
-        if (g.ictx) {
-          iommufd_detach_group(*this, *g.ictx, g);
-          g.ictx.reset();
-        } else if (g.container) {
-          container_detach_group(*this, g);
-        }
-        g.open_file = nullptr;
+        if (g.device_users != 0)
+          g.released_file = file;  // device fds obtained through it hold it: release later
+        else
+          release_group(*this, g);
         break;
       }
       case NodeKind::kDevice: {
@@ -276,12 +274,13 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
     case NodeKind::kGroup:
     case NodeKind::kDevice:
       c = find_command(file.kind(), Backend::kNone, call.cmd);
-      if (file.kind() == NodeKind::kDevice && call.cmd != uapi::VFIO_DEVICE_BIND_IOMMUFD) {
+      if (file.kind() == NodeKind::kDevice && call.cmd != uapi::VFIO_DEVICE_BIND_IOMMUFD &&
+          call.cmd != uapi::VFIO_EMU_DEVICE_USE_GROUP) {
         // Before a successful BIND every other ioctl is EINVAL, known or not.
         bool bound;
         {
           std::lock_guard lock(mu);
-          bound = static_cast<DeviceFile&>(file).bound();
+          bound = static_cast<DeviceFile&>(file).access_granted();
         }
         if (!bound) {
           call.command = c;

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/reject.h"
 #include "core/uapi/vfio.h"
+#include "core/uapi/vfio_emu.h"
 
 namespace vfio_emu::core {
 
@@ -91,12 +92,18 @@ Result<long> unset_container(Emulator& emu, File& file, IoctlCall& call) {
     g.ictx.reset();
     return 0;
   }
+  // container_users: the group fd itself and every device fd obtained through the group.
+  if (g.device_users != 0)
+    return reject(call, EBUSY, "group {}: {} device fd(s) obtained through the group are open",
+                  g.id(), g.device_users);
   container_detach_group(emu, g);
   return 0;
 }
 
-Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
-  // strndup_user(arg, PAGE_SIZE): the string, NUL included, must fit in a page.
+
+// strndup_user(arg, PAGE_SIZE): the string, NUL included, must fit in a page.
+// Errors: EFAULT, EINVAL (longer than a page).
+Result<std::string> read_device_name(IoctlCall& call) {
   std::string name;
   char buf[256];
   for (u64 off = 0;; off += sizeof(buf)) {
@@ -120,6 +127,11 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
     }
     name.append(buf, chunk);
   }
+  return name;
+}
+
+Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
+  const std::string name = TRY(read_device_name(call));
   call.detail = fmt::format("name=\"{}\"", name);
   Group& g = group_of(file);
   // vfio-pci's match: the device name, optionally followed by " vf_token=<uuid>".
@@ -146,6 +158,16 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
                 "`vfio-emu run --shim`", bdf, dev->cdev_name());
 }
 
+// VFIO_EMU_GROUP_DEVICE: which cdev serves a device of this group (for the preload shim).
+Result<long> group_device(Emulator&, File& file, IoctlCall& call) {
+  const std::string name = TRY(read_device_name(call));
+  call.detail = fmt::format("name=\"{}\"", name);
+  Group& g = group_of(file);
+  Device* dev = g.device_by_name(name.substr(0, name.find(' ')));
+  if (dev == nullptr) return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
+  return long{dev->spec().cdev_index};
+}
+
 constexpr Command kGroupCommands[] = {
     {VFIO_GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", NodeKind::kGroup, Backend::kNone,
      ArgKind::kStruct, sizeof(vfio_group_status), 0, get_status},
@@ -155,9 +177,22 @@ constexpr Command kGroupCommands[] = {
      ArgKind::kNone, 0, 0, unset_container},
     {VFIO_GROUP_GET_DEVICE_FD, "VFIO_GROUP_GET_DEVICE_FD", NodeKind::kGroup, Backend::kNone,
      ArgKind::kString, 0, 0, get_device_fd},
+    {VFIO_EMU_GROUP_DEVICE, "VFIO_EMU_GROUP_DEVICE", NodeKind::kGroup, Backend::kNone,
+     ArgKind::kString, 0, 0, group_device},
 };
 
 }  // namespace
+
+void release_group(Emulator& emu, Group& g) {
+  if (g.ictx) {
+    iommufd_detach_group(emu, *g.ictx, g);
+    g.ictx.reset();
+  } else if (g.container) {
+    container_detach_group(emu, g);
+  }
+  g.open_file = nullptr;
+  g.released_file.reset();
+}
 
 std::span<const Command> group_commands() { return kGroupCommands; }
 

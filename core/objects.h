@@ -71,8 +71,9 @@ class Device {
   std::string cdev_name() const { return "vfio" + std::to_string(spec_.cdev_index); }
 
   // Under Emulator::mu.
-  u32 cdev_opens = 0;          // open cdev files (a group open is refused while > 0)
+  u32 cdev_opens = 0;          // open cdev files (shown by the tools)
   File* bound_file = nullptr;  // the cdev file bound to an iommufd (only one at a time)
+  u32 group_path_files = 0;    // device files used through the group (GET_DEVICE_FD's)
   bool bad_state = false;      // failed reset or EEH-frozen: open_device fails with EIO
 
   // Region contents: config space and BAR0, reached with pread/pwrite.
@@ -103,6 +104,10 @@ class Group {
 
   // Under Emulator::mu.
   File* open_file = nullptr;               // a group has at most one open file
+  // Device files obtained through the group hold the group file, as in Linux: its release
+  // (detaching the container) waits until the last of them is closed.
+  u32 device_users = 0;
+  std::shared_ptr<File> released_file;     // set while that release waits
   std::shared_ptr<Container> container;    // set by SET_CONTAINER with a container fd
   std::shared_ptr<IommufdCtx> ictx;        // set by SET_CONTAINER with an iommufd fd
   bool has_iommu() const { return container != nullptr || ictx != nullptr; }

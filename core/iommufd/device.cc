@@ -205,6 +205,16 @@ Result<u32> iommufd_attach_device(Emulator&, IommufdCtx& ctx, u32 devid, u32 pt_
   return hwpt->id;
 }
 
+Result<u32> iommufd_attach_compat(Emulator& emu, IommufdCtx& ctx, u32 devid, IoctlCall& call) {
+  u32 ioas = 0;
+  {
+    std::lock_guard lock(ctx.mu);
+    if (!ctx.vfio_ioas) return reject(call, ENODEV, "iommufd {} has no compat IOAS", ctx.id);
+    ioas = ctx.vfio_ioas->id;
+  }
+  return iommufd_attach_device(emu, ctx, devid, ioas, call);
+}
+
 void iommufd_detach_device(Emulator&, IommufdCtx& ctx, u32 devid) {
   std::lock_guard lock(ctx.mu);
   if (auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt_detach(ctx, *d);

@@ -74,5 +74,9 @@ Result<u32> iommufd_attach_device(Emulator& emu, IommufdCtx& ctx, u32 devid, u32
                                   IoctlCall& call);
 // Detaches the device if attached (its auto-created HWPT goes with its last device).
 void iommufd_detach_device(Emulator& emu, IommufdCtx& ctx, u32 devid);
+// A device opened through a group set to this iommufd: attached to the compat IOAS, as Linux's
+// vfio_iommufd_compat_attach_ioas does for VFIO_GROUP_GET_DEVICE_FD. Returns the HWPT id.
+// Errors: ENODEV (no compat IOAS), those of iommufd_attach_device.
+Result<u32> iommufd_attach_compat(Emulator& emu, IommufdCtx& ctx, u32 devid, IoctlCall& call);
 
 }  // namespace vfio_emu::core

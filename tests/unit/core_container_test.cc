@@ -61,15 +61,15 @@ TEST_CASE("container: ioctls before SET_IOMMU", "[container]") {
   map.argsz = sizeof(map);
   CHECK(h.fails(c, VFIO_IOMMU_MAP_DMA, &map) == EINVAL);            // no driver
   CHECK(h.fails(c, VFIO_IOMMU_GET_INFO, &map) == EINVAL);
-  CHECK(h.fails(c, 0x3b7e) == EINVAL);                               // anything: EINVAL
+  CHECK(h.fails(c, 0x3b7a) == EINVAL);                               // anything: EINVAL
   const int g = h.open("vfio/1");
   REQUIRE(set_container(h, g, c) == 0);
   CHECK(h.fails(c, VFIO_IOMMU_MAP_DMA, &map) == EINVAL);
   REQUIRE(h.ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == 0);
   CHECK(h.fails(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == EINVAL);  // already set
-  CHECK(h.fails(c, 0x3b7e) == ENOTTY);                               // now the driver answers
+  CHECK(h.fails(c, 0x3b7a) == ENOTTY);                               // now the driver answers
   CHECK(h.fails(c, VFIO_IOMMU_ENABLE) == ENOTTY);                    // sPAPR-only on type1
-  CHECK(h.fails(g, 0x3b7e) == ENOTTY);
+  CHECK(h.fails(g, 0x3b7a) == ENOTTY);
 }
 
 TEST_CASE("group: one open at a time; status follows the container", "[group]") {

@@ -926,10 +926,10 @@ TEST_CASE("spapr: the container is bound to the process that first used it", "[s
   CHECK(create(h, c, 16, G1, 1) == EPERM);
   CHECK(err_of(eeh(h, c, VFIO_EEH_PE_GET_STATE)) == EPERM);
   CHECK(h.fails(c, VFIO_IOMMU_ENABLE) == EPERM);  // the owner check precedes "v1 only"
-  CHECK(h.fails(c, 0x3b7e) == EPERM);             // and the command switch itself
+  CHECK(h.fails(c, 0x3b7a) == EPERM);             // and the command switch itself
   CHECK(h.ioctl(c, VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_v2_IOMMU) == 1);
   h.caller.pid = me;
-  CHECK(h.fails(c, 0x3b7e) == ENOTTY);
+  CHECK(h.fails(c, 0x3b7a) == ENOTTY);
   CHECK(map(h, c, ram.addr(), 0, K4) == 0);
 }
 
