@@ -46,17 +46,23 @@ u64 LockedMemory::charged(pid_t pid) const {
 
 Emulator::Emulator(Topology topology, EmulatorOptions options)
     : topology_(std::move(topology)), options_(options) {
-  nodes_.push_back(NodeInfo{"vfio/vfio", NodeKind::kContainer, 0, 0666});
+  nodes_.push_back(NodeInfo{"vfio/vfio", NodeKind::kContainer, 0, 0666, {}, {}});
+  std::map<u32, const GroupSpec*> spec_of;
   for (const GroupSpec& gs : topology_.groups) {
     const auto* unit = topology_.unit(gs.iommu);
     groups_.push_back(std::make_unique<Group>(gs, *unit));
-    nodes_.push_back(NodeInfo{"vfio/" + std::to_string(gs.id), NodeKind::kGroup, gs.id, 0600});
+    spec_of[gs.id] = &gs;
+    nodes_.push_back(NodeInfo{"vfio/" + std::to_string(gs.id), NodeKind::kGroup, gs.id,
+                              gs.mode.value_or(0600), gs.uid, gs.gid});
   }
   for (const auto& g : groups_)
     for (const auto& d : g->devices()) devices_by_cdev_[d->spec().cdev_index] = d.get();
-  for (const auto& [index, d] : devices_by_cdev_)
-    nodes_.push_back(NodeInfo{"vfio/devices/" + d->cdev_name(), NodeKind::kDevice, index, 0600});
-  nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0666});
+  for (const auto& [index, d] : devices_by_cdev_) {
+    const GroupSpec& gs = *spec_of.at(d->group().id());
+    nodes_.push_back(NodeInfo{"vfio/devices/" + d->cdev_name(), NodeKind::kDevice, index,
+                              gs.mode.value_or(0600), gs.uid, gs.gid});
+  }
+  nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0666, {}, {}});
 }
 
 Emulator::~Emulator() = default;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +29,7 @@ struct NodeInfo {
   NodeKind kind;
   u32 index = 0;  // group id, or cdev index for devices
   u32 mode = 0;   // permission bits, as Linux creates the node
+  std::optional<u32> uid, gid;  // owner; unset: the daemon's user
 };
 
 // Locked-memory accounting per process (Linux: mm->locked_vm), for the pages VFIO would pin.

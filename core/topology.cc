@@ -295,6 +295,17 @@ std::optional<Topology> Topology::parse(const std::string& toml_text, std::strin
         break;
       }
       g.iommu = *unit;
+      for (auto [key, field] : {std::pair{"mode", &g.mode}, {"uid", &g.uid}, {"gid", &g.gid}}) {
+        if (!gt->contains(key)) continue;
+        u32 v = 0;
+        if (!p.get_int(*gt, key, &v, where)) break;
+        if (std::string_view(key) == "mode" && v > 07777) {
+          p.fail(where + ": 'mode' must be a permission like 0o660");
+          break;
+        }
+        *field = v;
+      }
+      if (!p.error.empty()) break;
       const toml::array* devs = (*gt)["devices"].as_array();
       if (devs == nullptr || devs->empty()) {
         p.fail(where + ": 'devices' must list at least one PCI address");

@@ -18,6 +18,9 @@
 //   id = 1
 //   iommu = "dmar0"
 //   devices = ["0000:00:01.0"]             # PCI BDFs; each also gets a cdev vfioN, in order
+//   mode = 0o660                           # optional: the group's and its cdevs' nodes
+//   uid = 1000                             # optional owner (default: the daemon's user)
+//   gid = 1000
 //   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true }]
 #pragma once
 
@@ -49,6 +52,11 @@ struct GroupSpec {
   u32 id = 0;
   std::string iommu;         // unit name
   std::vector<DeviceSpec> devices;
+  // Who may open the group node and its devices' cdev nodes (Linux: root-only until an admin
+  // or udev rule chowns /dev/vfio/<group>). Unset: mode 0600, owned by the daemon's user.
+  std::optional<u32> mode;
+  std::optional<u32> uid;
+  std::optional<u32> gid;
 };
 
 struct Topology {

@@ -88,8 +88,12 @@ struct stat FuseTransport::attr_of(fuse_ino_t ino) const {
   struct stat st {};
   const Inode& in = inodes_[ino - 1];
   st.st_ino = ino;
-  st.st_uid = 0;
-  st.st_gid = 0;
+  st.st_uid = geteuid();
+  st.st_gid = getegid();
+  if (!in.dir) {
+    st.st_uid = in.node->uid.value_or(st.st_uid);
+    st.st_gid = in.node->gid.value_or(st.st_gid);
+  }
   if (in.dir) {
     st.st_mode = S_IFDIR | 0755;
     st.st_nlink = 2;
@@ -240,9 +244,15 @@ Status FuseTransport::mount() {
     return o;
   }();
   // allow_other: every user's programs reach the nodes; default_permissions: the kernel
-  // enforces the nodes' modes (groups and devices root-only, like Linux's).
-  const char* argv[] = {"vfio-emud", "-o",
-                        "allow_other,default_permissions,fsname=vfio-emu,subtype=vfio-emu"};
+  // enforces the nodes' modes (groups and devices root-only, like Linux's). A daemon that is not
+  // root mounts through fusermount3, which allows allow_other only with user_allow_other in
+  // /etc/fuse.conf; without it only the daemon's own user reaches the nodes, which is what
+  // `vfio-emu run` as that user needs.
+  const bool root = geteuid() == 0;
+  const char* opts = root ? "allow_other,default_permissions,fsname=vfio-emu,subtype=vfio-emu"
+                          : "default_permissions,fsname=vfio-emu,subtype=vfio-emu";
+  if (!root) log->info("not root: the nodes are reachable by uid {} only", geteuid());
+  const char* argv[] = {"vfio-emud", "-o", opts};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
   if (se_ == nullptr) return err(EIO);

@@ -1,17 +1,408 @@
-// Placeholder until `vfio-emu run` lands: the subcommand exists and says so.
+// `vfio-emu run [--config FILE] [--keep-daemon] [--shim] [--control SOCKET] -- PROGRAM [ARGS...]`
+//
+// Starts (or, with --control, reuses) a vfio-emud, then runs PROGRAM in a private mount namespace
+// in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
+// /dev/vfio/devices/vfioN, /dev/iommu) and sysfs says what VFIO programs look up there:
+//   /sys/bus/pci/devices/<bdf>/{iommu_group -> /sys/kernel/iommu_groups/<g>, driver -> vfio-pci,
+//                               vendor, device, class, subsystem_*, vfio-dev/vfioN/dev}
+//   /sys/kernel/iommu_groups/<g>/{devices/<bdf>, type}
+//   /sys/class/vfio-dev/vfioN/{dev, device}
+//   /sys/bus/pci/drivers/vfio-pci/<bdf>
+// The host's /dev and /sys are untouched: the namespace sees overlays (and a fresh tmpfs in place
+// of /sys/bus/pci/devices, so only emulated PCI devices are there). As root the namespace is a
+// mount namespace; as a normal user, also a user namespace mapping only the user itself.
 #include "tools/run_command.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tools/control_client.h"
 
 namespace vfio_emu::tools {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunOptions {
+  std::string config;
+  std::string control;
+  bool keep_daemon = false;
+  bool shim = false;
+  std::vector<std::string> argv;
+};
+
+[[noreturn]] void die_child(const std::string& what) {
+  std::fprintf(stderr, "vfio-emu run: %s: %s\n", what.c_str(), std::strerror(errno));
+  _exit(127);
+}
+
+void fail(const std::string& msg) { std::fprintf(stderr, "vfio-emu run: %s\n", msg.c_str()); }
+
+fs::path self_dir() {
+  std::error_code ec;
+  return fs::read_symlink("/proc/self/exe", ec).parent_path();
+}
+
+// The first of `candidates` that exists, else the last one (for the error message).
+std::string first_existing(const std::vector<fs::path>& candidates) {
+  for (const fs::path& p : candidates)
+    if (!p.empty() && access(p.c_str(), F_OK) == 0) return p.string();
+  return candidates.back().string();
+}
+
+std::string find_daemon() {
+  const char* env = std::getenv("VFIO_EMUD");
+  return first_existing({env ? fs::path(env) : fs::path(), self_dir() / "vfio-emud",
+                         self_dir() / ".." / "cuse" / "vfio-emud", "/usr/local/bin/vfio-emud"});
+}
+
+std::string find_shim() {
+  const char* env = std::getenv("VFIO_EMU_SHIM");
+  const fs::path d = self_dir();
+  return first_existing({env ? fs::path(env) : fs::path(), d / "shim" / "libvfio-emu-shim.so",
+                         d / "libvfio-emu-shim.so", d / ".." / "lib" / "libvfio-emu-shim.so",
+                         "/usr/local/lib/x86_64-linux-gnu/libvfio-emu-shim.so"});
+}
+
+// ---- the daemon ------------------------------------------------------------------------------
+
+// A vfio-emud this command started, in a private temporary directory.
+class Daemon {
+ public:
+  ~Daemon() { stop(); }
+
+  // Starts it and waits until it reports READY=1 on a notify socket.
+  bool start(const RunOptions& o) {
+    char tmpl[] = "/tmp/vfio-emu-run.XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return fail(std::string("mkdtemp: ") + std::strerror(errno)), false;
+    dir_ = tmpl;
+    control_ = o.control.empty() ? dir_ + "/control.sock" : o.control;
+    node_dir_ = dir_ + "/dev";
+    const std::string notify = dir_ + "/notify.sock";
+    const int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", notify.c_str());
+    if (nfd < 0 || bind(nfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+      return fail("notify socket: " + std::string(std::strerror(errno))), false;
+    const std::string daemon = find_daemon();
+    std::vector<std::string> args = {daemon,           "--transport", "fuse", "--dev-dir",
+                                     node_dir_,        "--control",   control_,
+                                     "--foreground",   "--log-level", "warn"};
+    if (!o.config.empty()) args.insert(args.end(), {"--config", o.config});
+    const std::string log = dir_ + "/daemon.log";
+    pid_ = fork();
+    if (pid_ == 0) {
+      setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+      const int lfd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      if (lfd >= 0) dup2(lfd, STDERR_FILENO);
+      std::vector<char*> av;
+      for (auto& a : args) av.push_back(a.data());
+      av.push_back(nullptr);
+      execv(av[0], av.data());
+      die_child("cannot run " + daemon);
+    }
+    // READY=1, or the daemon died, or 20 s went by.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    bool ready = false;
+    while (!ready && std::chrono::steady_clock::now() < deadline) {
+      timeval tv{0, 200 * 1000};
+      setsockopt(nfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      char buf[256];
+      const ssize_t n = recv(nfd, buf, sizeof(buf) - 1, 0);
+      if (n > 0) ready = std::string(buf, static_cast<size_t>(n)).find("READY=1") != std::string::npos;
+      int status = 0;
+      if (!ready && waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+    }
+    close(nfd);
+    if (!ready) {
+      std::ifstream in(log);
+      std::string line, last;
+      while (std::getline(in, line)) last = line;
+      fail("the daemon did not become ready" + (last.empty() ? std::string() : ": " + last));
+      return false;
+    }
+    return true;
+  }
+
+  // Keeps it running after this command (--keep-daemon): it now owns its directory.
+  void detach() { pid_ = -1, dir_.clear(); }
+
+  void stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      for (int i = 0; i < 100; ++i) {
+        if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+          pid_ = -1;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (pid_ > 0) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+      }
+    }
+    if (!dir_.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+      dir_.clear();
+    }
+  }
+
+  const std::string& control() const { return control_; }
+  const std::string& node_dir() const { return node_dir_; }
+  const std::string& dir() const { return dir_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string dir_, control_, node_dir_;
+};
+
+// ---- the namespace ---------------------------------------------------------------------------
+
+void write_file(const fs::path& p, const std::string& content) {
+  std::ofstream out(p);
+  out << content;
+  if (!out) die_child("writing " + p.string());
+}
+
+void mount_or_die(const char* src, const fs::path& target, const char* type, unsigned long flags,
+                  const std::string& data = "") {
+  if (mount(src, target.c_str(), type, flags, data.empty() ? nullptr : data.c_str()) != 0)
+    die_child("mount " + target.string());
+}
+
+// An overlay over `dir` whose changes go to a tmpfs of the namespace, so files can be added
+// where the host's filesystem would not take them (devtmpfs, sysfs) or must not be changed.
+// Mounts below `dir` are bound again on top.
+void overlay(const fs::path& dir, const fs::path& staging) {
+  static int n = 0;
+  const fs::path up = staging / ("upper" + std::to_string(n)), work = staging / ("work" + std::to_string(n));
+  const fs::path old = staging / ("old" + std::to_string(n++));
+  fs::create_directories(up);
+  fs::create_directories(work);
+  fs::create_directories(old);
+  mount_or_die(dir.c_str(), old, nullptr, MS_BIND | MS_REC);
+  // The mounts under `dir` (devpts, shm, mqueue, ...), found before they are covered.
+  std::vector<std::string> submounts;
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  const std::string prefix = dir.string() + "/";
+  while (std::getline(mi, line)) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point;
+    f >> id >> parent >> dev >> root >> point;
+    if (point.rfind(prefix, 0) == 0) submounts.push_back(point.substr(prefix.size()));
+  }
+  // In a user namespace overlayfs keeps its metadata in user.* xattrs (trusted.* needs root).
+  const std::string userxattr = getuid() == 0 ? "" : ",userxattr";
+  mount_or_die("overlay", dir, "overlay", 0,
+               "lowerdir=" + dir.string() + ",upperdir=" + up.string() + ",workdir=" + work.string() +
+                   userxattr);
+  for (const std::string& rel : submounts) {
+    std::error_code ec;
+    if (!fs::exists(dir / rel, ec)) continue;
+    mount(( old / rel).c_str(), (dir / rel).c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+  }
+}
+
+void bind(const fs::path& from, const fs::path& to) { mount_or_die(from.c_str(), to, nullptr, MS_BIND); }
+
+// A fresh tmpfs over `dir` holding every entry `dir` had (bound back in, symlinks copied) except
+// those in `skip`: for /dev, which overlayfs cannot take as a lower layer in a user namespace.
+void shadow(const fs::path& dir, const fs::path& staging, const std::vector<std::string>& skip) {
+  const fs::path old = staging / ("shadow-" + dir.filename().string());
+  fs::create_directories(old);
+  mount_or_die(dir.c_str(), old, nullptr, MS_BIND | MS_REC);
+  mount_or_die("tmpfs", dir, "tmpfs", MS_NOSUID, "mode=0755");
+  for (const fs::directory_entry& e : fs::directory_iterator(old)) {
+    const std::string name = e.path().filename().string();
+    if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
+    const fs::path target = dir / name;
+    std::error_code ec;
+    if (e.is_symlink(ec)) {
+      fs::create_symlink(fs::read_symlink(e.path(), ec), target, ec);
+      continue;
+    }
+    if (e.is_directory(ec))
+      fs::create_directory(target, ec);
+    else
+      std::ofstream(target).close();
+    // Best effort: an entry that cannot be bound (a race with the host) is left out.
+    mount(e.path().c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
+  }
+}
+
+struct EmulatedDevice {
+  std::string bdf, cdev, vendor, device;
+  unsigned group;
+};
+
+void enter_namespace(const std::string& node_dir, const std::string& staging_dir,
+                     const std::vector<EmulatedDevice>& devices) {
+  const uid_t uid = getuid();
+  const gid_t gid = getgid();
+  if (uid == 0) {
+    if (unshare(CLONE_NEWNS) != 0) die_child("unshare(CLONE_NEWNS)");
+  } else {
+    // A user namespace mapping only ourselves gives the mount rights, nothing else.
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+      die_child("unshare(CLONE_NEWUSER|CLONE_NEWNS) (are unprivileged user namespaces allowed?)");
+    write_file("/proc/self/setgroups", "deny");
+    write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1");
+    write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1");
+  }
+  mount_or_die(nullptr, "/", nullptr, MS_REC | MS_PRIVATE);
+  const fs::path staging = staging_dir;
+  fs::create_directories(staging);
+  mount_or_die("tmpfs", staging, "tmpfs", 0, "mode=0700");
+
+  // /dev: the emulator's nodes at the real paths (real VFIO nodes, if any, are left out).
+  shadow("/dev", staging, {"vfio", "iommu"});
+  std::error_code ec;
+  fs::create_directories("/dev/vfio", ec);
+  std::ofstream("/dev/iommu").close();
+  bind(fs::path(node_dir) / "vfio", "/dev/vfio");
+  bind(fs::path(node_dir) / "iommu", "/dev/iommu");
+
+  // /sys: the emulated PCI devices, their groups and cdevs.
+  const fs::path pci = "/sys/bus/pci/devices";
+  mount_or_die("tmpfs", pci, "tmpfs", 0, "mode=0755");
+  overlay("/sys/kernel", staging);
+  overlay("/sys/class", staging);
+  overlay("/sys/bus/pci/drivers", staging);
+  fs::remove_all("/sys/kernel/iommu_groups", ec);
+  fs::remove_all("/sys/class/vfio-dev", ec);
+  fs::remove_all("/sys/bus/pci/drivers/vfio-pci", ec);
+  fs::create_directories("/sys/bus/pci/drivers/vfio-pci");
+  for (const EmulatedDevice& d : devices) {
+    const fs::path dev = pci / d.bdf;
+    const fs::path group = fs::path("/sys/kernel/iommu_groups") / std::to_string(d.group);
+    fs::create_directories(dev / "vfio-dev" / d.cdev);
+    fs::create_directories(group / "devices");
+    write_file(group / "type", "DMA\n");
+    write_file(dev / "vendor", d.vendor + "\n");
+    write_file(dev / "device", d.device + "\n");
+    write_file(dev / "subsystem_vendor", d.vendor + "\n");
+    write_file(dev / "subsystem_device", d.device + "\n");
+    write_file(dev / "class", "0x00ff00\n");
+    // A FUSE node is a regular file: it has no device number to report.
+    write_file(dev / "vfio-dev" / d.cdev / "dev", "0:0\n");
+    fs::create_symlink(group, dev / "iommu_group");
+    fs::create_symlink("/sys/bus/pci/drivers/vfio-pci", dev / "driver");
+    fs::create_symlink(dev, group / "devices" / d.bdf);
+    fs::create_symlink(dev, "/sys/bus/pci/drivers/vfio-pci" / fs::path(d.bdf));
+    const fs::path cls = fs::path("/sys/class/vfio-dev") / d.cdev;
+    fs::create_directories(cls);
+    write_file(cls / "dev", "0:0\n");
+    fs::create_symlink(dev, cls / "device");
+  }
+}
+
+// ---- the command -----------------------------------------------------------------------------
+
+int run(const RunOptions& o) {
+  if (o.argv.empty()) return fail("nothing to run: vfio-emu run -- PROGRAM [ARGS...]"), 2;
+  Daemon daemon;
+  std::string control = o.control, node_dir;
+  ControlClient probe(control.empty() ? "/nonexistent" : control, std::chrono::seconds(5));
+  Outcome status = control.empty() ? Outcome::failure(kExitNotRunning, "") : probe.request({{"cmd", "status"}});
+  if (status.ok()) {
+    node_dir = status.result.value("node_dir", "");
+    if (status.result.value("transport", "") != "fuse" || node_dir.empty())
+      return fail("the daemon at " + control + " serves no FUSE node directory to bind"), 1;
+  } else {
+    if (!daemon.start(o)) return 1;
+    control = daemon.control();
+    node_dir = daemon.node_dir();
+  }
+  ControlClient client(control, std::chrono::seconds(5));
+  Outcome list = client.request({{"cmd", "list"}});
+  if (!list.ok()) return fail("asking the daemon for its devices: " + list.message), 1;
+  std::vector<EmulatedDevice> devices;
+  for (const auto& d : list.result["devices"])
+    devices.push_back(EmulatedDevice{d["bdf"], d["cdev"], d["vendor"], d["device"], d["group"]});
+
+  const std::string staging =
+      (daemon.dir().empty() ? std::string("/tmp") : daemon.dir()) + "/ns." + std::to_string(getpid());
+  const std::string shim = o.shim ? find_shim() : std::string();
+  if (o.shim && access(shim.c_str(), R_OK) != 0) return fail("no preload shim at " + shim), 1;
+
+  // The program: a child that enters the namespace and execs.
+  const pid_t child = fork();
+  if (child < 0) return fail(std::string("fork: ") + std::strerror(errno)), 1;
+  if (child == 0) {
+    enter_namespace(node_dir, staging, devices);
+    if (!shim.empty()) {
+      const char* old = std::getenv("LD_PRELOAD");
+      setenv("LD_PRELOAD", old && *old ? (shim + ":" + old).c_str() : shim.c_str(), 1);
+    }
+    std::vector<char*> av;
+    for (auto& a : const_cast<std::vector<std::string>&>(o.argv)) av.push_back(a.data());
+    av.push_back(nullptr);
+    execvp(av[0], av.data());
+    die_child("cannot run " + o.argv[0]);
+  }
+  // Interrupts go to the program; we wait for it.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  int wstatus = 0;
+  while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  std::error_code ec;
+  fs::remove(staging, ec);
+  if (o.keep_daemon && daemon.pid() > 0) {
+    std::fprintf(stderr, "vfio-emu run: the daemon keeps running: pid %d, --control %s, nodes in %s\n",
+                 daemon.pid(), daemon.control().c_str(), daemon.node_dir().c_str());
+    daemon.detach();
+  }
+  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+  return 1;
+}
+
+}  // namespace
 
 void add_run_command(CLI::App& app, int* exit_code) {
-  auto* run = app.add_subcommand("run", "run a program against the emulator (not available yet)");
-  run->allow_extras();
-  run->callback([exit_code] {
-    std::fprintf(stderr, "vfio-emu run: not available in this build yet\n");
-    *exit_code = 2;
-  });
+  auto options = std::make_shared<RunOptions>();
+  auto* cmd = app.add_subcommand(
+      "run", "run PROGRAM where /dev/vfio, /dev/iommu and the VFIO sysfs entries are emulated");
+  cmd->add_option("--config", options->config, "topology file for the daemon it starts");
+  cmd->add_flag("--keep-daemon", options->keep_daemon, "leave the daemon it started running");
+  cmd->add_flag("--shim", options->shim,
+                "preload a shim that makes VFIO_GROUP_GET_DEVICE_FD work (dynamic programs)");
+  cmd->add_option("--control", options->control,
+                  "use the daemon on this control socket (started there if none answers)");
+  cmd->add_option("program", options->argv, "PROGRAM [ARGS...] (after --)")->required();
+  cmd->footer("Example: vfio-emu run -- ./my-vfio-program");
+  cmd->callback([options, exit_code] { *exit_code = run(*options); });
 }
 
 }  // namespace vfio_emu::tools

@@ -97,6 +97,9 @@ devices = ["0000:06:0d.0", { bdf = "0000:06:0d.1", vendor = 0x8086, device = 0x1
 id = 7
 iommu = "phb0"
 devices = ["0001:00:00.0"]
+mode = 0o660
+uid = 1000
+gid = 100
 )",
                            &error);
   INFO(error);
@@ -120,9 +123,18 @@ devices = ["0001:00:00.0"]
   CHECK(t->groups[0].devices[1].fail_reset);
   CHECK(t->groups[0].devices[1].cdev_index == 1);
   CHECK(t->groups[1].devices[0].cdev_index == 2);
+  CHECK(t->groups[1].mode == 0660u);
+  CHECK(t->groups[1].uid == 1000u);
+  CHECK_FALSE(t->groups[0].mode.has_value());
   Emulator emu(std::move(*t));
   CHECK(emu.node("vfio/26") != nullptr);
-  CHECK(emu.node("vfio/devices/vfio2") != nullptr);
+  CHECK(emu.node("vfio/26")->mode == 0600);
+  CHECK_FALSE(emu.node("vfio/26")->uid.has_value());
+  // A group's settings apply to its node and to its devices' cdev nodes.
+  CHECK(emu.node("vfio/7")->mode == 0660);
+  CHECK(emu.node("vfio/devices/vfio2")->mode == 0660);
+  CHECK(emu.node("vfio/devices/vfio2")->uid == 1000u);
+  CHECK(emu.node("vfio/devices/vfio2")->gid == 100u);
 }
 
 TEST_CASE("topology: errors name what is wrong", "[topology]") {
@@ -142,6 +154,8 @@ TEST_CASE("topology: errors name what is wrong", "[topology]") {
   CHECK_THAT(parse_error(unit + "reserved = [{ first = 2, last = 1 }]\n" + group),
              Catch::Contains("first <= last"));
   CHECK_THAT(parse_error(unit + "split = \"maybe\"\n" + group), Catch::Contains("'split'"));
+  CHECK_THAT(parse_error(unit + group + "mode = 0o17777\n"), Catch::Contains("'mode'"));
+  CHECK_THAT(parse_error(unit + group + "uid = -1\n"), Catch::Contains("'uid'"));
   CHECK_THAT(parse_error(unit + unit + group), Catch::Contains("defined twice"));
   CHECK_THAT(parse_error(unit + "[[group]]\nid = 1\niommu = \"x\"\ndevices = [\"0000:00:01.0\"]\n"),
              Catch::Contains("'iommu' must name"));
