@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# vfio-emu run: programs with hard-coded paths run unmodified, and the host does not change.
+#   run_test.sh VFIO_EMU TYPE1_PROG TYPE1_STATIC_PROG CDEV_PROG
+set -euo pipefail
+tool=$1 type1=$2 type1_static=$3 cdev=$4
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# What the host looks like, before and after: /dev and the sysfs places run overlays, mounts.
+snapshot() {
+  { ls -la /dev | grep -v ' pts$\| ptmx$' | awk '{print $1, $NF}';
+    ls /sys/bus/pci/devices /sys/class /sys/kernel /sys/bus/pci/drivers;
+    grep -v 'fuse.vfio-emu' /proc/self/mountinfo | awk '{print $5, $9}' | sort; } 2>&1
+}
+before=$(snapshot)
+
+out=$(timeout 60 "$tool" run -- "$type1" 0000:00:01.0 no-device-fd) || fail "type1 without shim: $out"
+echo "$out"
+out=$(timeout 60 "$tool" run --shim -- "$type1" 0000:00:02.0 device-fd) || fail "type1 with shim: $out"
+echo "$out"
+# A statically linked program runs too, only GET_DEVICE_FD stays unavailable.
+out=$(timeout 60 "$tool" run --shim -- "$type1_static" 0000:00:01.0 no-device-fd) ||
+  fail "static type1: $out"
+echo "$out"
+out=$(timeout 60 "$tool" run -- "$cdev" 0000:00:02.0) || fail "cdev flow: $out"
+echo "$out"
+
+# The program's exit status is run's.
+set +e
+timeout 60 "$tool" run -- sh -c 'exit 7'
+[ $? -eq 7 ] || fail "exit status not propagated"
+timeout 60 "$tool" run -- sh -c 'kill -TERM $$'
+[ $? -eq $((128 + 15)) ] || fail "death by signal not reported as 128+N"
+timeout 60 "$tool" run -- /nonexistent/program 2>/dev/null
+[ $? -eq 127 ] || fail "a missing program is not 127"
+set -e
+
+# --keep-daemon leaves it serving; --control reuses it.
+log=$(mktemp)
+timeout 60 "$tool" run --keep-daemon -- true 2>"$log" || fail "keep-daemon run"
+ctl=$(sed -n 's/.*--control \([^,]*\), nodes in.*/\1/p' "$log")
+pid=$(sed -n 's/.*pid \([0-9]*\),.*/\1/p' "$log")
+[ -n "$ctl" ] && [ -n "$pid" ] && kill -0 "$pid" || fail "no daemon kept: $(cat "$log")"
+out=$(timeout 60 "$tool" run --control "$ctl" -- "$cdev" 0000:00:01.0) || fail "reuse: $out"
+echo "$out"
+kill -TERM "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "kept daemon did not stop"
+rm -rf "$(dirname "$ctl")" "$log"
+
+after=$(snapshot)
+if [ "$before" != "$after" ]; then
+  diff <(echo "$before") <(echo "$after") >&2 || true
+  fail "the host changed"
+fi
+ls /tmp | grep -q '^vfio-emu-run\.' && fail "a temporary directory was left behind"
+echo "run: all checks passed"
