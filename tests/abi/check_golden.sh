@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# abi-golden: fails if the uAPI layouts printed by abi-dump differ from tests/abi/uapi.golden.
+# abi-golden: fails if the uAPI layouts or the command table printed by abi-dump differ from
+# tests/abi/uapi.golden.
 #
 # Usage: check_golden.sh ABI_DUMP GOLDEN_FILE
 #
-# A difference means a struct, member offset or size changed. If the change is intended (for
-# example a new uAPI struct was added), regenerate the golden file from the top of the repository
+# A difference means a struct, member offset or size, or a command (number, node, minimum size)
+# changed. If the change is intended (for example a new uAPI struct or ioctl was added), regenerate the golden file from the top of the repository
 # and commit it together with the change:
 #
 #   ninja -C build && build/tests/abi/abi-dump > tests/abi/uapi.golden
@@ -27,4 +28,4 @@ if ! diff -u --label "$golden (committed)" --label "abi-dump (this build)" "$gol
   echo "If intended, regenerate it: build/tests/abi/abi-dump > tests/abi/uapi.golden" >&2
   exit 1
 fi
-echo "abi-golden: $(grep -c '^struct ' "$golden") structs match $golden"
+echo "abi-golden: $(grep -c '^struct ' "$golden") structs and $(grep -c '^command ' "$golden") commands match $golden"
