@@ -25,6 +25,7 @@
 
 #include "core/uapi/iommufd.h"
 #include "core/uapi/vfio.h"
+#include "core/uapi/vfio_emu.h"
 #include "tests/cuse/cuse_rig.h"
 
 namespace vfio_emu::test {
@@ -470,6 +471,26 @@ TEST_CASE("fd arguments: a number that is not open, and an fd that is not ours",
     bind.iommufd = -1;
     CHECK(dev.ioctl(VFIO_DEVICE_BIND_IOMMUFD, &bind).ret == -EINVAL);
   }
+}
+
+TEST_CASE("VFIO_EMU_IDENTIFY answers only the daemon itself", "[fd]") {
+  // The daemon's fd resolver asks the kernel which open file an fd is with this private ioctl;
+  // a caller must not learn the daemon's file ids with it. The kernel would send the daemon's
+  // own pid for the daemon's ioctl; here the test claims it.
+  CuseRig rig({"vfio/vfio", "iommu"});
+  Node c(rig, "vfio/vfio");
+  IoctlOutcome o = c.ioctl(VFIO_EMU_IDENTIFY, uint64_t{0});
+  CHECK(o.ret == -ENOTTY);
+  CHECK(o.rounds == 1);
+  c.k.set_caller_pid(rig.daemon().pid());
+  o = c.ioctl(VFIO_EMU_IDENTIFY, uint64_t{0});
+  CHECK(o.ret > 0);
+  CHECK(o.rounds == 1);
+  Node i(rig, "iommu");
+  i.k.set_caller_pid(rig.daemon().pid());
+  const IoctlOutcome other = i.ioctl(VFIO_EMU_IDENTIFY, uint64_t{0});
+  CHECK(other.ret > 0);
+  CHECK(other.ret != o.ret);
 }
 
 // ---- callers the daemon cannot see ---------------------------------------------------------------
