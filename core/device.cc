@@ -196,7 +196,7 @@ Result<long> get_info(Emulator&, File&, IoctlCall& call) {
   info.num_irqs = VFIO_PCI_NUM_IRQS;
   info.cap_offset = 0;
   info.pad = 0;
-  TRY(copy_to_user(call, call.arg, &info, std::min<u64>(info.argsz, sizeof(info))));
+  TRY(reply_to_user(call, call.arg, &info, std::min<u64>(info.argsz, sizeof(info))));
   return 0;
 }
 
@@ -234,7 +234,7 @@ Result<long> get_region_info(Emulator&, File&, IoctlCall& call) {
       return reject(call, EINVAL, "index {:#x} >= {:#x} regions", info.index,
                     VFIO_PCI_NUM_REGIONS);
   }
-  TRY(copy_to_user(call, call.arg, &info, minsz));
+  TRY(reply_to_user(call, call.arg, &info, minsz));
   call.detail += fmt::format(" -> offset={:#x} size={:#x} flags={:#x}", info.offset, info.size,
                              info.flags);
   return 0;
@@ -267,7 +267,7 @@ Result<long> get_irq_info(Emulator&, File& file, IoctlCall& call) {
       info.flags |= VFIO_IRQ_INFO_NORESIZE;
       break;
   }
-  TRY(copy_to_user(call, call.arg, &info, minsz));
+  TRY(reply_to_user(call, call.arg, &info, minsz));
   call.detail += fmt::format(" -> count={} flags={:#x}", info.count, info.flags);
   return 0;
 }

@@ -161,13 +161,6 @@ void Emulator::release(const std::shared_ptr<File>& file) {
   logger("core")->debug("{} file {} released", node_kind_name(file->kind()), file->id());
 }
 
-u64 Emulator::group_holder(u32 group_id) {
-  Group* g = group_by_id(group_id);
-  if (g == nullptr) return 0;
-  std::lock_guard lock(mu);
-  return g->open_file != nullptr ? g->open_file->id() : 0;
-}
-
 std::shared_ptr<File> Emulator::file(u64 id) const {
   std::lock_guard lock(registry_mu_);
   auto it = files_.find(id);
@@ -231,6 +224,9 @@ Status read_iommufd_struct(IoctlCall& call, const Command& c) {
     return reject(call, EINVAL, "size {:#x} < {:#x}", size, c.min_size);
   call.user_size = size;
   call.ucmd.fill(0);
+  // Replies copy back min(size, kernel size) bytes: announced before the read, so the CUSE retry
+  // protocol fetches the struct and makes room for the reply in one round.
+  TRY(call.mem->will_write(call.arg, std::min<u64>(size, c.kernel_size)));
   TRY(call.mem->read(call.arg, call.ucmd.data(), std::min<u64>(size, c.kernel_size)));
   // copy_struct_from_user: bytes the kernel does not know must be zero.
   u8 chunk[512];
@@ -243,7 +239,7 @@ Status read_iommufd_struct(IoctlCall& call, const Command& c) {
                       size, off + i, c.kernel_size);
     off += n;
   }
-  return call.mem->will_write(call.arg, std::min<u64>(size, c.kernel_size));
+  return {};
 }
 
 }  // namespace

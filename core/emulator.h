@@ -69,10 +69,6 @@ class Emulator {
   Result<u64> read(File& file, u64 offset, void* buf, u64 len);
   Result<u64> write(File& file, u64 offset, const void* buf, u64 len);
 
-  // The id of the file holding group `group_id` open (0 if none): an open that meets EBUSY may
-  // wait for it when its release is on the way (see cuse/open_files.h).
-  u64 group_holder(u32 group_id);
-
   // The open file with this id, if it is still open (the transport's "identify").
   std::shared_ptr<File> file(u64 id) const;
   std::vector<std::shared_ptr<File>> files() const;

@@ -31,6 +31,8 @@ bool dma_owner_claimed(const Group& g) {
 
 Result<long> get_status(Emulator& emu, File& file, IoctlCall& call) {
   constexpr u32 minsz = sizeof(vfio_group_status);
+  // Announced first: under the CUSE retry protocol one round then brings the struct both ways.
+  TRY(call.mem->will_write(call.arg, minsz));
   vfio_group_status status;
   TRY(call.read_min(&status, minsz));
   if (status.argsz < minsz)

@@ -58,6 +58,7 @@ bool CuseTransport::is_ours(const struct stat& st) const {
 
 void CuseTransport::op_init_done(void* userdata) {
   auto& s = *static_cast<Session*>(userdata);
+  ++s.transport->inited_;
   if (s.socket) return;  // a test channel: no device node in this kernel
   // The kernel picked the device number; learn it to recognise our nodes in fd arguments.
   struct stat st {};
@@ -75,14 +76,14 @@ void CuseTransport::op_open(fuse_req_t req, fuse_file_info* fi) {
   Session& s = session(req);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   const core::Caller caller = s.transport->service_.caller_from(ctx->pid, ctx->uid, ctx->gid);
-  auto r = open_node(s.transport->emu_, s.transport->files_, *s.node, caller);
+  auto r = open_node(s.transport->emu_, s.transport->service_.files(), *s.node, caller);
   if (!r) return (void)fuse_reply_err(req, r.error());
   fi->fh = reinterpret_cast<uint64_t>(new Handle{r.take(), s.node->path});
   fi->direct_io = 1;
   fi->nonseekable = 1;
   if (fuse_reply_open(req, fi) == -ENOENT) {
     Handle* h = handle_of(fi);
-    s.transport->files_.released(*h->file);
+    s.transport->service_.files().released(*h->file);
     s.transport->emu_.release(h->file);
     delete h;
   }
@@ -92,7 +93,7 @@ void CuseTransport::op_release(fuse_req_t req, fuse_file_info* fi) {
   Session& s = session(req);
   Handle* h = handle_of(fi);
   s.transport->emu_.release(h->file);
-  s.transport->files_.released(*h->file);
+  s.transport->service_.files().released(*h->file);
   delete h;
   fuse_reply_err(req, 0);
 }
@@ -230,7 +231,7 @@ void* CuseTransport::session_main(void* arg) {
   return nullptr;
 }
 
-int CuseTransport::run() {
+int CuseTransport::run(const std::function<void()>& on_ready) {
   // Signals: the main thread waits for them; the session threads only get SIGUSR1, which breaks
   // their wait once they are told to exit.
   struct sigaction sa {};
@@ -245,8 +246,18 @@ int CuseTransport::run() {
   for (auto& s : sessions_) {
     if (pthread_create(&s->thread, nullptr, session_main, s.get()) == 0) s->running = true;
   }
+  // Ready once every node exists; a signal (or every channel closing) ends the wait anyway.
   int sig = 0;
-  sigwait(&set, &sig);
+  bool announced = false;
+  while (sig == 0) {
+    if (!announced && inited_.load() == sessions_.size()) {
+      on_ready();
+      announced = true;
+    }
+    const timespec tick{0, 50 * 1000 * 1000};
+    const int r = sigtimedwait(&set, nullptr, &tick);
+    if (r > 0) sig = r;
+  }
   if (sig != SIGUSR2)
     logger("cuse")->info("signal {}: stopping", sig);
   else

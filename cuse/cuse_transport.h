@@ -14,6 +14,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,8 +37,9 @@ class CuseTransport final : public NodeIdentity {
   // or else on a fresh open of /dev/cuse each. Errors: ENOENT (an unknown node name), the errno
   // of opening /dev/cuse, EEXIST (real VFIO nodes exist where ours would go).
   Status start(const std::map<std::string, int>& channel_fds);
-  // Serves until every channel is closed by its other end, or SIGINT/SIGTERM/SIGHUP.
-  int run();
+  // Serves until every channel is closed by its other end, or SIGINT/SIGTERM/SIGHUP. Calls
+  // `on_ready` once every session has answered its CUSE_INIT, i.e. once every node exists.
+  int run(const std::function<void()>& on_ready);
 
   bool is_ours(const struct stat& st) const override;
 
@@ -68,12 +70,12 @@ class CuseTransport final : public NodeIdentity {
 
   core::Emulator& emu_;
   IoctlService service_;
-  OpenFiles files_;
   std::string prefix_;
   std::vector<std::unique_ptr<Session>> sessions_;
   mutable std::mutex rdev_mu_;
   std::set<dev_t> rdevs_;  // device numbers the kernel gave our nodes
   std::atomic<int> live_{0};
+  std::atomic<size_t> inited_{0};
   pthread_t main_thread_{};
 };
 

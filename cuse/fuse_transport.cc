@@ -157,7 +157,7 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
   const Inode& in = t.inodes_[ino - 1];
   if (in.dir) return (void)fuse_reply_err(req, EISDIR);
-  auto r = open_node(t.emu_, t.files_, *in.node, t.caller_of(req));
+  auto r = open_node(t.emu_, t.service_.files(), *in.node, t.caller_of(req));
   if (!r) return (void)fuse_reply_err(req, r.error());
   fi->fh = reinterpret_cast<uint64_t>(new Handle{r.take(), in.node->path});
   fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
@@ -165,7 +165,7 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (fuse_reply_open(req, fi) == -ENOENT) {
     // The caller was interrupted and is gone: undo the open.
     Handle* h = handle_of(fi);
-    t.files_.released(*h->file);
+    t.service_.files().released(*h->file);
     t.emu_.release(h->file);
     delete h;
   }
@@ -175,7 +175,7 @@ void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   FuseTransport& t = self(req);
   // The daemon's own close of an fd it took to identify a file is not a client closing it.
   if (fuse_req_ctx(req)->pid != gettid() && t.threads_.tgid_of(fuse_req_ctx(req)->pid) != getpid())
-    t.files_.flushed(*handle_of(fi)->file);
+    t.service_.files().flushed(*handle_of(fi)->file);
   fuse_reply_err(req, 0);
 }
 
@@ -183,7 +183,7 @@ void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   FuseTransport& t = self(req);
   Handle* h = handle_of(fi);
   t.emu_.release(h->file);
-  t.files_.released(*h->file);
+  t.service_.files().released(*h->file);
   delete h;
   fuse_reply_err(req, 0);
 }

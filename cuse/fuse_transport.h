@@ -61,7 +61,6 @@ class FuseTransport final : public NodeIdentity {
   core::Emulator& emu_;
   ThreadGroups& threads_;
   IoctlService service_;
-  OpenFiles files_;
   std::string dir_;
   std::vector<Inode> inodes_;  // index = ino - 1
   fuse_session* se_ = nullptr;

@@ -1,32 +1,44 @@
 #include "cuse/open_files.h"
 
+#include <algorithm>
+
 namespace vfio_emu::cuse {
 
 void OpenFiles::opened(const core::File& f) {
   std::lock_guard lock(mu_);
-  open_[f.id()] = false;
+  flushed_at_[f.id()] = Clock::time_point::min();
 }
 
 void OpenFiles::flushed(const core::File& f) {
   std::lock_guard lock(mu_);
-  auto it = open_.find(f.id());
-  if (it != open_.end()) it->second = true;
+  auto it = flushed_at_.find(f.id());
+  if (it != flushed_at_.end()) it->second = Clock::now();
 }
 
 void OpenFiles::released(const core::File& f) {
   {
     std::lock_guard lock(mu_);
-    open_.erase(f.id());
+    flushed_at_.erase(f.id());
+    releases_.fetch_add(1, std::memory_order_release);
   }
   released_.notify_all();
 }
 
-bool OpenFiles::wait_release_after_flush(u64 id, std::chrono::milliseconds timeout) {
+bool OpenFiles::settle_recent_closes(u64 releases_before) {
   std::unique_lock lock(mu_);
-  auto it = open_.find(id);
-  if (it == open_.end()) return true;
-  if (!it->second) return false;  // nobody closed it: genuinely busy
-  return released_.wait_for(lock, timeout, [&] { return open_.count(id) == 0; });
+  // The latest moment a recently flushed, unreleased file could still be released by.
+  auto deadline = [&] {
+    Clock::time_point until = Clock::time_point::min();
+    const Clock::time_point now = Clock::now();
+    for (const auto& [id, at] : flushed_at_)
+      if (at != Clock::time_point::min() && at + kSettleWindow > now)
+        until = std::max(until, at + kSettleWindow);
+    return until;
+  };
+  if (deadline() == Clock::time_point::min()) return releases_.load(std::memory_order_relaxed) != releases_before;
+  for (Clock::time_point until = deadline(); until != Clock::time_point::min(); until = deadline())
+    released_.wait_until(lock, until);
+  return true;
 }
 
 }  // namespace vfio_emu::cuse

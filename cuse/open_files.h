@@ -1,14 +1,19 @@
-// What a transport keeps per open file, and the close/reopen handshake.
+// The close/reopen handshake of the transports.
 //
 // A FUSE file's handle (fi->fh) points straight at its Handle, so an ioctl needs no lookup and
-// no global lock. The registry below is used only on open, flush and release.
+// no global lock. The registry below is used only on open, flush, release and conflicts.
 //
-// FUSE sends RELEASE asynchronously: close() returns before the daemon hears of it. A program
-// that closes a group and reopens it at once would then meet its own old open file (EBUSY).
-// FLUSH, though, is synchronous on every close(). So: a flush marks the file as "closing", and
-// an open that finds the node busy with a closing file waits (briefly) for its release.
+// FUSE sends RELEASE asynchronously: close() returns before the daemon hears of it, while Linux
+// releases a VFIO file before close() returns. A program that closes a group and at once opens it
+// again, binds its device, or closes a bound cdev and opens its group, would meet its own old
+// file (EBUSY, EINVAL). FLUSH, though, is synchronous on every close(), and a RELEASE that is
+// coming follows it within moments. So: an operation that fails on a conflict while some file was
+// flushed moments ago waits for that file's release (at most kSettleWindow after its flush) and
+// is tried once more. A file flushed by a close() that was not its last (a dup, a forked child)
+// is simply not released in that window, and the conflict stands.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -29,17 +34,25 @@ struct Handle {
 
 class OpenFiles {
  public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kSettleWindow{250};
+
   void opened(const core::File& f);
   void flushed(const core::File& f);
   void released(const core::File& f);
-  // Waits up to `timeout` for file `id` to be released, if it was flushed (closed by someone)
-  // and is not released yet. Returns true if it is gone.
-  bool wait_release_after_flush(u64 id, std::chrono::milliseconds timeout);
+
+  // How many files have been released so far; taken before the attempt that may conflict.
+  u64 releases() const { return releases_.load(std::memory_order_acquire); }
+  // Waits until every file flushed within the last kSettleWindow is released or its window has
+  // passed. Returns true if there was such a file or a file was released since `releases_before`
+  // (then between the failed attempt and now), i.e. if trying again may now succeed.
+  bool settle_recent_closes(u64 releases_before);
 
  private:
   std::mutex mu_;
   std::condition_variable released_;
-  std::unordered_map<u64, bool> open_;  // id -> flushed since open
+  std::unordered_map<u64, Clock::time_point> flushed_at_;  // open files; time of the last flush
+  std::atomic<u64> releases_{0};  // written under mu_
 };
 
 }  // namespace vfio_emu::cuse

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "core/uapi/vfio.h"
 #include "core/uapi/vfio_emu.h"
 #include "cuse/caller_process.h"
 
@@ -309,17 +310,36 @@ IoctlReply IoctlService::handle(const std::shared_ptr<core::File>& file,
     return reply;
   }
 
+  // Retry mode when asked to, for a caller we cannot see (pid 0) or have failed to reach, and
+  // for every round after the first of a retry exchange.
+  bool retry = unrestricted && (access_ == ArgAccess::kRetry || in_size != 0 || out_size != 0);
+  if (unrestricted && access_ == ArgAccess::kAuto && !retry) {
+    std::lock_guard lock(unreachable_mu_);
+    retry = caller.pid == 0 || unreachable_.count(caller.tid) != 0;
+  }
   RequestCaller rc(emu_, nodes_, caller);
-  const bool retry = unrestricted && (access_ == ArgAccess::kRetry ||
-                                      (access_ == ArgAccess::kAuto && caller.pid == 0));
   if (!retry) {
     rc.use_direct(unrestricted && access_ == ArgAccess::kAuto);
+    const u64 releases = files_.releases();
     reply = run(file, node_name, caller, cmd, arg, rc, false);
+    // A conflict with a file that was just closed (its RELEASE on the way, cuse/open_files.h):
+    // once more after it; these ioctls change nothing when they fail.
+    if (reply.kind == IoctlReply::Kind::kDone &&
+        (reply.result == -EBUSY || reply.result == -EINVAL) &&
+        (cmd == uapi::VFIO_DEVICE_BIND_IOMMUFD || cmd == uapi::VFIO_EMU_DEVICE_USE_GROUP) &&
+        files_.settle_recent_closes(releases)) {
+      RequestCaller again(emu_, nodes_, caller);
+      again.use_direct(unrestricted && access_ == ArgAccess::kAuto);
+      reply = run(file, node_name, caller, cmd, arg, again, false);
+    }
     if (reply.kind == IoctlReply::Kind::kDone || !rc.unreachable()) return reply;
-    // The caller's memory is out of direct reach: redo this request with the retry protocol.
+    // The caller's memory is out of direct reach: this request, and the thread's later ones,
+    // use the retry protocol.
     logger("cuse")->debug("{} pid {}: caller unreachable, falling back to the retry protocol",
                           node_name, caller.tid);
-    in_size = out_size = 0;
+    std::lock_guard lock(unreachable_mu_);
+    if (unreachable_.size() > 4096) unreachable_.clear();
+    unreachable_[caller.tid] = true;
   }
   RetryRounds::Pending prev;
   if (in_size != 0 || out_size != 0) {

@@ -15,6 +15,7 @@
 
 #include "core/context.h"
 #include "core/emulator.h"
+#include "cuse/open_files.h"
 
 namespace vfio_emu::cuse {
 
@@ -162,6 +163,8 @@ class IoctlService {
                     size_t in_size, size_t out_size);
 
   core::Caller caller_from(pid_t tid, uid_t uid, gid_t gid) const;
+  // The transport's open files (see cuse/open_files.h).
+  OpenFiles& files() { return files_; }
 
  private:
   IoctlReply run(const std::shared_ptr<core::File>& file, const std::string& node_name,
@@ -172,6 +175,9 @@ class IoctlService {
   ThreadGroups& threads_;
   ArgAccess access_;
   RetryRounds rounds_;
+  OpenFiles files_;
+  std::mutex unreachable_mu_;
+  std::unordered_map<pid_t, bool> unreachable_;  // threads direct access failed on (auto mode)
 };
 
 }  // namespace vfio_emu::cuse

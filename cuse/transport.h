@@ -9,8 +9,8 @@
 
 namespace vfio_emu::cuse {
 
-// open(2) of `node`: the emulator's open, waiting for a just-closed holder of a group to be
-// released (FUSE releases asynchronously). Errors: those of Emulator::open.
+// open(2) of `node`: the emulator's open, tried once more after just-closed files are released
+// when it meets EBUSY (cuse/open_files.h). Errors: those of Emulator::open.
 Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
                                               const core::NodeInfo& node,
                                               const core::Caller& caller);

@@ -159,8 +159,7 @@ int main(int argc, char** argv) {
   cuse::CuseTransport cuse_transport(emu, threads, cuse_prefix, access);
   if (!cuse_transport.start(channels)) return 1;
   control_server.set_node_dir(channels.empty() ? "/dev/" + cuse_prefix : std::string());
-  announce_ready();
-  const int r = cuse_transport.run();
+  const int r = cuse_transport.run(announce_ready);
   log->info("stopped");
   return r;
 }

@@ -3,6 +3,7 @@
 #include <linux/capability.h>
 
 #include <map>
+#include <vector>
 
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
@@ -84,18 +85,20 @@ Result<long> ioas_iova_ranges(Emulator&, File& file, IoctlCall& call) {
 // iommufd_ioas_load_iovas: reads num ranges, each start < last and disjoint from the others.
 Result<IovaList> load_iovas(IoctlCall& call, u64 uptr, u32 num) {
   std::map<u64, u64> loaded;  // first -> last
-  constexpr u32 kChunk = 256;
-  iommu_iova_range buf[kChunk];
+  // Read in large chunks (one CUSE retry round for any sane count; the buffer stays bounded for
+  // an insane one); at a fault, fall back to one range at a time so that a bad range before the
+  // fault still wins, as Linux reads them one by one.
+  constexpr u32 kChunk = 64 * 1024;
+  std::vector<iommu_iova_range> buf(std::min(num, kChunk));
   for (u32 done = 0; done < num;) {
     const u32 n = std::min(kChunk, num - done);
-    // Read a chunk at once; at a fault, fall back to one range at a time so that a bad range
-    // before the fault still wins, as Linux reads them one by one.
+    const u64 at = uptr + u64{done} * sizeof(buf[0]);
     u32 have = n;
-    Status st = call.mem->read(uptr + u64{done} * sizeof(buf[0]), buf, n * sizeof(buf[0]));
+    Status st = call.mem->read(at, buf.data(), n * sizeof(buf[0]));
     if (!st) {
       if (st.error() != EFAULT) return Err{st.error()};
       for (have = 0; have < n; ++have) {
-        st = call.mem->read(uptr + u64{done + have} * sizeof(buf[0]), &buf[have], sizeof(buf[0]));
+        st = call.mem->read(at + u64{have} * sizeof(buf[0]), &buf[have], sizeof(buf[0]));
         if (!st) break;
       }
       if (!st && st.error() != EFAULT) return Err{st.error()};
@@ -115,7 +118,7 @@ Result<IovaList> load_iovas(IoctlCall& call, u64 uptr, u32 num) {
     }
     if (have < n)
       return reject(call, EFAULT, "reading range {} at {:#x}", done + have,
-                    uptr + u64{done + have} * sizeof(buf[0]));
+                    at + u64{have} * sizeof(buf[0]));
     done += n;
   }
   IovaList out;

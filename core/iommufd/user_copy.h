@@ -24,6 +24,13 @@ inline Status copy_to_user(IoctlCall& call, u64 addr, const void* src, std::size
   return st;
 }
 
+// For handlers that change nothing (information ioctls): announce, then write. Re-running them
+// under the CUSE retry protocol is harmless, so the announcement may come this late.
+inline Status reply_to_user(IoctlCall& call, u64 addr, const void* src, std::size_t len) {
+  TRY(call.mem->will_write(addr, len));
+  return copy_to_user(call, addr, src, len);
+}
+
 // IoctlCall::read_min with the log line.
 template <class T>
 Status read_min(IoctlCall& call, T* s, std::size_t minsz) {

@@ -231,6 +231,8 @@ Result<long> compat_map_dma(Emulator& emu, File& file, IoctlCall& call) {
 Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dma_unmap, size) + 8;  // 24
   vfio_iommu_type1_dma_unmap unmap;
+  // Announced before the read so that CUSE retry fetches and maps the struct in one round.
+  TRY(call.mem->will_write(call.arg, minsz));
   TRY(read_min(call, &unmap, minsz));
   call.detail = fmt::format("flags={:#x} iova={:#x} size={:#x}", unmap.flags, unmap.iova,
                             unmap.size);
@@ -238,7 +240,6 @@ Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
     return reject(call, EINVAL, "argsz {:#x} flags {:#x} (only VFIO_DMA_UNMAP_FLAG_ALL is "
                   "emulated)", unmap.argsz, unmap.flags);
   auto ioas = TRY(compat_ioas(ctx_of(file), call));
-  TRY(call.mem->will_write(call.arg, minsz));
   std::lock_guard lock(ioas->mu);
   u64 unmapped = 0;
   Status st;
