@@ -1,0 +1,170 @@
+/*
+ * mapping_client: maps known ranges through the emulated nodes and keeps them mapped, so the
+ * tests of the `vfio-emu` tool have something exact to look at.
+ *
+ *   mapping_client DIR
+ *
+ * VT-d (group 1, type1v2):
+ *   IOVA 0x100000,   3 x 4 KiB, read-only       -> three level-1 leaves
+ *   IOVA 0x200000,   2 MiB, read/write          -> one level-2 leaf (2 MiB aligned buffer)
+ *   IOVA 0x40000000, 1 GiB, read/write          -> one level-3 leaf (1 GiB aligned buffer,
+ *                                                  MAP_NORESERVE: no memory is touched)
+ * TCE (group 3, sPAPR v2): 2 MiB registered, a 64 KiB-page window of 1 GiB with 2 levels,
+ *   1 MiB of the registered memory mapped at the start of the window (16 TCEs), read/write.
+ *
+ * When everything is mapped it prints one line, "ready {JSON}", the JSON naming what it mapped
+ * (addresses as "0x..." strings), then waits until stdin is closed and exits 0 without unmapping:
+ * the daemon cleans up when the fds close. On failure it names the ioctl and exits 1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "examples/include/vfio_emu_compat.h"
+
+#define KIB (1ULL << 10)
+#define MIB (1ULL << 20)
+#define GIB (1ULL << 30)
+
+#define VTD_GROUP "vfio/1"
+#define TCE_GROUP "vfio/3"
+#define TCE_PAGE_SHIFT 16
+#define TCE_WINDOW_SIZE GIB
+#define TCE_LEVELS 2
+#define TCE_REGISTERED (2 * MIB)
+#define TCE_MAPPED MIB
+
+static void fail(const char *what)
+{
+	fprintf(stderr, "mapping_client: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static int open_node(const char *dir, const char *name)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fail(path);
+	return fd;
+}
+
+/* A new container with `group` in it and the IOMMU `type` set; the group's fd stays open. */
+static int open_container(const char *dir, const char *group, unsigned long type)
+{
+	int container = open_node(dir, "vfio/vfio");
+	int group_fd = open_node(dir, group);
+	if (ioctl(group_fd, VFIO_GROUP_SET_CONTAINER, &container))
+		fail("VFIO_GROUP_SET_CONTAINER");
+	if (ioctl(container, VFIO_SET_IOMMU, type))
+		fail("VFIO_SET_IOMMU");
+	return container;
+}
+
+/* An anonymous mapping of `size` bytes aligned to `align`; the slack is unmapped. */
+static void *map_aligned(uint64_t size, uint64_t align, int extra_flags)
+{
+	char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+	if (raw == MAP_FAILED)
+		fail("mmap");
+	char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+	if (aligned > raw)
+		munmap(raw, aligned - raw);
+	munmap(aligned + size, raw + align - aligned);
+	return aligned;
+}
+
+struct mapping {
+	uint64_t iova, size;
+	void *vaddr;
+	const char *prot;
+};
+
+static void map_dma(int container, const struct mapping *m, const char *what)
+{
+	struct vfio_iommu_type1_dma_map map = {
+		.argsz = sizeof(map),
+		.flags = VFIO_DMA_MAP_FLAG_READ | (m->prot[1] == 'w' ? VFIO_DMA_MAP_FLAG_WRITE : 0),
+		.vaddr = (uintptr_t)m->vaddr,
+		.iova = m->iova,
+		.size = m->size,
+	};
+	if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map))
+		fail(what);
+}
+
+static void print_mappings(const char *name, const struct mapping *m, int n)
+{
+	printf("\"%s\":[", name);
+	for (int i = 0; i < n; i++)
+		printf("%s{\"iova\":\"0x%llx\",\"size\":%llu,\"vaddr\":\"%p\",\"prot\":\"%s\"}",
+		       i ? "," : "", (unsigned long long)m[i].iova, (unsigned long long)m[i].size,
+		       m[i].vaddr, m[i].prot);
+	printf("]");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: mapping_client DIR\n");
+		return 2;
+	}
+	const char *dir = argv[1];
+
+	/* VT-d: a type1v2 container with group 1. */
+	int vtd_container = open_container(dir, VTD_GROUP, VFIO_TYPE1v2_IOMMU);
+	struct mapping vtd[3] = {
+		{0x100000, 3 * 4 * KIB, map_aligned(3 * 4 * KIB, 4 * KIB, 0), "r-"},
+		{0x200000, 2 * MIB, map_aligned(2 * MIB, 2 * MIB, 0), "rw"},
+		{GIB, GIB, map_aligned(GIB, GIB, MAP_NORESERVE), "rw"},
+	};
+	map_dma(vtd_container, &vtd[0], "VFIO_IOMMU_MAP_DMA 4K pages");
+	map_dma(vtd_container, &vtd[1], "VFIO_IOMMU_MAP_DMA 2M page");
+	map_dma(vtd_container, &vtd[2], "VFIO_IOMMU_MAP_DMA 1G page");
+
+	/* TCE: an sPAPR v2 container with group 3, memory registered, a new 64K-page window. */
+	int tce_container = open_container(dir, TCE_GROUP, VFIO_SPAPR_TCE_v2_IOMMU);
+	void *memory = map_aligned(TCE_REGISTERED, 1ULL << TCE_PAGE_SHIFT, 0);
+	struct vfio_iommu_spapr_register_memory reg = {
+		.argsz = sizeof(reg),
+		.vaddr = (uintptr_t)memory,
+		.size = TCE_REGISTERED,
+	};
+	if (ioctl(tce_container, VFIO_IOMMU_SPAPR_REGISTER_MEMORY, &reg))
+		fail("VFIO_IOMMU_SPAPR_REGISTER_MEMORY");
+	struct vfio_iommu_spapr_tce_create create = {
+		.argsz = sizeof(create),
+		.page_shift = TCE_PAGE_SHIFT,
+		.window_size = TCE_WINDOW_SIZE,
+		.levels = TCE_LEVELS,
+	};
+	if (ioctl(tce_container, VFIO_IOMMU_SPAPR_TCE_CREATE, &create))
+		fail("VFIO_IOMMU_SPAPR_TCE_CREATE");
+	struct mapping tce = {create.start_addr, TCE_MAPPED, memory, "rw"};
+	map_dma(tce_container, &tce, "VFIO_IOMMU_MAP_DMA (TCE)");
+
+	printf("ready {\"pid\":%d,", (int)getpid());
+	print_mappings("vtd", vtd, 3);
+	printf(",\"tce\":{\"window_start\":\"0x%llx\",\"page_shift\":%d,\"window_size\":%llu,"
+	       "\"levels\":%d,\"registered\":{\"vaddr\":\"%p\",\"size\":%llu},",
+	       (unsigned long long)create.start_addr, TCE_PAGE_SHIFT,
+	       (unsigned long long)TCE_WINDOW_SIZE, TCE_LEVELS, memory,
+	       (unsigned long long)TCE_REGISTERED);
+	print_mappings("maps", &tce, 1);
+	printf("}}\n");
+	fflush(stdout);
+
+	/* Keep every fd open until the test is done with us. */
+	char buf[256];
+	while (read(STDIN_FILENO, buf, sizeof(buf)) > 0) {
+	}
+	return 0;
+}
