@@ -95,7 +95,7 @@ Result<long> set_iommu(Emulator& emu, File& file, IoctlCall& call) {
     size_t attached = 0;
     Status st;
     for (Group* g : c.groups) {
-      st = driver->attach_group(*g);
+      st = driver->attach_group(*g, call);
       if (!st) break;
       ++attached;
     }
@@ -147,7 +147,7 @@ Status container_attach_group(Emulator& emu, const std::shared_ptr<Container>& c
                     d->spec().bdf);
   if (c.driver) {
     std::lock_guard clock(c.mu);
-    Status st = c.driver->attach_group(g);
+    Status st = c.driver->attach_group(g, call);
     if (!st) return reject(call, st.error(), "group {}: {} driver refused it", g.id(),
                            c.driver->name());
   }

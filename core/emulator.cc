@@ -62,7 +62,7 @@ Emulator::Emulator(Topology topology, EmulatorOptions options)
     nodes_.push_back(NodeInfo{"vfio/devices/" + d->cdev_name(), NodeKind::kDevice, index,
                               gs.mode.value_or(0600), gs.uid, gs.gid});
   }
-  nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0666, {}, {}});
+  nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0660, {}, {}});  // iommu_misc_dev
 }
 
 Emulator::~Emulator() = default;

@@ -129,8 +129,9 @@ class IommuDriver {
   virtual ~IommuDriver() = default;
   virtual u32 type() const = 0;             // VFIO_TYPE1_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU, ...
   virtual std::string_view name() const = 0;
-  // Adds a group. Its errors surface through SET_CONTAINER or SET_IOMMU.
-  virtual Status attach_group(Group& g) = 0;
+  // Adds a group, within the SET_CONTAINER or SET_IOMMU `call` (whose caller's limits apply to
+  // any pinning it needs). Its errors surface through that ioctl.
+  virtual Status attach_group(Group& g, IoctlCall& call) = 0;
   virtual void detach_group(Group& g) = 0;
   // CHECK_EXTENSION once this driver is set.
   virtual long check_extension(u32 ext) const = 0;

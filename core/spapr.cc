@@ -165,7 +165,7 @@ void SpaprDriver::set_group_pe(Group& g, const SpaprPeState& pe) {
   g.eeh_state = pe.normal() ? EehState::kNormal : EehState::kFrozen;
 }
 
-Status SpaprDriver::attach_group(Group& g) {
+Status SpaprDriver::attach_group(Group& g, IoctlCall&) {
   auto log = logger("core.spapr");
   if (g.model() != iommu::Model::kTce) {
     log->info("container {}: attach group {}: {} unit {} has no TCE table group: ENODEV",

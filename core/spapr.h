@@ -58,7 +58,7 @@ class SpaprDriver final : public IommuDriver {
   // tce_iommu_attach_group. Errors: ENODEV (not behind a TCE unit), EINVAL (v2 on a unit without
   // dynamic DMA windows), EBUSY (v1 already has a group; the group is already attached), EPERM
   // (the group is behind another TCE unit than the container's), ENOMEM.
-  Status attach_group(Group& g) override;
+  Status attach_group(Group& g, IoctlCall& call) override;
   // tce_iommu_detach_group: the group's windows lose every TCE (they are shared with the
   // container's other groups, so theirs go too); its EEH PE is recovered.
   void detach_group(Group& g) override;

@@ -103,7 +103,7 @@ std::vector<IovaRange> Type1Driver::build_iova_list(
   return list;
 }
 
-Status Type1Driver::attach_group(Group& g) {
+Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   auto log = logger("core.type1");
   // Attaching could require pinning, so it is refused while a vaddr is invalid.
   if (vaddr_invalid_count_ != 0) {
@@ -169,19 +169,60 @@ Status Type1Driver::attach_group(Group& g) {
     }
   }
 
-  // A new domain: replay every mapping into it.
-  for (auto& [iova, dma] : dmas_) {
-    if (!dma.iommu_mapped) continue;  // pinned when the first IOMMU-backed group came
-    auto r = fresh->hw->map(dma.iova, dma.output, dma.size, dma.prot | iommu::kProtCache);
-    if (!r) {
-      log->warn("container {}: group {}: replaying {:#x}..{:#x} failed: errno {}",
-                container_.id(), g.id(), dma.iova, dma.last(), r.error());
-      return Err{r.error()};  // `fresh` goes away with its tables
-    }
-  }
+  TRY(replay(call, g, *fresh));
   domains_.push_back(DomainEntry{fresh, {&g}});
   iova_list_ = std::move(list);
   recompute_pgsize_bitmap();
+  return {};
+}
+
+// vfio_iommu_replay: every mapping goes into the new domain. Those only recorded so far (the
+// container had emulated groups alone) are pinned now, from their current vaddr, charged to
+// their owner under the attaching caller's RLIMIT_MEMLOCK; a page that cannot be pinned fails
+// the attach (EFAULT, ENOMEM) and undoes the pinning done so far.
+Status Type1Driver::replay(IoctlCall& call, Group& g, HwDomain& fresh) {
+  auto log = logger("core.type1");
+  const u64 limit = call.env->memlock_limit();
+  std::vector<Type1Dma*> pinned;  // newly, by this replay
+  auto unwind = [&] {
+    for (Type1Dma* dma : pinned) {
+      emu_.locked_memory().uncharge(dma->owner, dma->locked);
+      dma->locked = 0;
+    }
+  };
+  for (auto& [iova, dma] : dmas_) {
+    if (!dma.iommu_mapped) {
+      // Only the caller's own memory can be looked at; another owner's pins as it maps.
+      if (dma.owner == call.caller.pid) {
+        const u64 accessible = call.env->dma_accessible(dma.vaddr, dma.size, dma.prot);
+        if (accessible < dma.size) {
+          unwind();
+          return reject(call, EFAULT, "group {}: pinning mapping {:#x}..{:#x} for the new "
+                        "domain: no {} access at vaddr {:#x}", g.id(), dma.iova, dma.last(),
+                        (dma.prot & iommu::kProtWrite) ? "writable" : "readable",
+                        dma.vaddr + accessible);
+        }
+      }
+      Status charged = emu_.locked_memory().charge(dma.owner, dma.size, limit, dma.lock_cap);
+      if (!charged) {
+        unwind();
+        return reject(call, ENOMEM, "group {}: pinning mapping {:#x}..{:#x} for the new domain: "
+                      "RLIMIT_MEMLOCK {:#x} exceeded", g.id(), dma.iova, dma.last(), limit);
+      }
+      dma.locked = dma.size;
+      pinned.push_back(&dma);
+    }
+    const u64 output = dma.iommu_mapped ? dma.output : dma.vaddr;
+    auto r = fresh.hw->map(dma.iova, output, dma.size, dma.prot | iommu::kProtCache);
+    if (!r) {
+      log->warn("container {}: group {}: replaying {:#x}..{:#x} failed: errno {}",
+                container_.id(), g.id(), dma.iova, dma.last(), r.error());
+      unwind();
+      return Err{r.error()};  // `fresh` goes away with its tables
+    }
+  }
+  for (Type1Dma* dma : pinned) dma->output = dma->vaddr;
+  for (auto& [iova, dma] : dmas_) dma.iommu_mapped = true;
   return {};
 }
 
@@ -438,6 +479,7 @@ Result<long> Type1Driver::map_dma(IoctlCall& call) {
   dma.output = map.vaddr;
   dma.prot = prot;
   dma.owner = call.caller.pid;
+  dma.lock_cap = call.env->capable(CAP_IPC_LOCK);
   if (!domains_.empty()) TRY(pin_and_map(call, dma));
   dmas_.emplace(dma.iova, dma);
   --dma_avail_;

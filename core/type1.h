@@ -21,6 +21,7 @@ struct Type1Dma {
   Prot prot = 0;
   pid_t owner = 0;      // process whose memory it is; locked memory is charged to it
   u64 locked = 0;       // bytes charged to owner (0 while nothing is pinned)
+  bool lock_cap = false;  // the mapper had CAP_IPC_LOCK (dma->lock_cap): no RLIMIT_MEMLOCK
   bool vaddr_invalid = false;
   bool iommu_mapped = false;  // programmed into the domains
   u64 last() const { return iova + (size - 1); }
@@ -34,7 +35,7 @@ class Type1Driver final : public IommuDriver {
 
   u32 type() const override { return v2_ ? 3u : 1u; }
   std::string_view name() const override { return v2_ ? "type1v2" : "type1"; }
-  Status attach_group(Group& g) override;
+  Status attach_group(Group& g, IoctlCall& call) override;
   void detach_group(Group& g) override;
   long check_extension(u32 ext) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
@@ -61,6 +62,9 @@ class Type1Driver final : public IommuDriver {
   Type1Dma* find_overlap(u64 first, u64 last);
   // Programs `dma` into every domain, pinning (charging) its pages first.
   Status pin_and_map(IoctlCall& call, Type1Dma& dma);
+  // Maps every mapping into a domain being added (pinning those only recorded). Errors: EFAULT,
+  // ENOMEM, the domain's map errors; nothing stays pinned or charged on error.
+  Status replay(IoctlCall& call, Group& g, HwDomain& fresh);
   void unmap_from_domains(const Type1Dma& dma);
   void remove_dma(std::map<u64, Type1Dma>::iterator it);
   void recompute_pgsize_bitmap();

@@ -99,19 +99,18 @@ void CuseTransport::op_release(fuse_req_t req, fuse_file_info* fi) {
 }
 
 void CuseTransport::op_read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {
-  Session& s = session(req);
-  std::vector<char> buf(size);
-  auto r = s.transport->emu_.read(*handle_of(fi)->file, static_cast<u64>(off), buf.data(), size);
-  if (!r) return (void)fuse_reply_err(req, r.error());
-  fuse_reply_buf(req, buf.data(), *r);
+  Handle* h = handle_of(fi);
+  Status st = cuse_rw_check(session(req).transport->emu_, *h->file, h->node_name, size, off, false);
+  if (!st) return (void)fuse_reply_err(req, st.error());
+  fuse_reply_buf(req, nullptr, 0);
 }
 
-void CuseTransport::op_write(fuse_req_t req, const char* buf, size_t size, off_t off,
+void CuseTransport::op_write(fuse_req_t req, const char*, size_t size, off_t off,
                              fuse_file_info* fi) {
-  Session& s = session(req);
-  auto r = s.transport->emu_.write(*handle_of(fi)->file, static_cast<u64>(off), buf, size);
-  if (!r) return (void)fuse_reply_err(req, r.error());
-  fuse_reply_write(req, *r);
+  Handle* h = handle_of(fi);
+  Status st = cuse_rw_check(session(req).transport->emu_, *h->file, h->node_name, size, off, true);
+  if (!st) return (void)fuse_reply_err(req, st.error());
+  fuse_reply_write(req, 0);
 }
 
 void CuseTransport::op_ioctl(fuse_req_t req, int cmd, void* arg, fuse_file_info* fi,

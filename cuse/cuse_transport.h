@@ -5,7 +5,8 @@
 // kernel's FUSE_IOCTL_RETRY protocol.
 //
 // CUSE has no mmap and passes position 0 on every read and write, so device regions, which VFIO
-// reaches at offsets, are reachable only through the FUSE transport.
+// reaches at offsets, are reachable only through the FUSE transport: a read or write of a bound
+// device here answers ESPIPE (cuse_rw_check in cuse/transport.h).
 #pragma once
 
 #define FUSE_USE_VERSION 314

@@ -255,6 +255,7 @@ Status FuseTransport::mount() {
   const char* argv[] = {"vfio-emud", "-o", opts};
   fuse_args args = FUSE_ARGS_INIT(3, const_cast<char**>(argv));
   se_ = fuse_session_new(&args, &ops, sizeof(ops), this);
+  fuse_opt_free_args(&args);  // what option parsing copied
   if (se_ == nullptr) return err(EIO);
   if (fuse_session_mount(se_, dir_.c_str()) != 0) {
     log->error("cannot mount FUSE at {} (is /dev/fuse there, are we root?)", dir_);

@@ -1,8 +1,10 @@
 // What the FUSE and CUSE transports share: opening a node for a caller (with the close/reopen
-// handshake), and the FUSE_USE_VERSION both are built with.
+// handshake); and what CUSE answers to read(2)/write(2).
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <string>
 
 #include "core/emulator.h"
 #include "cuse/open_files.h"
@@ -14,5 +16,14 @@ namespace vfio_emu::cuse {
 Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
                                               const core::NodeInfo& node,
                                               const core::Caller& caller);
+
+// read(2)/write(2) of `size` bytes on a CUSE node. CUSE sends position 0 on every read and write
+// (fs/fuse/cuse.c), and device regions are at offsets, so a read would silently be one of region
+// 0 at 0. The file gets the errno Linux gives before any region is looked at (EINVAL: not a
+// device, or not bound), and a bound device ESPIPE, the kernel's own answer to pread(2) on a
+// CUSE node; regions are reached through FUSE. Returns ok (and nothing is transferred) only for
+// size 0. Errors: EINVAL, ESPIPE.
+Status cuse_rw_check(core::Emulator& emu, core::File& file, const std::string& node_name,
+                     std::size_t size, core::u64 off, bool write);
 
 }  // namespace vfio_emu::cuse

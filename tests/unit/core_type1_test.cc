@@ -265,6 +265,50 @@ TEST_CASE("type1: emulated groups record mappings without touching memory", "[ty
   CHECK(driver(h, c).dmas().size() == 1);
 }
 
+TEST_CASE("type1: the first IOMMU-backed group pins and maps what emulated groups recorded",
+          "[type1][replay]") {
+  // vfio_iommu_replay: mappings made while the container held only emulated (nop) groups are
+  // pinned and programmed into the domain of the first group with a real IOMMU.
+  Harness h;
+  const int c = setup(h, "vfio/4", VFIO_TYPE1v2_IOMMU);
+  Buffer buf(4 * K4);
+  REQUIRE(map(h, c, buf.addr(), 0x100000, 2 * K4) == 0);
+  REQUIRE(h.emu.locked_memory().charged(getpid()) == 0);
+  const int g1 = h.open("vfio/1");
+  SECTION("it joins: the mapping translates, its pages are charged") {
+    REQUIRE(h.fails(g1, VFIO_GROUP_SET_CONTAINER, &c) == 0);
+    const auto t = translate(h, 0x101234, iommu::Access::kWrite);
+    REQUIRE(t.ok());
+    CHECK(t.output == buf.addr() + K4 + 0x234);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 2 * K4);
+    CHECK(driver(h, c).dmas().begin()->second.iommu_mapped);
+    // A later map goes straight into the domain; unmapping all uncharges all.
+    REQUIRE(map(h, c, buf.addr(), 0x200000, K4) == 0);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 3 * K4);
+    u64 n = 0;
+    REQUIRE(unmap(h, c, 0, 0, &n, VFIO_DMA_UNMAP_FLAG_ALL) == 0);
+    CHECK(n == 3 * K4);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 0);
+  }
+  SECTION("over RLIMIT_MEMLOCK: ENOMEM, and nothing stays charged or attached") {
+    REQUIRE(map(h, c, buf.addr(), 0x200000, 2 * K4) == 0);
+    h.memlock_limit_bytes = 3 * K4;  // the first mapping fits, the second does not
+    CHECK(h.fails(g1, VFIO_GROUP_SET_CONTAINER, &c) == ENOMEM);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 0);
+    CHECK(h.emu.domains().empty());
+    h.memlock_limit_bytes = iommu::kU64Max;
+    CHECK(h.fails(g1, VFIO_GROUP_SET_CONTAINER, &c) == 0);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 4 * K4);
+  }
+  SECTION("memory gone since the map: EFAULT, and nothing stays charged or attached") {
+    REQUIRE(map(h, c, 0x1000, 0x300000, K4) == 0);  // recorded, never looked at
+    CHECK(h.fails(g1, VFIO_GROUP_SET_CONTAINER, &c) == EFAULT);
+    CHECK(h.emu.locked_memory().charged(getpid()) == 0);
+    CHECK(h.emu.domains().empty());
+    CHECK_FALSE(driver(h, c).dmas().begin()->second.iommu_mapped);
+  }
+}
+
 // ---- the full 64-bit range -------------------------------------------------------------------
 
 TEST_CASE("type1: a mapping that ends at 2^64-1 can be created and removed", "[type1][range]") {
