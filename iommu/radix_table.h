@@ -50,6 +50,12 @@ enum class SplitPolicy : u8 {
 
 template <class Format>
 class RadixTable {
+  // Formats that store entries in CPU byte order (kNativeByteOrder) get vector leaf writers.
+  static constexpr bool kNativeOrder = [] {
+    if constexpr (requires { Format::kNativeByteOrder; }) return Format::kNativeByteOrder;
+    return false;
+  }();
+
  public:
   RadixTable(const Format& fmt, TableMemory* mem) : fmt_(fmt), mem_(mem) {}
   RadixTable(const RadixTable&) = delete;
@@ -189,17 +195,50 @@ class RadixTable {
     return shift >= 64 ? kU64Max : (u64{1} << shift) - 1;
   }
 
-  // Written to vectorise: 0/1 values from the stored form, summed without a branch.
-  u32 count_present(const u64* slots, u32 n) const {
+  // Leaf writers of the hot path, written to vectorise (the stored form is what is tested, so
+  // no per-entry conversion is needed to look at the old value).
+  //
+  // Replacing formats: stores leaf, leaf+span, ... into n slots; returns how many were present.
+  u32 store_leaves_counting(u64* slots, u32 n, u64 leaf, u64 span) {
     u64 c = 0;
-    for (u32 k = 0; k < n; ++k) c += fmt_.stored_present(slots[k]);
+    for (u32 k = 0; k < n; ++k, leaf += span) {
+      c += fmt_.stored_present(slots[k]);
+      fmt_.store(&slots[k], leaf);
+    }
     return static_cast<u32>(c);
   }
-  // Cheaper when only "any?" matters: the present bits of an OR of entries are the OR of theirs.
-  bool any_present(const u64* slots, u32 n) const {
+  // Non-replacing formats: the same stores if every slot is empty, else none (false). One pass
+  // in chunks: a chunk's old entries are OR-ed (the present bits of an OR are the OR of the
+  // present bits) and tested before the chunk is written; at a present one, the chunks already
+  // written, empty before, are cleared again.
+  bool store_leaves_if_empty(u64* slots, u32 n, u64 leaf, u64 span) {
+    u32 k = 0;
+    if constexpr (kNativeOrder) {
+      // Four 2-entry vectors per chunk (GCC/Clang vector extensions: SSE2 on any x86-64).
+      using V2 = u64 __attribute__((vector_size(16)));
+      constexpr u32 kChunk = 8;
+      V2 next = {leaf, leaf + span};
+      const V2 step = {2 * span, 2 * span};
+      for (; k + kChunk <= n; k += kChunk) {
+        V2 a, b, c, d;
+        std::memcpy(&a, slots + k, 16);
+        std::memcpy(&b, slots + k + 2, 16);
+        std::memcpy(&c, slots + k + 4, 16);
+        std::memcpy(&d, slots + k + 6, 16);
+        const V2 any = a | b | c | d;
+        if (fmt_.stored_present(any[0] | any[1]) != 0) break;
+        for (u32 j = 0; j < kChunk; j += 2, next += step) std::memcpy(slots + k + j, &next, 16);
+      }
+      leaf = next[0];
+    }
     u64 acc = 0;
-    for (u32 k = 0; k < n; ++k) acc |= slots[k];
-    return fmt_.stored_present(acc) != 0;
+    for (u32 j = k; j < n; ++j) acc |= slots[j];
+    if (fmt_.stored_present(acc) != 0) {
+      std::memset(slots, 0, u64{k} * sizeof(u64));
+      return false;
+    }
+    for (u32 j = k; j < n; ++j, leaf += span) fmt_.store(&slots[j], leaf);
+    return true;
   }
 
   u64* alloc_table(int level) {
@@ -239,20 +278,19 @@ class RadixTable {
     if (level == 1) {
       if (added != nullptr) *added = 0;
       if (!op.write_leaves) return status;  // reserving: the leaf table exists, done
-      // The hot path: two straight loops the compiler vectorises. Leaves of consecutive pages
-      // differ only in their address field: make_leaf(out + k*span) == make_leaf(out) + k*span.
+      // The hot path, one pass over the slots. Leaves of consecutive pages differ only in their
+      // address field: make_leaf(out + k*span) == make_leaf(out) + k*span.
       u64* slots = table + i_first;
       const u32 n = i_last - i_first + 1;
       const u64 rel0 = base + (u64{i_first} << shift);
+      const u64 leaf0 = fmt_.make_leaf(rel0 + op.out_delta, op.prot, 1);
       u32 present = 0;
       if (fmt_.replaces()) {
-        present = count_present(slots, n);
-      } else if (any_present(slots, n)) {
-        op.progress = rel0;  // nothing written in this table; everything before is ours
+        present = store_leaves_counting(slots, n, leaf0, span);
+      } else if (!store_leaves_if_empty(slots, n, leaf0, span)) {
+        op.progress = rel0;  // nothing left written in this table; everything before is ours
         return err(EEXIST);
       }
-      u64 leaf = fmt_.make_leaf(rel0 + op.out_delta, op.prot, 1);
-      for (u32 k = 0; k < n; ++k, leaf += span) fmt_.store(&slots[k], leaf);
       op.replaced_bytes += u64{present} * span;
       op.progress = last + 1;
       account_leaves(n - present, span);
@@ -329,8 +367,7 @@ class RadixTable {
       if (!op.clear_leaves) return 0;
       u64* slots = table + i_first;
       const u32 n = i_last - i_first + 1;
-      removed = count_present(slots, n);
-      for (u32 k = 0; k < n; ++k) fmt_.store(&slots[k], 0);
+      removed = store_leaves_counting(slots, n, 0, 0);  // clears, counting what was there
       op.bytes += u64{removed} * span;
       account_leaves_removed(removed, span);
       return removed;

@@ -37,6 +37,7 @@ class SlFormat {
   std::size_t meta_bytes(int) const { return 0; }
   bool replaces() const { return false; }
 
+  static constexpr bool kNativeByteOrder = true;  // load/store are plain (radix_table.h)
   u64 load(const u64* slot) const { return *slot; }
   void store(u64* slot, u64 e) const { *slot = e; }
 

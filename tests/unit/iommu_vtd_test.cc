@@ -343,6 +343,34 @@ TEST_CASE("vtd: map over a present entry is refused and leaves nothing behind", 
   CHECK(d->stats().entries == before.entries);
 }
 
+TEST_CASE("vtd: a present page anywhere in a leaf run refuses the whole run", "[vtd]") {
+  // The leaf writer checks and writes in chunks of 8: a present entry in any chunk, or in the
+  // tail after the last whole chunk, must leave every earlier chunk as empty as it was.
+  const u64 at = GENERATE(u64{0}, u64{7}, u64{8}, u64{100}, u64{248}, u64{250}, u64{255});
+  const u64 start = GENERATE(u64{0}, u64{3});  // runs that start aligned and unaligned to 8
+  if (at < start) return;
+  auto d = make_domain(make_unit());
+  REQUIRE(d->map(at * K4, 0x7000000, K4, kProtRW).ok());
+  const DomainStats before = d->stats();
+  CAPTURE(at, start);
+  CHECK(d->map(start * K4, 0x1000000, (256 - start) * K4, kProtRW).error() == EEXIST);
+  CHECK(d->stats().entries == before.entries);
+  CHECK(d->stats().mapped_bytes == before.mapped_bytes);
+  for (u64 i = start; i < 256; ++i) {
+    const Translation t = d->translate(i * K4, Access::kRead);
+    if (i == at) {
+      CHECK(t.output == 0x7000000);
+    } else {
+      CHECK(t.fault == FaultReason::kNotPresent);
+    }
+  }
+  // And with the page gone, the same run maps every page in order.
+  REQUIRE(d->unmap(at * K4, at * K4 + K4 - 1).ok());
+  REQUIRE(d->map(start * K4, 0x1000000, (256 - start) * K4, kProtRW).ok());
+  for (u64 i = start; i < 256; ++i)
+    CHECK(d->translate(i * K4 + 0x10, Access::kRead).output == 0x1000000 + (i - start) * K4 + 0x10);
+}
+
 TEST_CASE("vtd: tables follow what is mapped", "[vtd]") {
   auto d = make_domain(make_unit());
   CHECK(d->stats().tables == 1);  // the top-level table
