@@ -2,11 +2,13 @@
  * type1: the VFIO type1 flow of Linux's Documentation/driver-api/vfio.rst ("VFIO Usage Example"),
  * one step at a time, printing what each step does.
  *
- *   type1 [DIR [GROUP [BDF]]]
+ *   type1 [--hold] [DIR [GROUP [BDF]]]
  *
  *   DIR    where the nodes are: DIR/vfio/vfio, DIR/vfio/GROUP (default /dev)
  *   GROUP  the IOMMU group number (default 1)
  *   BDF    the group's device, for VFIO_GROUP_GET_DEVICE_FD (default 0000:00:01.0)
+ *   --hold keep the mapping until a line (or end of file) arrives on stdin, so that it can be
+ *          looked at from outside (`vfio-emu maps`, `pt`, `translate`)
  *
  * It runs unchanged against a real kernel (a group bound to vfio-pci) and against vfio-emud.
  * Exits 0 on success; on failure names the ioctl and the error and exits 1.
@@ -125,6 +127,11 @@ static uint64_t get_info(int container)
 int main(int argc, char **argv)
 {
 	walkthrough_name = "type1";
+	int hold = argc > 1 && strcmp(argv[1], "--hold") == 0;
+	if (hold) {
+		argv++;
+		argc--;
+	}
 	const char *dir = argc > 1 ? argv[1] : "/dev";
 	const char *group_name = argc > 2 ? argv[2] : "1";
 	const char *bdf = argc > 3 ? argv[3] : "0000:00:01.0";
@@ -219,6 +226,14 @@ int main(int argc, char **argv)
 		       bdf);
 	} else {
 		fail("VFIO_GROUP_GET_DEVICE_FD");
+	}
+
+	if (hold) {
+		printf("holding the mapping: press Enter (or close stdin) to unmap and exit\n");
+		fflush(stdout);
+		int c;
+		while ((c = getchar()) != EOF && c != '\n')
+			;
 	}
 
 	/* 10. Unmap: the kernel reports how many bytes it removed. */
