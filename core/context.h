@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include "core/unique_fd.h"
 #include "iommu/result.h"
 #include "iommu/types.h"
 
@@ -41,6 +43,11 @@ class UserMemory {
   virtual ~UserMemory() = default;
   // Copies len bytes at the caller's `addr`. Errors: EFAULT; kNeedRetry.
   virtual Status read(u64 addr, void* dst, std::size_t len) = 0;
+  // An optimisation, for a struct whose length is itself in caller memory: copies as many of
+  // the len bytes at `addr` as one cheap access can (0 when the transport cannot read ahead
+  // without changing what the caller sees, as CUSE retry cannot). Never fails; bytes it did not
+  // copy are then read with read(), which reports the errors.
+  virtual std::size_t read_ahead(u64 /*addr*/, void* /*dst*/, std::size_t /*len*/) { return 0; }
   // Announces a write the handler will make after it has changed state, so that a transport
   // that must ask for output buffers in advance (CUSE retry) can do so while the handler can
   // still be re-run. Errors: kNeedRetry.
@@ -58,6 +65,12 @@ class FdResolver {
   // Errors: EBADF if `fd` is not an open fd of the caller. Returns nullptr for an fd that is open
   // but is not one of our nodes (the handler decides the errno, as Linux does).
   virtual Result<std::shared_ptr<File>> resolve(int fd) = 0;
+  // The daemon's own duplicate of the caller's `fd`, whatever file it is (an eventfd for
+  // VFIO_DEVICE_SET_IRQS, which Linux takes with eventfd_ctx_fdget): pidfd_getfd on the caller.
+  // Nothing is done with the file; the handler checks what it is. Errors: EBADF if `fd` is not an
+  // open fd of the caller, or if the caller's fds cannot be reached (another pid namespace, the
+  // CUSE retry protocol, no ptrace rights), as resolve() answers then.
+  virtual Result<UniqueFd> take_foreign(int /*fd*/) { return Err{EBADF}; }
 };
 
 // Facts about the caller that Linux reads from the task: mappings, limits, capabilities.
@@ -81,7 +94,7 @@ struct IoctlCall {
   u32 cmd = 0;
   u64 arg = 0;  // the raw argument: a pointer or a value
   Caller caller;
-  std::string node_name;             // "vfio/1", for log lines
+  std::string_view node_name;        // "vfio/1", for log lines (the open file's own path)
   const Command* command = nullptr;  // set by the dispatcher
   std::string detail;                // decoded operands, filled by handlers for the trace
   UserMemory* mem = nullptr;

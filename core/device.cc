@@ -114,6 +114,7 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
     iommufd_unbind_device(emu, *ctx, devid);
     return Err{st.error()};
   }
+  df.irqs = open_device_irqs(dev);
   df.ictx = std::move(ctx);
   df.devid = devid;
   dev.bound_file = &df;
@@ -247,26 +248,15 @@ Result<long> get_irq_info(Emulator&, File& file, IoctlCall& call) {
   call.detail = fmt::format("argsz={:#x} index={:#x}", info.argsz, info.index);
   if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
     return reject(call, EINVAL, "argsz {:#x} index {:#x}", info.argsz, info.index);
-  if (info.index == VFIO_PCI_ERR_IRQ_INDEX)
-    return reject(call, EINVAL, "index {:#x}: the error IRQ needs a PCIe device", info.index);
   Device& dev = *file_of(file).device;
+  if (info.index == VFIO_PCI_ERR_IRQ_INDEX && !is_pcie(dev))
+    return reject(call, EINVAL, "index {:#x}: the error IRQ needs a PCIe device", info.index);
   info.flags = VFIO_IRQ_INFO_EVENTFD;
-  switch (info.index) {
-    case VFIO_PCI_INTX_IRQ_INDEX: {
-      std::lock_guard lock(dev.regions_mu);
-      info.count = dev.config[0x3d] != 0 ? 1 : 0;  // PCI_INTERRUPT_PIN
-      info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-      break;
-    }
-    case VFIO_PCI_REQ_IRQ_INDEX:
-      info.count = 1;
-      info.flags |= VFIO_IRQ_INFO_NORESIZE;
-      break;
-    default:  // MSI, MSI-X: the device has neither capability
-      info.count = 0;
-      info.flags |= VFIO_IRQ_INFO_NORESIZE;
-      break;
-  }
+  info.count = irq_count(dev, info.index);
+  if (info.index == VFIO_PCI_INTX_IRQ_INDEX)
+    info.flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+  else
+    info.flags |= VFIO_IRQ_INFO_NORESIZE;
   TRY(reply_to_user(call, call.arg, &info, minsz));
   call.detail += fmt::format(" -> count={} flags={:#x}", info.count, info.flags);
   return 0;
@@ -283,6 +273,101 @@ Result<long> reset(Emulator& emu, File& file, IoctlCall& call) {
   std::lock_guard lock(dev.regions_mu);
   dev.reset_regions();
   return 0;
+}
+
+// ---- VFIO_DEVICE_FEATURE ----------------------------------------------------------------------
+
+// vfio_check_feature: true to go on, false for a PROBE that succeeds. Errors: EINVAL for an
+// operation the feature does not have, neither GET nor SET, or fewer than `minsz` data bytes.
+Result<bool> check_feature(IoctlCall& call, u32 flags, u64 argsz, u32 supported, u64 minsz) {
+  const u32 ops = flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET);
+  if (ops & ~supported)
+    return reject(call, EINVAL, "feature {:#x}: operation {:#x} not supported (only {:#x})",
+                  flags & VFIO_DEVICE_FEATURE_MASK, ops, supported);
+  if (flags & VFIO_DEVICE_FEATURE_PROBE) return false;
+  if (ops == 0) return reject(call, EINVAL, "flags {:#x}: neither GET nor SET", flags);
+  if (argsz < minsz)
+    return reject(call, EINVAL, "feature {:#x}: {:#x} data bytes < {:#x}",
+                  flags & VFIO_DEVICE_FEATURE_MASK, argsz, minsz);
+  return true;
+}
+
+// vfio_ioctl_device_feature, then vfio_pci_core_ioctl_feature for what the core does not know.
+Result<long> device_feature(Emulator&, File& file, IoctlCall& call) {
+  DeviceFile& df = file_of(file);
+  constexpr u32 minsz = offsetof(vfio_device_feature, flags) + 4;  // 8
+  vfio_device_feature feature;
+  TRY(read_min(call, &feature, minsz));
+  call.detail = fmt::format("argsz={:#x} flags={:#x}", feature.argsz, feature.flags);
+  if (feature.argsz < minsz)
+    return reject(call, EINVAL, "argsz {:#x} < {:#x}", feature.argsz, minsz);
+  constexpr u32 known = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_SET |
+                        VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE;
+  if (feature.flags & ~known)
+    return reject(call, EINVAL, "flags {:#x}: unknown bits {:#x}", feature.flags,
+                  feature.flags & ~known);
+  if (!(feature.flags & VFIO_DEVICE_FEATURE_PROBE) && (feature.flags & VFIO_DEVICE_FEATURE_SET) &&
+      (feature.flags & VFIO_DEVICE_FEATURE_GET))
+    return reject(call, EINVAL, "flags {:#x}: GET and SET without PROBE", feature.flags);
+  const u32 id = feature.flags & VFIO_DEVICE_FEATURE_MASK;
+  if (!df.irqs) return reject(call, EINVAL, "device {} is not open", df.device->spec().bdf);
+  const u64 argsz = feature.argsz - minsz;
+  const u64 data = call.arg + minsz;
+  switch (id) {
+    case VFIO_DEVICE_FEATURE_MIGRATION:
+    case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+    case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+      return reject(call, ENOTTY, "feature {:#x}: device {} has no migration support", id,
+                    df.device->spec().bdf);
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+    case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
+      return reject(call, ENOTTY, "feature {:#x}: device {} has no DMA logging", id,
+                    df.device->spec().bdf);
+    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: {
+      if (!TRY(check_feature(call, feature.flags, argsz, VFIO_DEVICE_FEATURE_SET, 0))) return 0;
+      TRY(df.irqs->low_power_entry(call, UniqueFd()));
+      return 0;
+    }
+    case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+      std::int32_t wakeup_eventfd = -1;  // struct vfio_device_low_power_entry_with_wakeup
+      if (!TRY(check_feature(call, feature.flags, argsz, VFIO_DEVICE_FEATURE_SET,
+                             sizeof(wakeup_eventfd))))
+        return 0;
+      TRY(copy_from_user(call, data, &wakeup_eventfd, sizeof(wakeup_eventfd)));
+      call.detail += fmt::format(" wakeup_eventfd={}", wakeup_eventfd);
+      if (wakeup_eventfd < 0)
+        return reject(call, EINVAL, "wakeup_eventfd {:#x} is negative",
+                      static_cast<u32>(wakeup_eventfd));
+      Result<UniqueFd> wake = fetch_eventfd(call, wakeup_eventfd);
+      if (!wake)
+        return reject(call, wake.error(), "wakeup_eventfd {:#x} is {}", wakeup_eventfd,
+                      wake.error() == EBADF ? "not an open fd" : "not an eventfd");
+      TRY(df.irqs->low_power_entry(call, wake.take()));
+      return 0;
+    }
+    case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: {
+      if (!TRY(check_feature(call, feature.flags, argsz, VFIO_DEVICE_FEATURE_SET, 0))) return 0;
+      df.irqs->low_power_exit();
+      return 0;
+    }
+    case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
+      return reject(call, ENOTTY, "feature {:#x}: device {} is not an SR-IOV PF", id,
+                    df.device->spec().bdf);
+    default:
+      return reject(call, ENOTTY, "feature {:#x}: unknown to vfio-pci", id);
+  }
+}
+
+// vfio_device_fops_unl_ioctl brackets every ioctl of an open device with runtime PM get/put:
+// a device in low power wakes up for it.
+template <Handler H>
+Result<long> awake(Emulator& emu, File& file, IoctlCall& call) {
+  DeviceIrqs* irqs = file_of(file).irqs.get();
+  if (irqs != nullptr) irqs->runtime_get();
+  Result<long> r = H(emu, file, call);
+  if (irqs != nullptr) irqs->runtime_put();
+  return r;
 }
 
 // ---- VFIO_EMU_DEVICE_USE_GROUP ----------------------------------------------------------------
@@ -325,6 +410,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
     df.devid = devid;
     df.pt_id = *hwpt;
   }
+  df.irqs = open_device_irqs(dev);
   df.via_group = &g;
   ++g.device_users;
   ++dev.group_path_files;
@@ -335,21 +421,25 @@ constexpr Command kDeviceCommands[] = {
     {VFIO_EMU_DEVICE_USE_GROUP, "VFIO_EMU_DEVICE_USE_GROUP", NodeKind::kDevice, Backend::kNone,
      ArgKind::kValue, 0, 0, use_group},
     {VFIO_DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, offsetof(vfio_device_info, num_irqs) + 4, 0, get_info},
+     ArgKind::kStruct, offsetof(vfio_device_info, num_irqs) + 4, 0, awake<get_info>},
     {VFIO_DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", NodeKind::kDevice,
-     Backend::kNone, ArgKind::kStruct, sizeof(vfio_region_info), 0, get_region_info},
+     Backend::kNone, ArgKind::kStruct, sizeof(vfio_region_info), 0, awake<get_region_info>},
     {VFIO_DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, sizeof(vfio_irq_info), 0, get_irq_info},
+     ArgKind::kStruct, sizeof(vfio_irq_info), 0, awake<get_irq_info>},
+    {VFIO_DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", NodeKind::kDevice, Backend::kNone,
+     ArgKind::kStruct, offsetof(vfio_irq_set, count) + 4, 0, awake<set_irqs_ioctl>},
     {VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", NodeKind::kDevice, Backend::kNone, ArgKind::kNone, 0,
-     0, reset},
+     0, awake<reset>},
+    {VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", NodeKind::kDevice, Backend::kNone,
+     ArgKind::kStruct, offsetof(vfio_device_feature, flags) + 4, 0, awake<device_feature>},
     {VFIO_DEVICE_BIND_IOMMUFD, "VFIO_DEVICE_BIND_IOMMUFD", NodeKind::kDevice, Backend::kNone,
      ArgKind::kStruct, offsetof(vfio_device_bind_iommufd, out_devid) + 4, 0, bind_iommufd},
     {VFIO_DEVICE_ATTACH_IOMMUFD_PT, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", NodeKind::kDevice,
      Backend::kNone, ArgKind::kStruct, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4, 0,
-     attach_pt},
+     awake<attach_pt>},
     {VFIO_DEVICE_DETACH_IOMMUFD_PT, "VFIO_DEVICE_DETACH_IOMMUFD_PT", NodeKind::kDevice,
      Backend::kNone, ArgKind::kStruct, offsetof(vfio_device_detach_iommufd_pt, flags) + 4, 0,
-     detach_pt},
+     awake<detach_pt>},
 };
 
 // ---- pread / pwrite ----------------------------------------------------------------------------
@@ -361,6 +451,11 @@ Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::str
   return Err{e};
 }
 
+constexpr u64 kPciCommand = 0x04;
+constexpr u8 kPciCommandIntxDisableHi = 0x04;  // PCI_COMMAND_INTX_DISABLE (0x400), high byte
+
+Result<u64> region_access(DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len);
+
 // vfio_pci_rw: reads into `out`, or writes from `in` (exactly one is set).
 Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
   const bool write = in != nullptr;
@@ -370,10 +465,22 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
   }
   if (len == 0) return u64{0};
   const u64 index = offset >> kVfioPciOffsetShift;
-  const u64 pos = offset & ((u64{1} << kVfioPciOffsetShift) - 1);
-  Device& dev = *f.device;
   if (index >= VFIO_PCI_NUM_REGIONS)
     return refuse(f, write, offset, len, EINVAL, "no such region");
+  // vfio_pci_rw wakes a device in low power for the access.
+  DeviceIrqs* irqs = f.irqs.get();
+  if (irqs != nullptr) irqs->runtime_get();
+  Result<u64> done = region_access(f, offset, out, in, len);
+  if (irqs != nullptr) irqs->runtime_put();
+  return done;
+}
+
+// The access itself, once region_rw has checked and woken the device.
+Result<u64> region_access(DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
+  const bool write = in != nullptr;
+  const u64 index = offset >> kVfioPciOffsetShift;
+  const u64 pos = offset & ((u64{1} << kVfioPciOffsetShift) - 1);
+  Device& dev = *f.device;
   switch (index) {
     case VFIO_PCI_CONFIG_REGION_INDEX: {
       u64 end;
@@ -391,6 +498,10 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
           out[i] = cfg;
         }
       }
+      // vfio_basic_config_write: a write of the command register's INTx-disable bit masks or
+      // unmasks INTx (Device::regions_mu before the interrupt lock).
+      if (write && pos <= kPciCommand + 1 && pos + len > kPciCommand && f.irqs)
+        f.irqs->set_virq_disabled((dev.config[kPciCommand + 1] & kPciCommandIntxDisableHi) != 0);
       return len;
     }
     case VFIO_PCI_BAR0_REGION_INDEX: {
@@ -428,6 +539,12 @@ void release_device_file(Emulator& emu, DeviceFile& f) {
     --f.device->group_path_files;
     // The group file's release waits for its last device file (see Group::released_file).
     if (--g->device_users == 0 && g->released_file) release_group(emu, *g);
+  }
+  if (f.irqs) {
+    // vfio_device_last_close: the device's last open file.
+    if (f.device->bound_file == nullptr && f.device->group_path_files == 0)
+      f.irqs->close_device();
+    f.irqs.reset();
   }
 }
 

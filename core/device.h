@@ -1,16 +1,22 @@
 // The VFIO device cdev (/dev/vfio/devices/vfioN): BIND_IOMMUFD, ATTACH/DETACH_IOMMUFD_PT, and
-// once bound DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO, RESET, and pread/pwrite of the
-// regions (PCI config space and BAR0) at their VFIO region offsets (drivers/vfio/device_cdev.c,
-// vfio_main.c, pci/vfio_pci_core.c, pci/vfio_pci_config.c; spec §5.10).
+// once bound DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO, SET_IRQS (core/device_irqs.h),
+// RESET, FEATURE, and pread/pwrite of the regions (PCI config space and BAR0) at their VFIO region
+// offsets (drivers/vfio/device_cdev.c, vfio_main.c, pci/vfio_pci_core.c, pci/vfio_pci_config.c;
+// spec §5.10).
 //
 // The device is a conventional PCI function (256 bytes of config space, no PCIe capability)
 // with one 16 KiB 32-bit memory BAR (BAR0, plain memory), INTA#, no MSI/MSI-X, no ROM, no VGA.
+// Its interrupt counts come from its config space (core/device_irqs.h irq_count), so a device
+// whose config space gains an MSI or MSI-X capability gets those interrupts too. It is neither an
+// SR-IOV PF nor a VF and supports no migration and no DMA logging; runtime low power is there, as
+// for every vfio-pci device.
 // Regions carry no VFIO_REGION_INFO_FLAG_MMAP: CUSE has no mmap, so BAR0 is reached with
 // pread/pwrite only (which VFIO always supports).
 #pragma once
 
 #include <memory>
 
+#include "core/device_irqs.h"
 #include "core/objects.h"
 
 namespace vfio_emu::core {
@@ -29,6 +35,9 @@ class DeviceFile final : public File {
   // (Linux's df->group). Its DMA goes through the group's container, or through the group's
   // iommufd (then ictx/devid are set too, bound by the group path).
   Group* via_group = nullptr;
+  // The device's interrupt (and runtime power) state, shared by the files that have the device
+  // open; set when access is granted, dropped at release. The device's last file tears it down.
+  std::shared_ptr<DeviceIrqs> irqs;
   bool bound() const { return ictx != nullptr; }
   // Linux's df->access_granted: a successful BIND, or an open through the group.
   bool access_granted() const { return ictx != nullptr || via_group != nullptr; }
@@ -36,7 +45,8 @@ class DeviceFile final : public File {
 
 // The last close of a device file: detaches and unbinds (Emulator::mu held). The device's
 // iommufd context goes with it if nothing else holds it. A group file whose release waited for
-// its last group-path device file is released then.
+// its last group-path device file is released then. If it was the device's last open file, the
+// device's interrupts are disabled and their eventfds closed (vfio_pci_core_disable).
 void release_device_file(Emulator& emu, DeviceFile& f);
 
 // pread/pwrite on a bound device file at a region offset (VFIO_PCI_INDEX_TO_OFFSET(index) + off).

@@ -218,12 +218,26 @@ Backend backend_of(const IommuDriver& d) {
 
 // iommufd_fops_ioctl's prologue: the `size` rules of every iommufd command.
 Status read_iommufd_struct(IoctlCall& call, const Command& c) {
+  // The common case in one access: the whole kernel struct read ahead, holding a `size` no
+  // larger than it. Otherwise (a fault on the way, a larger struct, a transport that cannot read
+  // ahead) Linux's two steps: get_user(size), then copy_struct_from_user.
+  decltype(call.ucmd) ahead;
+  const std::size_t got =
+      call.mem->read_ahead(call.arg, ahead.data(), std::min<std::size_t>(c.kernel_size, ahead.size()));
   u32 size = 0;
-  TRY(call.mem->read(call.arg, &size, sizeof(size)));
+  if (got >= sizeof(size)) {
+    std::memcpy(&size, ahead.data(), sizeof(size));
+  } else {
+    TRY(call.mem->read(call.arg, &size, sizeof(size)));
+  }
   if (size < c.min_size)
     return reject(call, EINVAL, "size {:#x} < {:#x}", size, c.min_size);
   call.user_size = size;
   call.ucmd.fill(0);
+  if (size <= got) {
+    std::memcpy(call.ucmd.data(), ahead.data(), size);
+    return call.mem->will_write(call.arg, size);
+  }
   // Replies copy back min(size, kernel size) bytes: announced before the read, so the CUSE retry
   // protocol fetches the struct and makes room for the reply in one round.
   TRY(call.mem->will_write(call.arg, std::min<u64>(size, c.kernel_size)));
@@ -346,8 +360,8 @@ void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& re
   r.time = now_seconds();
   r.pid = call.caller.pid;
   r.tid = call.caller.tid;
-  r.node = call.node_name;
-  r.command = c ? std::string(c->name) : fmt::format("ioctl {:#x}", call.cmd);
+  r.node = std::string(call.node_name);
+  r.command = c ? c->name : std::string_view();  // the table's names are static
   r.cmd = call.cmd;
   r.arg = call.arg;
   r.detail = call.detail;

@@ -1,6 +1,8 @@
 // /dev/vfio/<group>: GET_STATUS, SET_CONTAINER (the BIND: a container fd or an iommufd fd),
 // UNSET_CONTAINER, GET_DEVICE_FD (drivers/vfio/group.c).
+#include <cctype>
 #include <cstring>
+#include <string_view>
 
 #include "core/container.h"
 #include "core/device.h"
@@ -132,22 +134,66 @@ Result<std::string> read_device_name(IoctlCall& call) {
   return name;
 }
 
+// uuid_is_valid: "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" in hex digits of either case.
+bool uuid_is_valid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// vfio_pci_core_match: whether `name` is `dev`'s name: its PCI address, then nothing or spaces
+// and options; the one option is "vf_token=<uuid>", once. Errors: EINVAL for an unknown or
+// repeated option, a token that is not a UUID, and any token at all, since the device is neither
+// an SR-IOV PF nor a VF (vfio_pci_validate_vf_token).
+Result<bool> device_matches(IoctlCall& call, const Device& dev, std::string_view name) {
+  constexpr std::string_view kVfTokenArg = "vf_token=";
+  constexpr size_t kUuidStringLen = 36;
+  const std::string& bdf = dev.spec().bdf;
+  if (name.substr(0, bdf.size()) != bdf) return false;
+  std::string_view rest = name.substr(bdf.size());
+  bool vf_token = false;
+  if (!rest.empty()) {
+    if (rest[0] != ' ') return false;  // something else right after the address
+    while (!rest.empty()) {
+      if (rest[0] == ' ') {
+        rest.remove_prefix(1);
+        continue;
+      }
+      if (vf_token || !rest.starts_with(kVfTokenArg))
+        return reject(call, EINVAL, "device {}: unknown or repeated option at \"{}\"", bdf, rest);
+      rest.remove_prefix(kVfTokenArg.size());
+      if (rest.size() < kUuidStringLen || !uuid_is_valid(rest.substr(0, kUuidStringLen)))
+        return reject(call, EINVAL, "device {}: vf_token \"{}\" is not a UUID", bdf,
+                      rest.substr(0, kUuidStringLen));
+      vf_token = true;
+      rest.remove_prefix(kUuidStringLen);
+    }
+  }
+  if (vf_token)
+    return reject(call, EINVAL, "device {}: VF token given, but it is not a PF or VF", bdf);
+  return true;
+}
+
+// vfio_device_get_from_name: the first device of the group whose match accepts the name; a
+// match that fails fails the lookup. Errors: ENODEV (no device of that name), EINVAL (options).
+Result<Device*> device_from_name(IoctlCall& call, const Group& g, const std::string& name) {
+  for (const auto& d : g.devices())
+    if (TRY(device_matches(call, *d, name))) return d.get();
+  return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
+}
+
 Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
   const std::string name = TRY(read_device_name(call));
   call.detail = fmt::format("name=\"{}\"", name);
   Group& g = group_of(file);
-  // vfio-pci's match: the device name, optionally followed by " vf_token=<uuid>".
-  std::string bdf = name;
-  std::string options;
-  if (auto sp = name.find(' '); sp != std::string::npos) {
-    bdf = name.substr(0, sp);
-    options = name.substr(sp + 1);
-  }
-  Device* dev = g.device_by_name(bdf);
-  if (dev == nullptr) return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
-  if (!options.empty())
-    return reject(call, EINVAL, "device {}: \"{}\": VF token given, but it is not a PF or VF",
-                  bdf, options);
+  const Device* dev = TRY(device_from_name(call, g, name));
+  const std::string& bdf = dev->spec().bdf;
   std::lock_guard lock(emu.mu);
   if (!g.has_iommu()) return reject(call, EINVAL, "group {} has no container", g.id());
   if (g.container && !g.container->driver)
@@ -160,13 +206,12 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
                 "`vfio-emu run --shim`", bdf, dev->cdev_name());
 }
 
-// VFIO_EMU_GROUP_DEVICE: which cdev serves a device of this group (for the preload shim).
+// VFIO_EMU_GROUP_DEVICE: which cdev serves a device of this group (for the preload shim). The
+// name is matched as GET_DEVICE_FD matches it.
 Result<long> group_device(Emulator&, File& file, IoctlCall& call) {
   const std::string name = TRY(read_device_name(call));
   call.detail = fmt::format("name=\"{}\"", name);
-  Group& g = group_of(file);
-  Device* dev = g.device_by_name(name.substr(0, name.find(' ')));
-  if (dev == nullptr) return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
+  const Device* dev = TRY(device_from_name(call, group_of(file), name));
   return long{dev->spec().cdev_index};
 }
 

@@ -661,7 +661,7 @@ Json check(Emulator& emu) {
 
 Json trace_record(const TraceRecord& r) {
   Json j{{"seq", r.seq},       {"time", r.time},          {"pid", r.pid},
-         {"tid", r.tid},       {"node", r.node},          {"command", r.command},
+         {"tid", r.tid},       {"node", r.node},          {"command", r.command.empty() ? fmt::format("ioctl {:#x}", r.cmd) : std::string(r.command)},
          {"cmd", hex(r.cmd)},  {"arg", hex(r.arg)},       {"detail", r.detail}};
   if (r.result >= 0) {
     j["result"] = r.result;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "iommu/types.h"
@@ -27,7 +28,7 @@ struct TraceRecord {
   pid_t pid = 0;
   pid_t tid = 0;
   std::string node;     // "vfio/vfio"
-  std::string command;  // "VFIO_IOMMU_MAP_DMA", or "ioctl 0x3b7e" when unknown
+  std::string_view command;  // "VFIO_IOMMU_MAP_DMA" (the command table's), empty when unknown
   std::uint32_t cmd = 0;
   u64 arg = 0;
   std::string detail;   // decoded operands, "iova=0x1000 size=0x2000 ..."

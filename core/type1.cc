@@ -281,7 +281,7 @@ long Type1Driver::check_extension(u32 ext) const {
 Status Type1Driver::pin_and_map(IoctlCall& call, Type1Dma& dma) {
   const u64 pages = dma.size / kPageSize;
   const u64 accessible = call.env->dma_accessible(dma.vaddr, dma.size, dma.prot);
-  const bool cap = call.env->capable(CAP_IPC_LOCK);
+  const bool cap = dma.lock_cap;  // CAP_IPC_LOCK of the mapper, read once at MAP
   const u64 limit = call.env->memlock_limit();
   // Linux pins page by page: a page that cannot be pinned fails with EFAULT, a page over the
   // RLIMIT_MEMLOCK budget with ENOMEM; whichever page comes first decides.
@@ -444,17 +444,18 @@ Result<long> Type1Driver::map_dma(IoctlCall& call) {
       return reject(call, EINVAL, "iova {:#x} size {:#x}: mapping {:#x}+{:#x} is {}", map.iova,
                     map.size, existing->iova, existing->size,
                     existing->vaddr_invalid ? "a different range" : "not invalidated");
+    const bool lock_cap = call.env->capable(CAP_IPC_LOCK);
     if (existing->owner != call.caller.pid && existing->locked != 0) {
       // vfio_change_dma_owner: the pinned pages are now accounted to the caller.
       Status st = emu_.locked_memory().charge(call.caller.pid, existing->locked,
-                                              call.env->memlock_limit(),
-                                              call.env->capable(CAP_IPC_LOCK));
+                                              call.env->memlock_limit(), lock_cap);
       if (!st)
         return reject(call, ENOMEM, "iova {:#x}: moving {:#x} locked bytes exceeds "
                       "RLIMIT_MEMLOCK", map.iova, existing->locked);
       emu_.locked_memory().uncharge(existing->owner, existing->locked);
     }
     existing->owner = call.caller.pid;
+    existing->lock_cap = lock_cap;
     existing->vaddr = map.vaddr;
     existing->vaddr_invalid = false;
     --vaddr_invalid_count_;

@@ -11,7 +11,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 namespace vfio_emu::cuse {
 namespace {
@@ -46,6 +49,49 @@ struct Fd {
     if (fd >= 0) close(fd);
   }
 };
+
+// Open /proc/<pid>/maps files, kept per process: opening one costs more than the query itself
+// (a path walk and a permission check), and a MAP queries its caller's every time. A kept file
+// stays bound to the address space it was opened on: once that process has exited or exec'ed,
+// its queries fail with ESRCH, and the file is opened afresh for whoever has the pid now.
+class MapsFiles {
+ public:
+  std::shared_ptr<Fd> get(pid_t pid) {
+    std::lock_guard lock(mu_);
+    auto it = files_.find(pid);
+    if (it != files_.end()) return it->second;
+    return open_locked(pid);
+  }
+  // The file after `stale` failed: a new one, unless another thread already replaced it.
+  std::shared_ptr<Fd> reopen(pid_t pid, const std::shared_ptr<Fd>& stale) {
+    std::lock_guard lock(mu_);
+    auto it = files_.find(pid);
+    if (it != files_.end() && it->second != stale) return it->second;
+    if (it != files_.end()) files_.erase(it);
+    return open_locked(pid);
+  }
+
+ private:
+  static constexpr std::size_t kMaxFiles = 256;
+
+  std::shared_ptr<Fd> open_locked(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+    auto f = std::make_shared<Fd>(::open(path, O_RDONLY | O_CLOEXEC));
+    if (f->fd < 0) return f;  // not kept: the next call tries again
+    if (files_.size() >= kMaxFiles) files_.clear();  // in-flight users keep theirs open
+    files_.emplace(pid, f);
+    return f;
+  }
+
+  std::mutex mu_;
+  std::unordered_map<pid_t, std::shared_ptr<Fd>> files_;
+};
+
+MapsFiles& maps_files() {
+  static MapsFiles* files = new MapsFiles;  // never destroyed: used until the process exits
+  return *files;
+}
 
 std::uint64_t needed_flags(iommu::Prot prot) {
   std::uint64_t f = 0;
@@ -100,22 +146,34 @@ Status process_write(pid_t tid, u64 addr, const void* src, std::size_t len) {
   return err(errno);
 }
 
+std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len) {
+  iovec local{dst, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  const ssize_t n = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
   if (len == 0) return 0;
   const std::uint64_t need = needed_flags(prot);
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-  Fd maps(::open(path, O_RDONLY | O_CLOEXEC));
-  if (maps.fd < 0) return 0;
+  std::shared_ptr<Fd> maps = maps_files().get(pid);
+  if (maps->fd < 0) return 0;
   const u64 end = addr + len;
   u64 covered_to = addr;
+  bool reopened = false;
   while (covered_to < end) {
     ProcmapQuery q{};
     q.size = sizeof(q);
     q.query_addr = covered_to;
     q.query_flags = need;  // only VMAs with these permissions match
-    if (::ioctl(maps.fd, kProcmapQuery, &q) != 0) {
+    if (::ioctl(maps->fd, kProcmapQuery, &q) != 0) {
       if (errno == ENOTTY || errno == EINVAL) return accessible_from_text(pid, addr, len, need);
+      if (errno == ESRCH && !reopened) {  // the address space it was opened on is gone
+        maps = maps_files().reopen(pid, maps);
+        reopened = true;
+        if (maps->fd < 0) return 0;
+        continue;
+      }
       break;  // ENOENT: no VMA with the permissions covers covered_to
     }
     if (q.vma_start > covered_to) break;

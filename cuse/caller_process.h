@@ -21,6 +21,9 @@ using iommu::u64;
 // EPERM/ESRCH (cannot reach the process).
 Status process_read(pid_t tid, u64 addr, void* dst, std::size_t len);
 Status process_write(pid_t tid, u64 addr, const void* src, std::size_t len);
+// Copies what it can of the len bytes at `addr` in `tid` (up to the first fault, in one
+// process_vm_readv); returns how many bytes that was, 0 on any error.
+std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len);
 
 // How many bytes from `addr` (at most len) lie in consecutive mappings of `pid` that allow the
 // access a DMA with `prot` needs: readable for kProtRead, writable for kProtWrite (what pinning

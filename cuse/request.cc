@@ -178,6 +178,13 @@ Status RequestCaller::read(u64 addr, void* dst, std::size_t len) {
   return err(EPERM);
 }
 
+std::size_t RequestCaller::read_ahead(u64 addr, void* dst, std::size_t len) {
+  // Only a direct read can look further than the handler will without the caller noticing: the
+  // retry protocol would make the kernel fetch (and fault on) bytes Linux never touches.
+  if (retry_ || caller_.tid <= 0 || len == 0) return 0;
+  return process_read_some(caller_.tid, addr, dst, len);
+}
+
 Status RequestCaller::will_write(u64 addr, std::size_t len) {
   if (!retry_ || len == 0 || find_out(addr, len) != nullptr) return {};
   next_out_.push_back(iovec{reinterpret_cast<void*>(addr), len});
@@ -206,12 +213,15 @@ Status RequestCaller::write(u64 addr, const void* src, std::size_t len) {
 
 // ---- RequestCaller: fds and environment ------------------------------------------------------
 
-Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
+Result<core::UniqueFd> RequestCaller::fetch_caller_fd(int fd) {
   auto log = logger("cuse");
   if (fd < 0) return err(EBADF);
   const int pidfd = pidfd_open_thread(caller_.tid);
   if (pidfd < 0) {
-    log->info("pid {}: pidfd_open failed (errno {}) resolving fd {}", caller_.tid, errno, fd);
+    // A caller we cannot see (another pid namespace: the CUSE retry protocol's callers) or that
+    // is gone: its fd numbers mean nothing to us.
+    log->info("pid {}: pidfd_open failed (errno {}) fetching its fd {}: EBADF", caller_.tid, errno,
+              fd);
     return err(EBADF);
   }
   const int local = static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0));
@@ -219,22 +229,26 @@ Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
   close(pidfd);
   if (local < 0) {
     if (getfd_errno != EBADF)
-      log->warn("pid {}: pidfd_getfd({}) failed: errno {} (ptrace rights?)", caller_.tid, fd,
-                getfd_errno);
+      log->warn("pid {}: pidfd_getfd({}) failed: errno {} (ptrace rights?): EBADF", caller_.tid,
+                fd, getfd_errno);
     return err(EBADF);
   }
+  return core::UniqueFd(local);
+}
+
+Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
+  auto log = logger("cuse");
+  const core::UniqueFd local = TRY(fetch_caller_fd(fd));
   struct stat st {};
-  if (fstat(local, &st) != 0 || !nodes_.is_ours(st)) {
+  if (fstat(local.get(), &st) != 0 || !nodes_.is_ours(st)) {
     // Not one of our nodes: nothing else is done with it, least of all an ioctl.
     log->debug("pid {}: fd {} is not a vfio-emu node (dev {:#x} ino {} mode {:o})", caller_.tid,
                fd, static_cast<u64>(st.st_dev), static_cast<u64>(st.st_ino), st.st_mode);
-    close(local);
     return std::shared_ptr<core::File>();
   }
   // Which open file it is: only the kernel knows; ask it to route an identify to us.
-  const int id = ::ioctl(local, uapi::VFIO_EMU_IDENTIFY, 0);
+  const int id = ::ioctl(local.get(), uapi::VFIO_EMU_IDENTIFY, 0);
   const int id_errno = errno;
-  close(local);
   if (id <= 0) {
     log->warn("pid {}: fd {} is ours but did not identify itself (errno {})", caller_.tid, fd,
               id_errno);
@@ -244,6 +258,8 @@ Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
   if (!file) return err(EBADF);
   return file;
 }
+
+Result<core::UniqueFd> RequestCaller::take_foreign(int fd) { return fetch_caller_fd(fd); }
 
 u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
   // A caller we cannot see (another pid namespace) cannot be checked: its word is taken.

@@ -104,11 +104,14 @@ class RequestCaller final : public core::UserMemory,
 
   // core::UserMemory
   Status read(u64 addr, void* dst, std::size_t len) override;
+  std::size_t read_ahead(u64 addr, void* dst, std::size_t len) override;
   Status will_write(u64 addr, std::size_t len) override;
   Status write(u64 addr, const void* src, std::size_t len) override;
   // core::FdResolver: pidfd_getfd on the caller, proven ours by fstat before anything else is
   // done with it, then identified with VFIO_EMU_IDENTIFY (which this daemon answers).
   Result<std::shared_ptr<core::File>> resolve(int fd) override;
+  // core::FdResolver: pidfd_getfd on the caller; the file is handed over untouched.
+  Result<core::UniqueFd> take_foreign(int fd) override;
   // core::CallerEnv
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override;
   u64 memlock_limit() override;
@@ -119,6 +122,8 @@ class RequestCaller final : public core::UserMemory,
   const u8* find_in(u64 addr, std::size_t len) const;
   u8* find_out(u64 addr, std::size_t len);
   void ask_in(u64 addr, std::size_t len);
+  // pidfd_getfd of the caller's `fd`. Errors: EBADF (not open, or the caller is out of reach).
+  Result<core::UniqueFd> fetch_caller_fd(int fd);
 
   core::Emulator& emu_;
   const NodeIdentity& nodes_;

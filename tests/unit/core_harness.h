@@ -9,6 +9,7 @@
 //   CHECK(h.fails(c, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU) == EINVAL);
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -129,6 +130,16 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
     return fd;
   }
 
+  // A harness fd number for a real fd of this process (an eventfd, a pipe): the core's
+  // take_foreign() of the number gets a dup of it, as the daemon gets one of a caller's fd with
+  // pidfd_getfd. The harness keeps its own dup; `real_fd` stays the caller's.
+  int foreign_fd(int real_fd) {
+    const int fd = next_fd_++;
+    foreign_.insert(fd);
+    real_fds_[fd] = core::UniqueFd(::fcntl(real_fd, F_DUPFD_CLOEXEC, 0));
+    return fd;
+  }
+
   // ---- what the core asks of the caller ----
   Status read(u64 addr, void* dst, std::size_t len) override {
     return cuse::process_read(caller.tid, addr, dst, len);
@@ -142,6 +153,14 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
     auto it = fds_.find(fd);
     if (it == fds_.end()) return err(EBADF);
     return it->second.file;
+  }
+  Result<core::UniqueFd> take_foreign(int fd) override {
+    if (auto it = real_fds_.find(fd); it != real_fds_.end())
+      return core::UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+    // Any other open fd (a node, or foreign_fd()'s "/etc/passwd"): a file that is no eventfd.
+    if (foreign_.count(fd) || fds_.count(fd))
+      return core::UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return err(EBADF);
   }
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override {
     return cuse::dma_accessible(caller.pid, addr, len, prot);
@@ -162,6 +181,7 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
   };
   std::map<int, Open> fds_;
   std::set<int> foreign_;
+  std::map<int, core::UniqueFd> real_fds_;  // foreign_fd(real_fd)'s
   int next_fd_ = 100;
 };
 
