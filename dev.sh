@@ -5,7 +5,7 @@
 #   ./dev.sh demo     start the daemon and a client, show the mappings (the main job)
 #   ./dev.sh test     build with g++ and clang++ (-Werror), run every test, print "N passed, N failed"
 #   ./dev.sh build    just build (build/, g++)
-#   ./dev.sh bench    run the benchmarks (bench/README.md)
+#   ./dev.sh bench    run the benchmarks (README.md, "Performance")
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -356,17 +356,17 @@ void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& re
                result ? fmt::format("{}", value)
                       : fmt::format("{} ({})", errno_name(result.error()), result.error()));
   TraceRecord r;
-  // Copied, not moved: the caller may still want the decoded operands.
+  // Copied: the caller may still want the decoded operands.
   r.time = now_seconds();
   r.pid = call.caller.pid;
   r.tid = call.caller.tid;
-  r.node = std::string(call.node_name);
+  r.node.assign(call.node_name);
   r.command = c ? c->name : std::string_view();  // the table's names are static
   r.cmd = call.cmd;
   r.arg = call.arg;
-  r.detail = call.detail;
+  r.detail.assign(call.detail);
   r.result = value;
-  trace_.record(std::move(r));
+  trace_.record(r);
 }
 
 Result<u64> Emulator::read(File& file, u64 offset, void* buf, u64 len) {

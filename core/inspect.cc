@@ -661,8 +661,8 @@ Json check(Emulator& emu) {
 
 Json trace_record(const TraceRecord& r) {
   Json j{{"seq", r.seq},       {"time", r.time},          {"pid", r.pid},
-         {"tid", r.tid},       {"node", r.node},          {"command", r.command.empty() ? fmt::format("ioctl {:#x}", r.cmd) : std::string(r.command)},
-         {"cmd", hex(r.cmd)},  {"arg", hex(r.arg)},       {"detail", r.detail}};
+         {"tid", r.tid},       {"node", r.node.str()},          {"command", r.command.empty() ? fmt::format("ioctl {:#x}", r.cmd) : std::string(r.command)},
+         {"cmd", hex(r.cmd)},  {"arg", hex(r.arg)},       {"detail", r.detail.str()}};
   if (r.result >= 0) {
     j["result"] = r.result;
   } else {

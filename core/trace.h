@@ -1,14 +1,20 @@
 // What the emulator remembers for the tools: the decoded ioctl stream (trace), the IOMMU fault
 // log, and per-command call and error counts. Bounded rings: the oldest records fall out.
+//
+// A trace record owns no heap memory (its strings are inline, cut to fit) and the ring is one
+// array allocated up front: recording an ioctl allocates nothing, and the 4096 records the trace
+// keeps do not pin pages all over the heap (which kept the daemon's RSS at its high-water mark
+// after mappings were freed).
 #pragma once
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -21,18 +27,45 @@ namespace vfio_emu::core {
 using iommu::u64;
 using iommu::u8;
 
+// A string of at most N - 1 bytes kept inline; a longer one is cut and ends in "...".
+template <std::size_t N>
+class InlineString {
+  static_assert(N > 4 && N <= 65536);
+
+ public:
+  InlineString() = default;
+  explicit InlineString(std::string_view s) { assign(s); }
+  void assign(std::string_view s) {
+    if (s.size() < N) {
+      len_ = static_cast<std::uint16_t>(s.size());
+      std::memcpy(buf_, s.data(), s.size());
+    } else {
+      len_ = static_cast<std::uint16_t>(N - 1);
+      std::memcpy(buf_, s.data(), N - 4);
+      std::memcpy(buf_ + N - 4, "...", 3);
+    }
+  }
+  std::string_view view() const { return {buf_, len_}; }
+  std::string str() const { return std::string(view()); }
+  bool empty() const { return len_ == 0; }
+
+ private:
+  std::uint16_t len_ = 0;
+  char buf_[N];
+};
+
 // One ioctl as the trace shows it.
 struct TraceRecord {
   u64 seq = 0;
   double time = 0;  // seconds since the epoch
   pid_t pid = 0;
   pid_t tid = 0;
-  std::string node;     // "vfio/vfio"
+  InlineString<40> node;     // "vfio/vfio"
   std::string_view command;  // "VFIO_IOMMU_MAP_DMA" (the command table's), empty when unknown
   std::uint32_t cmd = 0;
   u64 arg = 0;
-  std::string detail;   // decoded operands, "iova=0x1000 size=0x2000 ..."
-  long result = 0;      // >= 0, or -errno
+  InlineString<256> detail;  // decoded operands, "iova=0x1000 size=0x2000 ..."
+  long result = 0;           // >= 0, or -errno
 };
 
 // A DMA the IOMMU refused. Defined now, filled when emulated devices do DMA: a record names the
@@ -51,27 +84,30 @@ struct FaultRecord {
   u8 hw_code = 0;
 };
 
-// A bounded log that readers can follow.
+// A bounded log that readers can follow: `capacity` slots allocated at construction, the record
+// with sequence number s in slot (s - 1) % capacity.
 template <class Record>
 class RingLog {
  public:
-  explicit RingLog(size_t capacity) : capacity_(capacity) {}
+  explicit RingLog(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)), slots_(capacity_) {}
 
-  void record(Record r) {
+  void record(const Record& r) {
     {
       std::lock_guard lock(mu_);
-      r.seq = ++last_seq_;
-      if (records_.size() == capacity_) records_.pop_front();
-      records_.push_back(std::move(r));
+      Record& slot = slots_[last_seq_ % capacity_];
+      slot = r;
+      slot.seq = ++last_seq_;
     }
     cv_.notify_all();
   }
   // Records with seq > `after`, oldest first, at most `max`.
   std::vector<Record> since(u64 after, size_t max) const {
     std::lock_guard lock(mu_);
+    const u64 oldest = last_seq_ > capacity_ ? last_seq_ - capacity_ + 1 : 1;
+    const u64 first = std::max(after + 1, oldest);
     std::vector<Record> out;
-    for (const Record& r : records_)
-      if (r.seq > after && out.size() < max) out.push_back(r);
+    for (u64 seq = first; seq <= last_seq_ && out.size() < max; ++seq)
+      out.push_back(slots_[(seq - 1) % capacity_]);
     return out;
   }
   // Waits up to `timeout` for a record after `after`; true if there is one.
@@ -88,7 +124,7 @@ class RingLog {
   const size_t capacity_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
-  std::deque<Record> records_;
+  std::vector<Record> slots_;
   u64 last_seq_ = 0;
 };
 

@@ -22,6 +22,7 @@
 #include "cuse/control_server.h"
 #include "cuse/cuse_transport.h"
 #include "cuse/fuse_transport.h"
+#include "cuse/memory_trim.h"
 
 using namespace vfio_emu;
 
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
 
   core::Emulator emu(std::move(topology));
   cuse::ThreadGroups threads;
+  cuse::MemoryTrimmer trimmer;  // freed mapping records go back to the kernel while idle
   cuse::ControlServer control_server(emu, control, transport);
   if (Status st = control_server.start(); !st) {
     log->error("control socket {}: errno {}", control, st.error());
