@@ -23,20 +23,13 @@ constexpr u32 kExit = VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
 
 // VFIO_DEVICE_FEATURE with `data` after the header; argsz is the whole buffer unless given.
 int feature(Harness& h, int dev, u32 flags, const std::vector<u8>& data = {}, u32 argsz = 0) {
-  std::vector<u8> buf(sizeof(vfio_device_feature) + data.size());
   vfio_device_feature f{};
-  f.argsz = argsz != 0 ? argsz : static_cast<u32>(buf.size());
   f.flags = flags;
-  std::memcpy(buf.data(), &f, sizeof(f));
-  if (!data.empty()) std::memcpy(buf.data() + sizeof(f), data.data(), data.size());
+  std::vector<u8> buf = header_and_data(f, data, argsz);
   return h.fails(dev, VFIO_DEVICE_FEATURE, buf.data());
 }
 
-std::vector<u8> s32(std::int32_t v) {
-  std::vector<u8> out(4);
-  std::memcpy(out.data(), &v, 4);
-  return out;
-}
+std::vector<u8> s32(std::int32_t v) { return fds({v}); }
 
 DeviceIrqs::State state(Harness& h, int dev) { return irq_state(h, dev); }
 

@@ -52,18 +52,26 @@ class EventFd {
   int fd_;
 };
 
+// A variable-size ioctl argument: `hdr` (argsz first) then `data`; argsz is the whole buffer
+// unless `argsz` is given.
+template <class Header>
+std::vector<u8> header_and_data(Header hdr, const std::vector<u8>& data, u32 argsz) {
+  std::vector<u8> buf(sizeof(Header) + data.size());
+  hdr.argsz = argsz != 0 ? argsz : static_cast<u32>(buf.size());
+  std::memcpy(buf.data(), &hdr, sizeof(hdr));
+  if (!data.empty()) std::memcpy(buf.data() + sizeof(hdr), data.data(), data.size());
+  return buf;
+}
+
 // VFIO_DEVICE_SET_IRQS with `data` after the header; argsz is the whole buffer unless given.
 inline int set_irqs(Harness& h, int dev, u32 flags, u32 index, u32 start, u32 count,
-             const std::vector<u8>& data = {}, u32 argsz = 0) {
-  std::vector<u8> buf(sizeof(vfio_irq_set) + data.size());
+                    const std::vector<u8>& data = {}, u32 argsz = 0) {
   vfio_irq_set hdr{};
-  hdr.argsz = argsz != 0 ? argsz : static_cast<u32>(buf.size());
   hdr.flags = flags;
   hdr.index = index;
   hdr.start = start;
   hdr.count = count;
-  std::memcpy(buf.data(), &hdr, sizeof(hdr));
-  if (!data.empty()) std::memcpy(buf.data() + sizeof(hdr), data.data(), data.size());
+  std::vector<u8> buf = header_and_data(hdr, data, argsz);
   return h.fails(dev, VFIO_DEVICE_SET_IRQS, buf.data());
 }
 
@@ -73,8 +81,8 @@ inline std::vector<u8> fds(std::initializer_list<std::int32_t> list) {
   return out;
 }
 
-inline int set_eventfd(Harness& h, int dev, u32 index, u32 start, std::initializer_list<std::int32_t> l,
-                u32 action = kTrigger) {
+inline int set_eventfd(Harness& h, int dev, u32 index, u32 start,
+                       std::initializer_list<std::int32_t> l, u32 action = kTrigger) {
   return set_irqs(h, dev, kEventfd | action, index, start, static_cast<u32>(l.size()), fds(l));
 }
 
