@@ -1,6 +1,8 @@
-// Gives freed heap back to the kernel while the daemon idles.
+// Gives freed heap back to the kernel while the daemon idles, and sets glibc's malloc up for a
+// daemon whose heap swings by 100 MB (fixed trim/mmap thresholds, one arena per CPU; see the
+// constructor).
 //
-// The transports serve requests on several threads, so glibc gives each its own malloc arena.
+// The transports serve requests on several threads, and glibc spreads them over arenas.
 // Memory freed in an arena (the records of 262,144 mappings after one UNMAP_DMA of all of them)
 // stays in that arena: the daemon's RSS would keep its high-water mark for good. Once a second
 // this thread asks glibc how much free memory the arenas hold and, when that has grown by more

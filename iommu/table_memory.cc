@@ -41,6 +41,7 @@ bool all_zero(const void* p, std::size_t n) {
 TableMemory::~TableMemory() {
   assert(tables_ == 0 && "page tables leaked");
   for (auto& [base, chunk] : chunks_) munmap(chunk.base, kChunk);
+  for (auto& [p, bytes] : spare_blocks_) munmap(p, bytes);
 }
 
 void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
@@ -51,8 +52,18 @@ void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
   if (bytes == kPage) {
     p = page_from_pool();
   } else {
-    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) p = nullptr;
+    p = nullptr;
+    for (auto it = spare_blocks_.begin(); it != spare_blocks_.end(); ++it) {
+      if (it->second != bytes) continue;
+      p = it->first;  // zero: released only when empty
+      spare_block_bytes_ -= bytes;
+      spare_blocks_.erase(it);
+      break;
+    }
+    if (p == nullptr) {
+      p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) p = nullptr;
+    }
   }
   if (p == nullptr) return nullptr;
   tables_ += 1;
@@ -65,10 +76,14 @@ void TableMemory::release(void* p, std::size_t table_bytes, std::size_t meta_byt
   if (p == nullptr) return;
   const std::size_t bytes = table_bytes + meta_bytes;
   assert(all_zero(p, bytes) && "a table must be empty when it is released");
-  if (bytes == kPage)
+  if (bytes == kPage) {
     page_to_pool(p);
-  else
+  } else if (spare_block_bytes_ + bytes <= kSpareBlockBytes) {
+    spare_blocks_.emplace_back(p, bytes);
+    spare_block_bytes_ += bytes;
+  } else {
     munmap(p, bytes);
+  }
   tables_ -= 1;
   bytes_ -= table_bytes;
   meta_bytes_ -= meta_bytes;

@@ -7,12 +7,15 @@
 // only once all its entries are zero, so a recycled page needs no clearing, and a fresh page
 // comes zeroed from the kernel. A chunk whose pages are all free is returned to the kernel,
 // except one spare kept to avoid mmap churn when a range is mapped and unmapped repeatedly.
-// Larger tables (multi-page TCE levels) are mmapped one by one.
+// Larger tables (multi-page TCE levels) are mmapped one by one; up to kSpareBlockBytes of them
+// are kept when released (they are zero then) and handed out again for a table of the same size,
+// so a window mapped and cleared repeatedly does not fault its tables in afresh every time.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace vfio_emu::iommu {
@@ -49,8 +52,12 @@ class TableMemory {
   void page_to_pool(void* p);
   void drop_chunk(std::uintptr_t base);
 
+  static constexpr std::size_t kSpareBlockBytes = std::size_t{512} << 10;
+
   std::unordered_map<std::uintptr_t, Chunk> chunks_;  // by 2 MiB-aligned base
   std::vector<std::uintptr_t> with_room_;             // chunks that may have free pages
+  std::vector<std::pair<void*, std::size_t>> spare_blocks_;  // released multi-page tables
+  std::size_t spare_block_bytes_ = 0;
   std::uint64_t tables_ = 0;
   std::uint64_t bytes_ = 0;
   std::uint64_t meta_bytes_ = 0;
