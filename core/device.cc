@@ -363,11 +363,8 @@ Result<long> device_feature(Emulator&, File& file, IoctlCall& call) {
 // a device in low power wakes up for it.
 template <Handler H>
 Result<long> awake(Emulator& emu, File& file, IoctlCall& call) {
-  DeviceIrqs* irqs = file_of(file).irqs.get();
-  if (irqs != nullptr) irqs->runtime_get();
-  Result<long> r = H(emu, file, call);
-  if (irqs != nullptr) irqs->runtime_put();
-  return r;
+  const AwakeScope awake(file_of(file).irqs.get());
+  return H(emu, file, call);
 }
 
 // ---- VFIO_EMU_DEVICE_USE_GROUP ----------------------------------------------------------------
@@ -454,8 +451,6 @@ Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::str
 constexpr u64 kPciCommand = 0x04;
 constexpr u8 kPciCommandIntxDisableHi = 0x04;  // PCI_COMMAND_INTX_DISABLE (0x400), high byte
 
-Result<u64> region_access(DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len);
-
 // vfio_pci_rw: reads into `out`, or writes from `in` (exactly one is set).
 Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
   const bool write = in != nullptr;
@@ -468,17 +463,7 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
   if (index >= VFIO_PCI_NUM_REGIONS)
     return refuse(f, write, offset, len, EINVAL, "no such region");
   // vfio_pci_rw wakes a device in low power for the access.
-  DeviceIrqs* irqs = f.irqs.get();
-  if (irqs != nullptr) irqs->runtime_get();
-  Result<u64> done = region_access(f, offset, out, in, len);
-  if (irqs != nullptr) irqs->runtime_put();
-  return done;
-}
-
-// The access itself, once region_rw has checked and woken the device.
-Result<u64> region_access(DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
-  const bool write = in != nullptr;
-  const u64 index = offset >> kVfioPciOffsetShift;
+  const AwakeScope awake(f.irqs.get());
   const u64 pos = offset & ((u64{1} << kVfioPciOffsetShift) - 1);
   Device& dev = *f.device;
   switch (index) {

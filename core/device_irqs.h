@@ -176,6 +176,23 @@ class DeviceIrqs {
   std::vector<std::unique_ptr<UnmaskIrqfd>> retired_;
 };
 
+// Runtime PM held for the length of one user access (vfio_device_pm_runtime_get/put); `irqs`
+// may be null (a file not granted access: nothing to wake).
+class AwakeScope {
+ public:
+  explicit AwakeScope(DeviceIrqs* irqs) : irqs_(irqs) {
+    if (irqs_ != nullptr) irqs_->runtime_get();
+  }
+  ~AwakeScope() {
+    if (irqs_ != nullptr) irqs_->runtime_put();
+  }
+  AwakeScope(const AwakeScope&) = delete;
+  AwakeScope& operator=(const AwakeScope&) = delete;
+
+ private:
+  DeviceIrqs* irqs_;
+};
+
 // The interrupt state of `dev` for a file that has just been granted access to it: the state of
 // the device's current opening if another file has it open (the group path), a fresh one
 // otherwise (vfio_df_open's first open). Under Emulator::mu.
