@@ -5,7 +5,10 @@
  * still give the Linux answer. Each sequence is repeated many times to catch the race, first
  * with nothing else going on, then while other threads keep the daemon busy.
  *
- *   reopen NODE_DIR [group|cdev|busy|all [ROUNDS]]
+ *   reopen NODE_DIR [group|cdev|busy|all [ROUNDS [SECONDS]]]
+ *
+ * Each sequence runs ROUNDS rounds (default 2000) or SECONDS seconds (default 5), whichever ends
+ * first, so a loaded machine does fewer rounds instead of running into the test's time limit.
  *
  *   group  close and reopen a group (also one that was in a container with a mapping)
  *   cdev   a group and its device's cdev after each other: close one, open or bind the other
@@ -30,12 +33,29 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* What one sequence's rounds came to: failures, the first failure's errno, the slowest step. */
+/* How long one sequence may run, in seconds; its rounds stop at the count or here. */
+static double sequence_budget = 5.0;
+
+/* What one sequence's rounds came to: failures, the first failure's errno, the slowest step.
+ * `rounds` is the count asked for; `done` the rounds run before the count or the time ran out. */
 struct tally {
 	const char *what;
 	int rounds, failures, first_errno, first_round;
 	double slowest;
+	double began;
+	int done;
 };
+
+/* Whether round `round` of a sequence is to run: within its count and its time budget. */
+static int more_rounds(struct tally *t, int round)
+{
+	if (round == 0)
+		t->began = now();
+	if (round >= t->rounds || (round > 0 && now() - t->began > sequence_budget))
+		return 0;
+	t->done = round + 1;
+	return 1;
+}
 
 /* Records one round's step, begun at `start`: a result < 0 is a failure with errno. */
 static void record(struct tally *t, int round, long result, double start)
@@ -54,8 +74,9 @@ static void report_tally(const struct tally *t)
 {
 	if (t->failures)
 		note("first failure in round %d: %s", t->first_round, strerror(t->first_errno));
-	note("slowest step: %.1f ms", t->slowest * 1e3);
-	EXPECT_EQ(t->failures, 0, "%s: rounds failed of %d", t->what, t->rounds);
+	note("slowest step: %.1f ms; %d of %d rounds in %.1f s", t->slowest * 1e3, t->done,
+	     t->rounds, now() - t->began);
+	EXPECT_EQ(t->failures, 0, "%s: rounds failed of %d", t->what, t->done);
 }
 
 /* BIND (or, for a round's setup, bind_iommufd_settled) to a new iommufd, which the bound
@@ -82,9 +103,9 @@ static void bind_and_close(const char *cdev, int round)
 /* close(group); open(group) */
 static void group_reopen(int rounds)
 {
-	struct tally t = {"close a group, open it again at once", rounds, 0, 0, 0, 0};
+	struct tally t = {.what = "close a group, open it again at once", .rounds = rounds};
 	int group = open_node("vfio/1");
-	for (int i = 0; i < rounds; i++) {
+	for (int i = 0; more_rounds(&t, i); i++) {
 		close(group);
 		double start = now();
 		group = try_open_node("vfio/1");
@@ -100,10 +121,9 @@ static void group_reopen(int rounds)
  * container starts empty. */
 static void group_in_container_reopen(int rounds)
 {
-	struct tally t = {"close a group in a container with a mapping, reopen it", rounds, 0, 0,
-			  0, 0};
+	struct tally t = {.what = "close a group in a container with a mapping, reopen it", .rounds = rounds};
 	char *mem = alloc_memory(0x10000);
-	for (int i = 0; i < rounds; i++) {
+	for (int i = 0; more_rounds(&t, i); i++) {
 		int group = open_node_settled("vfio/2");
 		int container = open_node("vfio/vfio");
 		if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container) ||
@@ -137,8 +157,8 @@ static void group_in_container_reopen(int rounds)
 /* close(group); BIND_IOMMUFD of its device: refused (EBUSY) only while the group is open. */
 static void group_close_then_bind(int rounds)
 {
-	struct tally t = {"close a group, bind its device's cdev at once", rounds, 0, 0, 0, 0};
-	for (int i = 0; i < rounds; i++) {
+	struct tally t = {.what = "close a group, bind its device's cdev at once", .rounds = rounds};
+	for (int i = 0; more_rounds(&t, i); i++) {
 		int group = open_node_settled("vfio/1");
 		int device = open_node("vfio/devices/vfio0");
 		if (bind_to_new_iommufd(device, bind_iommufd) == 0 || errno != EBUSY)
@@ -155,8 +175,8 @@ static void group_close_then_bind(int rounds)
  * bound through its cdev). */
 static void cdev_close_then_group_open(int rounds)
 {
-	struct tally t = {"close a bound cdev, open its group at once", rounds, 0, 0, 0, 0};
-	for (int i = 0; i < rounds; i++) {
+	struct tally t = {.what = "close a bound cdev, open its group at once", .rounds = rounds};
+	for (int i = 0; more_rounds(&t, i); i++) {
 		bind_and_close("vfio/devices/vfio0", i);
 		double start = now();
 		int group = try_open_node("vfio/1");
@@ -170,8 +190,8 @@ static void cdev_close_then_group_open(int rounds)
 /* A bound cdev fd is closed; a new fd of the same cdev binds at once (one bound fd per device). */
 static void cdev_close_then_rebind(int rounds)
 {
-	struct tally t = {"close a bound cdev, bind a new fd of it at once", rounds, 0, 0, 0, 0};
-	for (int i = 0; i < rounds; i++) {
+	struct tally t = {.what = "close a bound cdev, bind a new fd of it at once", .rounds = rounds};
+	for (int i = 0; more_rounds(&t, i); i++) {
 		bind_and_close("vfio/devices/vfio1", i);
 		int device = open_node("vfio/devices/vfio1");
 		double start = now();
@@ -229,12 +249,12 @@ static void *churn(void *arg)
 /* The sequences of one kind, quiet and then with churn. */
 static void run_rounds(void (*const *sequences)(int), int rounds)
 {
-	printf("-- %d rounds each, nothing else going on\n", rounds);
+	printf("-- %d rounds or %.0f s each, nothing else going on\n", rounds, sequence_budget);
 	for (int i = 0; sequences[i] != NULL; i++)
 		sequences[i](rounds);
 
-	printf("-- %d rounds each, while %d threads open and close containers\n", rounds,
-	       CHURN_THREADS);
+	printf("-- %d rounds or %.0f s each, while %d threads open and close containers\n", rounds,
+	       sequence_budget, CHURN_THREADS);
 	pthread_t threads[CHURN_THREADS];
 	churn_stop = 0;
 	for (int i = 0; i < CHURN_THREADS; i++)
@@ -252,6 +272,8 @@ int main(int argc, char **argv)
 	test_init(argc, argv);
 	const char *which = argc > 2 ? argv[2] : "all";
 	int rounds = argc > 3 ? atoi(argv[3]) : 2000;
+	if (argc > 4)
+		sequence_budget = atof(argv[4]);
 	int all = strcmp(which, "all") == 0;
 	if (!all && strcmp(which, "group") && strcmp(which, "cdev") && strcmp(which, "busy"))
 		die("which sequences: group, cdev, busy or all, not '%s'", which);
