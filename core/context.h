@@ -30,6 +30,15 @@ using iommu::u8;
 // the data arrives, which is why handlers read everything before they change anything.
 constexpr int kNeedRetry = kFirstInternalCode + 1;
 
+// Not an errno: the handler needs an fd argument resolved, and the transport can do that only off
+// the threads that serve requests (identifying a file is itself a request to this daemon, and no
+// request thread may wait on one). The transport runs the call again from the start on a thread of
+// its own. Like kNeedRetry, it may come only before the handler has changed anything.
+constexpr int kNeedDefer = kFirstInternalCode + 2;
+
+// Whether `e` is one of the codes above rather than an answer for the caller.
+constexpr bool is_internal_code(int e) { return e == kNeedRetry || e == kNeedDefer; }
+
 struct Caller {
   pid_t tid = 0;   // the calling thread, as the request names it (0: not visible to us)
   pid_t pid = 0;   // its thread-group leader: the "process" that owns mappings
@@ -62,15 +71,16 @@ class File;
 class FdResolver {
  public:
   virtual ~FdResolver() = default;
-  // Errors: EBADF if `fd` is not an open fd of the caller. Returns nullptr for an fd that is open
-  // but is not one of our nodes (the handler decides the errno, as Linux does).
+  // Errors: EBADF if `fd` is not an open fd of the caller; kNeedDefer (see above). Returns
+  // nullptr for an fd that is open but is not one of our nodes (the handler decides the errno, as
+  // Linux does).
   virtual Result<std::shared_ptr<File>> resolve(int fd) = 0;
-  // The daemon's own duplicate of the caller's `fd`, whatever file it is (an eventfd for
-  // VFIO_DEVICE_SET_IRQS, which Linux takes with eventfd_ctx_fdget): pidfd_getfd on the caller.
-  // Nothing is done with the file; the handler checks what it is. Errors: EBADF if `fd` is not an
-  // open fd of the caller, or if the caller's fds cannot be reached (another pid namespace, the
-  // CUSE retry protocol, no ptrace rights), as resolve() answers then.
-  virtual Result<UniqueFd> take_foreign(int /*fd*/) { return Err{EBADF}; }
+  // The daemon's own duplicate of the caller's `fd` if it is an eventfd (VFIO_DEVICE_SET_IRQS,
+  // which Linux takes with eventfd_ctx_fdget). A file of any other kind is never taken (closing a
+  // file of a stalled filesystem would block). Errors: EBADF if `fd` is not an open fd of the
+  // caller, or if the caller's fds cannot be reached (another pid namespace, the CUSE retry
+  // protocol, no ptrace rights), as resolve() answers then; EINVAL if it is not an eventfd.
+  virtual Result<UniqueFd> take_eventfd(int /*fd*/) { return Err{EBADF}; }
 };
 
 // Facts about the caller that Linux reads from the task: mappings, limits, capabilities.
@@ -97,6 +107,9 @@ struct IoctlCall {
   std::string_view node_name;        // "vfio/1", for log lines (the open file's own path)
   const Command* command = nullptr;  // set by the dispatcher
   std::string detail;                // decoded operands, filled by handlers for the trace
+  // When the call fails because another open file holds what it wants (EBUSY, EINVAL): that
+  // file's id. A transport whose closes are asynchronous (FUSE) waits for that file's release.
+  u64 conflict = 0;
   UserMemory* mem = nullptr;
   FdResolver* fds = nullptr;
   CallerEnv* env = nullptr;

@@ -78,9 +78,11 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
   if (df.via_group != nullptr)
     return reject(call, EINVAL, "this device fd was obtained through group {}, not the cdev",
                   df.via_group->id());
-  if (dev.group().open_file != nullptr)
+  if (dev.group().open_file != nullptr) {
+    call.conflict = dev.group().open_file->id();
     return reject(call, EBUSY, "group {} of device {} is open: the group path owns it",
                   dev.group().id(), dev.spec().bdf);
+  }
   if (df.bound()) return reject(call, EINVAL, "this device fd is already bound");
   if (bind.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) {
     if (!token)
@@ -97,9 +99,11 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
     return reject(call, EBADFD, "fd {} is {} (want an iommufd)", bind.iommufd,
                   target ? fmt::format("a {} node", node_kind_name(target->kind()))
                          : std::string("not a VFIO file"));
-  if (dev.bound_file != nullptr || dev.group_path_files != 0)
+  if (dev.bound_file != nullptr || dev.group_path_files != 0) {
+    if (dev.bound_file != nullptr) call.conflict = dev.bound_file->id();
     return reject(call, EINVAL, "device {} is already open through {}", dev.spec().bdf,
                   dev.bound_file != nullptr ? "another cdev fd" : "its group");
+  }
   if (const Device* other = group_owned_elsewhere(dev, ctx.get()))
     return reject(call, EPERM, "device {} of group {} is bound to another iommufd",
                   other->spec().bdf, dev.group().id());
@@ -387,8 +391,10 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
     return reject(call, EINVAL, "device {} is in group {}, not {}", dev.spec().bdf,
                   dev.group().id(), g.id());
   if (df.access_granted()) return reject(call, EINVAL, "this device fd is already in use");
-  if (dev.bound_file != nullptr)
+  if (dev.bound_file != nullptr) {
+    call.conflict = dev.bound_file->id();
     return reject(call, EINVAL, "device {} is bound through another cdev fd", dev.spec().bdf);
+  }
   if (!g.has_iommu()) return reject(call, EINVAL, "group {} has no container", g.id());
   if (g.container && !g.container->driver)
     return reject(call, EINVAL, "group {}: container {} has no IOMMU set", g.id(),

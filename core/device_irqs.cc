@@ -70,16 +70,6 @@ bool signal_eventfd(const UniqueFd& fd) {
   return ::write(fd.get(), &one, sizeof(one)) == sizeof(one);
 }
 
-// The file is an eventfd (eventfd_ctx_fileget's f_op check): its /proc link is the anon inode's.
-bool is_eventfd(int fd) {
-  char link[64];
-  char target[64];
-  std::snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-  const ssize_t n = ::readlink(link, target, sizeof(target) - 1);
-  if (n <= 0) return false;
-  return std::string_view(target, static_cast<size_t>(n)) == "anon_inode:[eventfd]";
-}
-
 std::string_view irq_index_name(u32 index) {
   switch (index) {
     case VFIO_PCI_INTX_IRQ_INDEX: return "INTx";
@@ -184,9 +174,7 @@ bool is_pcie(Device& dev) {
 }
 
 Result<UniqueFd> fetch_eventfd(IoctlCall& call, int fd) {
-  UniqueFd file = TRY(call.fds->take_foreign(fd));
-  if (!is_eventfd(file.get())) return Err{EINVAL};  // closed here, before any lock
-  return file;
+  return call.fds->take_eventfd(fd);
 }
 
 // ---- DeviceIrqs --------------------------------------------------------------------------------

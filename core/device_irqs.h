@@ -8,7 +8,7 @@
 // seen from user space is interrupt-like (INTx is masked while the device is suspended, and the
 // wake eventfd is signalled when an access wakes the device up).
 //
-// The eventfds are the daemon's own duplicates of the caller's (FdResolver::take_foreign), closed
+// The eventfds are the daemon's own duplicates of the caller's (FdResolver::take_eventfd), closed
 // when an interrupt is disabled or replaced and when the device is closed.
 //
 // Locks: a device's interrupt lock (DeviceIrqs::mu_) comes after Emulator::mu and

@@ -84,7 +84,8 @@ Device* Emulator::device_by_cdev(u32 index) const {
   return it == devices_by_cdev_.end() ? nullptr : it->second;
 }
 
-Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller& caller) {
+Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller& caller,
+                                             u64* conflict) {
   auto log = logger("core");
   std::shared_ptr<File> file;
   const u64 id = new_id();
@@ -98,6 +99,7 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
       std::lock_guard lock(mu);
       if (g->open_file != nullptr) {
         log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid, g->id());
+        if (conflict != nullptr) *conflict = g->open_file->id();
         return err(EBUSY);
       }
       // vfio_group_fops_open (6.6+): EBUSY while a device is in use through its cdev, i.e.
@@ -106,6 +108,7 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
         if (d->bound_file != nullptr) {
           log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
                     node.path, caller.pid, d->spec().bdf, g->id());
+          if (conflict != nullptr) *conflict = d->bound_file->id();
           return err(EBUSY);
         }
       }
@@ -337,7 +340,7 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
 }
 
 void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& result) {
-  if (!result && result.error() == kNeedRetry) return;  // the same ioctl comes again
+  if (!result && is_internal_code(result.error())) return;  // the same ioctl comes again
   auto log = logger("core");
   if (!result && result.error() == ENOTTY && c == nullptr)
     log->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY", call.node_name,

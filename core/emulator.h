@@ -59,8 +59,9 @@ class Emulator {
   const EmulatorOptions& options() const { return options_; }
 
   // open(2). Errors: EBUSY (the group is already open, or one of its devices is bound through
-  // its cdev).
-  Result<std::shared_ptr<File>> open(const NodeInfo& node, const Caller& caller);
+  // its cdev); then *conflict (if given) is the id of the open file that holds it.
+  Result<std::shared_ptr<File>> open(const NodeInfo& node, const Caller& caller,
+                                     u64* conflict = nullptr);
   // The last close of an open file: releases everything it held, as Linux does.
   void release(const std::shared_ptr<File>& file);
   // Errors: whatever the command returns; ENOTTY for an unknown command.

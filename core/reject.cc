@@ -34,12 +34,13 @@ std::string_view errno_name(int e) {
     case ENOTCONN: return "ENOTCONN";
     case EAGAIN: return "EAGAIN";
     case kNeedRetry: return "RETRY";
+    case kNeedDefer: return "DEFER";
     default: return "errno";
   }
 }
 
 Err reject_message(const IoctlCall& call, int e, const std::string& message) {
-  if (e != kNeedRetry) {
+  if (!is_internal_code(e)) {
     logger("core")->info("{} pid {} {}: {}: {} ({})", call.node_name, call.caller.pid,
                          call.command != nullptr ? call.command->name : std::string_view("ioctl"),
                          message, errno_name(e), e);

@@ -40,6 +40,8 @@ CuseTransport::CuseTransport(core::Emulator& emu, ThreadGroups& threads, std::st
     : emu_(emu), service_(emu, *this, threads, access), prefix_(std::move(prefix)) {}
 
 CuseTransport::~CuseTransport() {
+  abort_connections();
+  service_.stop_deferred();  // they answer through the sessions
   for (auto& s : sessions_)
     if (s->se != nullptr) fuse_session_destroy(s->se);  // closes the channel
 }
@@ -120,23 +122,17 @@ void CuseTransport::op_ioctl(fuse_req_t req, int cmd, void* arg, fuse_file_info*
   Handle* h = handle_of(fi);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   const core::Caller caller = s.transport->service_.caller_from(ctx->pid, ctx->uid, ctx->gid);
-  const bool unrestricted = flags & FUSE_IOCTL_UNRESTRICTED;
-  const IoctlReply reply = s.transport->service_.handle(
-      h->file, h->node_name, caller, static_cast<u32>(cmd), reinterpret_cast<u64>(arg),
-      unrestricted, static_cast<const u8*>(in_buf), in_bufsz, out_bufsz);
-  if (reply.kind == IoctlReply::Kind::kRetry) {
-    fuse_reply_ioctl_retry(req, reply.in_iovs.data(), reply.in_iovs.size(),
-                           reply.out_iovs.data(), reply.out_iovs.size());
-    return;
-  }
-  if (!reply.out.empty()) {
-    // Retry mode: the out-iovecs get their bytes even when the ioctl fails (Linux copies some
-    // structs back on error); a negative result is the errno the caller sees.
-    fuse_reply_ioctl(req, static_cast<int>(reply.result), reply.out.data(), reply.out.size());
-    return;
-  }
-  if (reply.result < 0) return (void)fuse_reply_err(req, static_cast<int>(-reply.result));
-  fuse_reply_ioctl(req, static_cast<int>(reply.result), nullptr, 0);
+  IoctlRequest rq;
+  rq.file = h->file;
+  rq.node_name = h->node_name;
+  rq.caller = caller;
+  rq.cmd = static_cast<u32>(cmd);
+  rq.arg = reinterpret_cast<u64>(arg);
+  rq.unrestricted = flags & FUSE_IOCTL_UNRESTRICTED;
+  rq.in = static_cast<const u8*>(in_buf);
+  rq.in_size = in_bufsz;
+  rq.out_size = out_bufsz;
+  serve_ioctl(s.transport->service_, req, rq);
 }
 
 // ---- sessions --------------------------------------------------------------------------------
@@ -280,7 +276,23 @@ int CuseTransport::run(const std::function<void()>& on_ready) {
       if (pthread_timedjoin_np(s->thread, nullptr, &deadline) == 0) s->running = false;
     }
   }
+  abort_connections();
+  service_.stop_deferred();
   return 0;
+}
+
+void CuseTransport::abort_connections() {
+  // Releasing a channel's last fd aborts its connection in the kernel: every request still
+  // waiting (a deferred call identifying an fd included) fails at once with ENOTCONN, and the
+  // device node goes. /dev/null takes the fd number's place, for fuse_session_destroy to close.
+  const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (auto& s : sessions_) {
+    if (s->aborted || s->fd < 0) continue;
+    if (s->socket) shutdown(s->fd, SHUT_RDWR);
+    else if (null >= 0) dup3(null, s->fd, O_CLOEXEC);
+    s->aborted = true;
+  }
+  if (null >= 0) close(null);
 }
 
 }  // namespace vfio_emu::cuse

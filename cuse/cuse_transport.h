@@ -54,6 +54,7 @@ class CuseTransport final : public NodeIdentity {
     fuse_session* se = nullptr;
     pthread_t thread{};
     bool running = false;
+    bool aborted = false;
   };
 
   static Session& session(fuse_req_t req);
@@ -68,6 +69,8 @@ class CuseTransport final : public NodeIdentity {
   static void* session_main(void* arg);
 
   Status add_session(const core::NodeInfo& node, int fd, bool socket);
+  // Aborts every session's connection in the kernel (once the loops are done).
+  void abort_connections();
 
   core::Emulator& emu_;
   IoctlService service_;

@@ -1,7 +1,10 @@
 #include "cuse/fuse_transport.h"
 
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -39,6 +42,49 @@ dev_t mount_device(const std::string& canonical_dir) {
   return dev;
 }
 
+// The filesystem type of the last mount at `canonical_dir`, from mountinfo ("" if none):
+// "id parent major:minor root mountpoint options... - fstype source superoptions".
+std::string mount_type(const std::string& canonical_dir) {
+  FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (f == nullptr) return {};
+  std::string type;
+  char line[4096];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    char mountpoint[2048];
+    if (std::sscanf(line, "%*u %*u %*u:%*u %*s %2047s", mountpoint) != 1) continue;
+    if (canonical_dir != mountpoint) continue;
+    const char* dash = std::strstr(line, " - ");
+    char fstype[256];
+    if (dash != nullptr && std::sscanf(dash + 3, "%255s", fstype) == 1) type = fstype;
+  }
+  std::fclose(f);
+  return type;
+}
+
+enum class MountState { kDead, kAlive, kNotAnswering };
+
+// Whether a FUSE mount at `dir` still has a daemon. Asked from a child process: a stat() of a
+// mount whose daemon is stopped (SIGSTOP) would block whoever asks.
+MountState probe_mount(const std::string& dir) {
+  const pid_t child = fork();
+  if (child < 0) return MountState::kNotAnswering;
+  if (child == 0) {
+    struct stat st {};
+    const int r = ::stat(dir.c_str(), &st);
+    _exit(r == 0 ? 0 : errno == ENOTCONN ? 1 : 2);
+  }
+  for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {
+    int status = 0;
+    if (waitpid(child, &status, WNOHANG) == child)
+      return WIFEXITED(status) && WEXITSTATUS(status) == 1 ? MountState::kDead
+                                                           : MountState::kAlive;
+    usleep(10 * 1000);
+  }
+  kill(child, SIGKILL);  // a FUSE request waits killably
+  waitpid(child, nullptr, 0);
+  return MountState::kNotAnswering;
+}
+
 }  // namespace
 
 FuseTransport::FuseTransport(core::Emulator& emu, ThreadGroups& threads, std::string dir)
@@ -69,6 +115,9 @@ FuseTransport::FuseTransport(core::Emulator& emu, ThreadGroups& threads, std::st
 }
 
 FuseTransport::~FuseTransport() {
+  if (se_ != nullptr && mounted_) fuse_session_unmount(se_);  // aborts: deferred calls return
+  mounted_ = false;
+  service_.stop_deferred();  // they answer through the session
   if (se_ != nullptr) {
     if (mounted_) fuse_session_unmount(se_);
     fuse_session_destroy(se_);
@@ -210,12 +259,17 @@ void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*
                              size_t in_bufsz, size_t out_bufsz) {
   FuseTransport& t = self(req);
   if (flags & FUSE_IOCTL_DIR) return (void)fuse_reply_err(req, ENOTTY);
+  (void)in_buf;  // FUSE ioctls are restricted: the kernel sends no data, only the pointer
+  (void)in_bufsz;
+  (void)out_bufsz;
   Handle* h = handle_of(fi);
-  const IoctlReply reply = t.service_.handle(
-      h->file, h->node_name, t.caller_of(req), cmd, reinterpret_cast<u64>(arg), false,
-      static_cast<const u8*>(in_buf), in_bufsz, out_bufsz);
-  if (reply.result < 0) return (void)fuse_reply_err(req, static_cast<int>(-reply.result));
-  fuse_reply_ioctl(req, static_cast<int>(reply.result), nullptr, 0);
+  IoctlRequest rq;
+  rq.file = h->file;
+  rq.node_name = h->node_name;
+  rq.caller = t.caller_of(req);
+  rq.cmd = cmd;
+  rq.arg = reinterpret_cast<u64>(arg);
+  serve_ioctl(t.service_, req, rq);
 }
 
 // ---- session ---------------------------------------------------------------------------------
@@ -223,13 +277,43 @@ void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void*
 Status FuseTransport::mount() {
   auto log = logger("cuse");
   std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
+  // The parent is resolved, not dir_ itself: a stat of a dead mount point fails (ENOTCONN).
+  std::filesystem::path abs = std::filesystem::absolute(dir_, ec).lexically_normal();
+  if (!ec && abs.filename().empty()) abs = abs.parent_path();  // "dir/"
+  if (!ec) std::filesystem::create_directories(abs.parent_path(), ec);
+  const std::string canonical =
+      ec ? std::string() : (std::filesystem::canonical(abs.parent_path(), ec) / abs.filename()).string();
   if (ec) {
-    log->error("cannot create {}: {}", dir_, ec.message());
+    log->error("cannot create or resolve {}: {}", dir_, ec.message());
     return err(ec.value());
   }
-  const std::string canonical = std::filesystem::canonical(dir_, ec).string();
-  if (ec) return err(ec.value());
+  // A vfio-emu mount already there: left by a daemon that was killed (dead: removed, as the
+  // kernel would have on a clean exit), or served by a live daemon (not mounted over).
+  if (mount_type(canonical) == "fuse.vfio-emu") {
+    switch (probe_mount(canonical)) {
+      case MountState::kDead:
+        if (umount2(canonical.c_str(), MNT_DETACH) != 0) {
+          log->error("{}: a dead vfio-emu mount is there and cannot be removed: {}", canonical,
+                     std::strerror(errno));
+          return err(EBUSY);
+        }
+        log->warn("{}: removed the dead vfio-emu mount of a daemon that did not stop cleanly",
+                  canonical);
+        break;
+      case MountState::kAlive:
+        log->error("{}: another vfio-emud serves this directory", canonical);
+        return err(EBUSY);
+      case MountState::kNotAnswering:
+        log->error("{}: a vfio-emu mount is there whose daemon does not answer (stopped?); "
+                   "not mounting over it", canonical);
+        return err(EBUSY);
+    }
+  }
+  if (::mkdir(canonical.c_str(), 0755) != 0 && errno != EEXIST) {
+    const int e = errno;
+    log->error("cannot create {}: {}", canonical, std::strerror(e));
+    return err(e);
+  }
   static const fuse_lowlevel_ops ops = [] {
     fuse_lowlevel_ops o{};
     o.lookup = op_lookup;
@@ -282,10 +366,14 @@ int FuseTransport::run() {
   const int r = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   fuse_remove_signal_handlers(se_);
+  // Unmounting closes the session's /dev/fuse fd first, and with it the kernel aborts the
+  // connection: every request still waiting fails with ENOTCONN at once, the daemon's own (a
+  // deferred call identifying an fd) included. Only then can the deferred calls be waited for.
   if (mounted_) {
     fuse_session_unmount(se_);
     mounted_ = false;
   }
+  service_.stop_deferred();
   return r;
 }
 

@@ -13,7 +13,6 @@
 // is simply not released in that window, and the conflict stands.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -41,18 +40,16 @@ class OpenFiles {
   void flushed(const core::File& f);
   void released(const core::File& f);
 
-  // How many files have been released so far; taken before the attempt that may conflict.
-  u64 releases() const { return releases_.load(std::memory_order_acquire); }
-  // Waits until every file flushed within the last kSettleWindow is released or its window has
-  // passed. Returns true if there was such a file or a file was released since `releases_before`
-  // (then between the failed attempt and now), i.e. if trying again may now succeed.
-  bool settle_recent_closes(u64 releases_before);
+  // After an attempt failed on a conflict with open file `conflict` (0: none named): waits for
+  // that file's release if it was flushed within kSettleWindow, but not past kSettleWindow after
+  // that flush. Returns true if the file is released (now, or already since the attempt), i.e.
+  // if trying again may succeed.
+  bool settle(u64 conflict);
 
  private:
   std::mutex mu_;
   std::condition_variable released_;
   std::unordered_map<u64, Clock::time_point> flushed_at_;  // open files; time of the last flush
-  std::atomic<u64> releases_{0};  // written under mu_
 };
 
 }  // namespace vfio_emu::cuse

@@ -4,6 +4,7 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "core/uapi/vfio.h"
 #include "core/uapi/vfio_emu.h"
 #include "cuse/caller_process.h"
+#include "cuse/fd_probe.h"
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL  // Linux 6.9: a pidfd for a thread, not only a leader
@@ -45,6 +47,47 @@ bool covers(const iovec& v, u64 addr, size_t len) {
 
 // ---- ThreadGroups ----------------------------------------------------------------------------
 
+namespace {
+
+size_t default_max_entries() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 4096;
+  return std::clamp<size_t>(static_cast<size_t>(lim.rlim_cur) / 4, 16, 4096);
+}
+
+}  // namespace
+
+ThreadGroups::ThreadGroups(size_t max_entries)
+    : max_entries_(max_entries != 0 ? max_entries : default_max_entries()) {}
+
+size_t ThreadGroups::size() const {
+  std::lock_guard lock(mu_);
+  return cache_.size();
+}
+
+void ThreadGroups::make_room_locked() {
+  // The dead first, also every so often when there is room, so exited callers' pidfds do not
+  // linger until the cache fills.
+  if (cache_.size() >= max_entries_ || ++inserts_since_prune_ >= max_entries_ / 4) {
+    inserts_since_prune_ = 0;
+    for (auto it = cache_.begin(); it != cache_.end();) {
+      if (!alive(it->second.pidfd)) {
+        close(it->second.pidfd);
+        it = cache_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  if (cache_.size() < max_entries_) return;
+  // Many live callers: forget half of them (they are looked up again when they call).
+  size_t drop = cache_.size() / 2 + 1;
+  for (auto it = cache_.begin(); it != cache_.end() && drop > 0; --drop) {
+    close(it->second.pidfd);
+    it = cache_.erase(it);
+  }
+}
+
 ThreadGroups::~ThreadGroups() {
   for (auto& [tid, e] : cache_) close(e.pidfd);
 }
@@ -70,16 +113,7 @@ pid_t ThreadGroups::tgid_of(pid_t tid) {
     return 0;
   }
   std::lock_guard lock(mu_);
-  if (cache_.size() > 4096) {  // drop the dead
-    for (auto it = cache_.begin(); it != cache_.end();) {
-      if (!alive(it->second.pidfd)) {
-        close(it->second.pidfd);
-        it = cache_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
+  if (cache_.count(tid) == 0) make_room_locked();
   auto [it, inserted] = cache_.emplace(tid, Entry{pidfd, tgid});
   if (!inserted) close(pidfd);
   return tgid;
@@ -238,15 +272,33 @@ Result<core::UniqueFd> RequestCaller::fetch_caller_fd(int fd) {
 
 Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
   auto log = logger("cuse");
-  const core::UniqueFd local = TRY(fetch_caller_fd(fd));
-  struct stat st {};
-  if (fstat(local.get(), &st) != 0 || !nodes_.is_ours(st)) {
+  if (fd < 0) return err(EBADF);
+  // What the file is, from /proc: a file that is not ours is never fetched, so never closed by
+  // us (a FLUSH that a stalled filesystem would not answer) nor stat'ed (a GETATTR).
+  auto facts = probe_caller_fd(caller_.tid, fd);
+  if (!facts) {
+    log->debug("pid {}: fd {} is not an open fd of the caller: EBADF", caller_.tid, fd);
+    return err(EBADF);
+  }
+  if (!nodes_.is_ours(facts->st)) {
     // Not one of our nodes: nothing else is done with it, least of all an ioctl.
-    log->debug("pid {}: fd {} is not a vfio-emu node (dev {:#x} ino {} mode {:o})", caller_.tid,
-               fd, static_cast<u64>(st.st_dev), static_cast<u64>(st.st_ino), st.st_mode);
+    log->debug("pid {}: fd {} is not a vfio-emu node ({} dev {:#x} ino {:#x} mode {:o})",
+               caller_.tid, fd, facts->link, static_cast<u64>(facts->st.st_dev),
+               static_cast<u64>(facts->st.st_ino), facts->st.st_mode);
     return std::shared_ptr<core::File>();
   }
-  // Which open file it is: only the kernel knows; ask it to route an identify to us.
+  // Which open file it is: only the kernel knows, and it asks this daemon. Not on a request
+  // thread, which must never wait on a request to its own daemon.
+  if (on_request_thread_) return err(core::kNeedDefer);
+  core::UniqueFd local = TRY(fetch_caller_fd(fd));
+  // The caller may have put another file behind the number since the probe.
+  auto again = probe_own_fd(local.get());
+  if (!again || !nodes_.is_ours(again->st)) {
+    log->info("pid {}: fd {} changed under us while being resolved: treated as not ours",
+              caller_.tid, fd);
+    close_foreign(local.release());
+    return std::shared_ptr<core::File>();
+  }
   const int id = ::ioctl(local.get(), uapi::VFIO_EMU_IDENTIFY, 0);
   const int id_errno = errno;
   if (id <= 0) {
@@ -259,7 +311,18 @@ Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
   return file;
 }
 
-Result<core::UniqueFd> RequestCaller::take_foreign(int fd) { return fetch_caller_fd(fd); }
+Result<core::UniqueFd> RequestCaller::take_eventfd(int fd) {
+  if (fd < 0) return err(EBADF);
+  auto facts = probe_caller_fd(caller_.tid, fd);
+  if (!facts) return err(EBADF);
+  if (!is_eventfd(*facts)) return err(EINVAL);
+  core::UniqueFd local = TRY(fetch_caller_fd(fd));
+  if (!is_eventfd_link(local.get())) {  // swapped since the probe
+    close_foreign(local.release());
+    return err(EINVAL);
+  }
+  return local;
+}
 
 u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
   // A caller we cannot see (another pid namespace) cannot be checked: its word is taken.
@@ -285,18 +348,18 @@ core::Caller IoctlService::caller_from(pid_t tid, uid_t uid, gid_t gid) const {
   return c;
 }
 
-IoctlReply IoctlService::run(const std::shared_ptr<core::File>& file,
-                             const std::string& node_name, const core::Caller& caller, u32 cmd,
-                             u64 arg, RequestCaller& rc, bool retry) {
+IoctlReply IoctlService::run(const IoctlRequest& rq, RequestCaller& rc, bool retry,
+                             u64* conflict) {
   core::IoctlCall call;
-  call.cmd = cmd;
-  call.arg = arg;
-  call.caller = caller;
-  call.node_name = node_name;
+  call.cmd = rq.cmd;
+  call.arg = rq.arg;
+  call.caller = rq.caller;
+  call.node_name = rq.node_name;
   call.mem = &rc;
   call.fds = &rc;
   call.env = &rc;
-  auto r = emu_.ioctl(*file, call);
+  auto r = emu_.ioctl(*rq.file, call);
+  if (conflict != nullptr) *conflict = call.conflict;
   IoctlReply reply;
   if (!r && r.error() == core::kNeedRetry) {
     reply.kind = IoctlReply::Kind::kRetry;
@@ -304,22 +367,71 @@ IoctlReply IoctlService::run(const std::shared_ptr<core::File>& file,
     reply.out_iovs = rc.next_out();
     return reply;
   }
+  if (!r && r.error() == core::kNeedDefer) {
+    reply.kind = IoctlReply::Kind::kDefer;
+    return reply;
+  }
   reply.result = r ? *r : -static_cast<long>(r.error());
   if (retry) reply.out = rc.out_data();
   return reply;
 }
 
-IoctlReply IoctlService::handle(const std::shared_ptr<core::File>& file,
-                                const std::string& node_name, core::Caller caller, u32 cmd,
-                                u64 arg, bool unrestricted, const u8* in, size_t in_size,
-                                size_t out_size) {
+IoctlReply IoctlService::handle(const IoctlRequest& rq, bool on_request_thread) {
+  try {
+    return serve(rq, on_request_thread);
+  } catch (const std::bad_alloc&) {
+    logger("cuse")->warn("{} pid {} cmd {:#x} arg {:#x}: out of memory: ENOMEM", rq.node_name,
+                         rq.caller.pid, rq.cmd, rq.arg);
+    IoctlReply reply;
+    reply.result = -ENOMEM;
+    return reply;
+  } catch (const std::exception& e) {
+    logger("cuse")->error("{} pid {} cmd {:#x} arg {:#x}: {}: EIO", rq.node_name, rq.caller.pid,
+                          rq.cmd, rq.arg, e.what());
+    IoctlReply reply;
+    reply.result = -EIO;
+    return reply;
+  }
+}
+
+bool IoctlService::defer(const IoctlRequest& rq, std::function<void(const IoctlReply&)> send) {
+  auto log = logger("cuse");
+  log->debug("{} pid {} cmd {:#x}: resolving an fd argument off the request threads",
+             rq.node_name, rq.caller.tid, rq.cmd);
+  // The request's name and in data live in the transport's buffers, gone once the request
+  // thread returns: the deferred call keeps copies.
+  struct Held {
+    IoctlRequest rq;
+    std::string name;
+    std::vector<u8> in;
+  };
+  auto held = std::make_shared<Held>();
+  held->rq = rq;
+  held->name.assign(rq.node_name);
+  held->rq.node_name = held->name;
+  if (rq.in_size != 0) held->in.assign(rq.in, rq.in + rq.in_size);
+  held->rq.in = held->in.data();
+  const bool queued = deferred_.submit(
+      [this, held, send = std::move(send)] { send(handle(held->rq, false)); });
+  if (!queued)
+    log->warn("{} pid {} cmd {:#x}: {} calls already wait to resolve fd arguments: EAGAIN",
+              rq.node_name, rq.caller.tid, rq.cmd, DeferredCalls::kMaxQueued);
+  return queued;
+}
+
+IoctlReply IoctlService::serve(const IoctlRequest& rq, bool on_request_thread) {
   IoctlReply reply;
+  const core::Caller& caller = rq.caller;
+  const u32 cmd = rq.cmd;
   // Only this daemon may ask which open file an fd is (see RequestCaller::resolve); to anyone
   // else the number is unknown, and gets what any unknown ioctl gets on this file.
   if (cmd == uapi::VFIO_EMU_IDENTIFY && caller.pid == getpid()) {
-    reply.result = static_cast<long>(file->id());
+    reply.result = static_cast<long>(rq.file->id());
     return reply;
   }
+  const size_t in_size = rq.in_size;
+  const size_t out_size = rq.out_size;
+  const bool unrestricted = rq.unrestricted;
 
   // Retry mode when asked to, for a caller we cannot see (pid 0) or have failed to reach, and
   // for every round after the first of a retry exchange.
@@ -329,43 +441,48 @@ IoctlReply IoctlService::handle(const std::shared_ptr<core::File>& file,
     retry = caller.pid == 0 || unreachable_.count(caller.tid) != 0;
   }
   RequestCaller rc(emu_, nodes_, caller);
+  rc.on_request_thread(on_request_thread);
   if (!retry) {
     rc.use_direct(unrestricted && access_ == ArgAccess::kAuto);
-    const u64 releases = files_.releases();
-    reply = run(file, node_name, caller, cmd, arg, rc, false);
+    u64 conflict = 0;
+    reply = run(rq, rc, false, &conflict);
     // A conflict with a file that was just closed (its RELEASE on the way, cuse/open_files.h):
     // once more after it; these ioctls change nothing when they fail.
     if (reply.kind == IoctlReply::Kind::kDone &&
         (reply.result == -EBUSY || reply.result == -EINVAL) &&
         (cmd == uapi::VFIO_DEVICE_BIND_IOMMUFD || cmd == uapi::VFIO_EMU_DEVICE_USE_GROUP) &&
-        files_.settle_recent_closes(releases)) {
+        files_.settle(conflict)) {
       RequestCaller again(emu_, nodes_, caller);
+      again.on_request_thread(on_request_thread);
       again.use_direct(unrestricted && access_ == ArgAccess::kAuto);
-      reply = run(file, node_name, caller, cmd, arg, again, false);
+      reply = run(rq, again, false);
     }
-    if (reply.kind == IoctlReply::Kind::kDone || !rc.unreachable()) return reply;
+    if (reply.kind != IoctlReply::Kind::kRetry || !rc.unreachable()) return reply;
     // The caller's memory is out of direct reach: this request, and the thread's later ones,
     // use the retry protocol.
     logger("cuse")->debug("{} pid {}: caller unreachable, falling back to the retry protocol",
-                          node_name, caller.tid);
+                          rq.node_name, caller.tid);
     std::lock_guard lock(unreachable_mu_);
     if (unreachable_.size() > 4096) unreachable_.clear();
     unreachable_[caller.tid] = true;
   }
   RetryRounds::Pending prev;
   if (in_size != 0 || out_size != 0) {
-    if (!rounds_.take(caller.tid, file->id(), cmd, arg, in_size, out_size, &prev)) {
+    if (!rounds_.take(caller.tid, rq.file->id(), cmd, rq.arg, in_size, out_size, &prev)) {
       logger("cuse")->warn("{} pid {} cmd {:#x}: retry round with {:#x}/{:#x} bytes matches no "
-                           "request of ours: EIO", node_name, caller.tid, cmd, in_size, out_size);
+                           "request of ours: EIO", rq.node_name, caller.tid, cmd, in_size,
+                           out_size);
       reply.result = -EIO;
       return reply;
     }
   }
-  rc.use_retry(prev.in, in, in_size, prev.out);
-  reply = run(file, node_name, caller, cmd, arg, rc, true);
+  rc.use_retry(prev.in, rq.in, in_size, prev.out);
+  reply = run(rq, rc, true);
   if (reply.kind == IoctlReply::Kind::kRetry)
-    rounds_.put(caller.tid, RetryRounds::Pending{file->id(), cmd, arg, reply.in_iovs,
+    rounds_.put(caller.tid, RetryRounds::Pending{rq.file->id(), cmd, rq.arg, reply.in_iovs,
                                                  reply.out_iovs});
+  else if (reply.kind == IoctlReply::Kind::kDefer && (in_size != 0 || out_size != 0))
+    rounds_.put(caller.tid, std::move(prev));  // the deferred run continues this round
   return reply;
 }
 

@@ -10,11 +10,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "core/context.h"
 #include "core/emulator.h"
+#include "cuse/deferred_calls.h"
 #include "cuse/open_files.h"
 
 namespace vfio_emu::cuse {
@@ -30,19 +32,30 @@ enum class ArgAccess : u8 {
 };
 
 // tid -> tgid. Entries hold a pidfd of the thread, so a reused tid is never mistaken for the
-// thread it replaced.
+// thread it replaced. The pidfds count against the daemon's RLIMIT_NOFILE, which the daemon needs
+// for its real work (fetching callers' fds): the cache holds at most a quarter of the limit, and
+// entries of threads that have exited are dropped as new ones come.
 class ThreadGroups {
  public:
+  // `max_entries` 0: a quarter of RLIMIT_NOFILE's soft limit (at least 16, at most 4096).
+  explicit ThreadGroups(size_t max_entries = 0);
   ~ThreadGroups();
   // The thread-group id of `tid`, or 0 if the thread is gone or not visible.
   pid_t tgid_of(pid_t tid);
+  size_t size() const;
+  size_t max_entries() const { return max_entries_; }
 
  private:
   struct Entry {
     int pidfd;
     pid_t tgid;
   };
-  std::mutex mu_;
+  // Makes room for one more entry: drops the dead, then, if still full, half of the rest.
+  void make_room_locked();
+
+  const size_t max_entries_;
+  size_t inserts_since_prune_ = 0;
+  mutable std::mutex mu_;
   std::unordered_map<pid_t, Entry> cache_;
 };
 
@@ -90,6 +103,9 @@ class RequestCaller final : public core::UserMemory,
     retry_ = false;
     fallback_ = fallback;
   }
+  // On a request thread, resolve() answers kNeedDefer for an fd that must be identified (a round
+  // trip into this daemon); on a thread of DeferredCalls it identifies it.
+  void on_request_thread(bool yes) { on_request_thread_ = yes; }
   // Retry protocol: `in` holds the data of the in-iovecs `in_iovs` (in order); out-iovecs
   // `out_iovs` may be written. Reads or writes outside them ask for another round.
   void use_retry(const std::vector<iovec>& in_iovs, const u8* in, size_t in_size,
@@ -107,11 +123,11 @@ class RequestCaller final : public core::UserMemory,
   std::size_t read_ahead(u64 addr, void* dst, std::size_t len) override;
   Status will_write(u64 addr, std::size_t len) override;
   Status write(u64 addr, const void* src, std::size_t len) override;
-  // core::FdResolver: pidfd_getfd on the caller, proven ours by fstat before anything else is
-  // done with it, then identified with VFIO_EMU_IDENTIFY (which this daemon answers).
+  // core::FdResolver: proven ours from /proc without touching the file (cuse/fd_probe.h), then
+  // fetched with pidfd_getfd and identified with VFIO_EMU_IDENTIFY (which this daemon answers).
   Result<std::shared_ptr<core::File>> resolve(int fd) override;
-  // core::FdResolver: pidfd_getfd on the caller; the file is handed over untouched.
-  Result<core::UniqueFd> take_foreign(int fd) override;
+  // core::FdResolver: proven an eventfd from /proc, then fetched with pidfd_getfd.
+  Result<core::UniqueFd> take_eventfd(int fd) override;
   // core::CallerEnv
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override;
   u64 memlock_limit() override;
@@ -130,6 +146,7 @@ class RequestCaller final : public core::UserMemory,
   core::Caller caller_;
   bool retry_ = false;
   bool fallback_ = false;
+  bool on_request_thread_ = false;
   bool unreachable_ = false;
   std::vector<iovec> in_iovs_, out_iovs_;
   std::vector<u8> in_data_;
@@ -145,9 +162,25 @@ constexpr size_t kMaxRetryBytes = 32 * 4096;  // fc->max_pages (32) for CUSE
 
 namespace vfio_emu::cuse {
 
-// The answer to one ioctl request, in the kernel's terms.
+// One ioctl request as the transport received it.
+struct IoctlRequest {
+  std::shared_ptr<core::File> file;
+  std::string_view node_name;  // "vfio/1", for logs: the open file's own name
+  core::Caller caller;
+  u32 cmd = 0;
+  u64 arg = 0;
+  bool unrestricted = false;  // a CUSE request, which may use the retry protocol
+  // Retry rounds: the data of the in-iovecs and the room of the out-iovecs (zero on a first
+  // round and on FUSE). Owned by the transport's request buffer.
+  const u8* in = nullptr;
+  size_t in_size = 0;
+  size_t out_size = 0;
+};
+
+// The answer to one ioctl request, in the kernel's terms. kDefer: not answered yet; the
+// transport runs the request again through IoctlService::serve_deferred.
 struct IoctlReply {
-  enum class Kind : u8 { kDone, kRetry } kind = Kind::kDone;
+  enum class Kind : u8 { kDone, kRetry, kDefer } kind = Kind::kDone;
   long result = 0;             // >= 0, or -errno
   std::vector<u8> out;         // retry mode: bytes for the out-iovecs
   std::vector<iovec> in_iovs;  // kRetry: what the next round must carry
@@ -161,19 +194,25 @@ class IoctlService {
                ArgAccess access)
       : emu_(emu), nodes_(nodes), threads_(threads), access_(access) {}
 
-  // `unrestricted`: a CUSE request, which may use the retry protocol; `in`/`out_size` are the
-  // request's in data and out room (zero on a first round and on FUSE).
-  IoctlReply handle(const std::shared_ptr<core::File>& file, const std::string& node_name,
-                    core::Caller caller, u32 cmd, u64 arg, bool unrestricted, const u8* in,
-                    size_t in_size, size_t out_size);
+  // Serves `rq` on a request thread. Every exception ends here, as an errno.
+  IoctlReply handle(const IoctlRequest& rq) { return handle(rq, true); }
+  // Answers `rq` later, on a thread of its own (after handle() said kDefer): `send` gets the
+  // reply there. Returns false when no thread can take it now (the queue is full, or the daemon
+  // is stopping); the request is then to be answered with EAGAIN.
+  bool defer(const IoctlRequest& rq, std::function<void(const IoctlReply&)> send);
+  // Answers what is deferred, then ends its threads (after the transport aborted its
+  // connection, so that nothing waits on the kernel).
+  void stop_deferred() { deferred_.stop(); }
 
   core::Caller caller_from(pid_t tid, uid_t uid, gid_t gid) const;
   // The transport's open files (see cuse/open_files.h).
   OpenFiles& files() { return files_; }
 
  private:
-  IoctlReply run(const std::shared_ptr<core::File>& file, const std::string& node_name,
-                 const core::Caller& caller, u32 cmd, u64 arg, RequestCaller& rc, bool retry);
+  IoctlReply handle(const IoctlRequest& rq, bool on_request_thread);
+  IoctlReply serve(const IoctlRequest& rq, bool on_request_thread);
+  // `conflict`: where to put the id of the open file the call conflicted with, if any.
+  IoctlReply run(const IoctlRequest& rq, RequestCaller& rc, bool retry, u64* conflict = nullptr);
 
   core::Emulator& emu_;
   const NodeIdentity& nodes_;
@@ -181,6 +220,7 @@ class IoctlService {
   ArgAccess access_;
   RetryRounds rounds_;
   OpenFiles files_;
+  DeferredCalls deferred_;
   std::mutex unreachable_mu_;
   std::unordered_map<pid_t, bool> unreachable_;  // threads direct access failed on (auto mode)
 };

@@ -9,12 +9,39 @@ namespace vfio_emu::cuse {
 Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
                                               const core::NodeInfo& node,
                                               const core::Caller& caller) {
-  const u64 releases = files.releases();
-  auto r = emu.open(node, caller);
+  u64 conflict = 0;
+  auto r = emu.open(node, caller, &conflict);
   // A group held by a file that was just closed (its RELEASE on the way): once more after it.
-  if (!r && r.error() == EBUSY && files.settle_recent_closes(releases)) r = emu.open(node, caller);
+  if (!r && r.error() == EBUSY && files.settle(conflict)) r = emu.open(node, caller);
   if (r) files.opened(**r);
   return r;
+}
+
+namespace {
+
+void send_ioctl_reply(fuse_req_t req, const IoctlReply& reply) {
+  if (reply.kind == IoctlReply::Kind::kRetry) {
+    fuse_reply_ioctl_retry(req, reply.in_iovs.data(), reply.in_iovs.size(),
+                           reply.out_iovs.data(), reply.out_iovs.size());
+    return;
+  }
+  if (!reply.out.empty()) {
+    // Retry mode: the out-iovecs get their bytes even when the ioctl fails (Linux copies some
+    // structs back on error); a negative result is the errno the caller sees.
+    fuse_reply_ioctl(req, static_cast<int>(reply.result), reply.out.data(), reply.out.size());
+    return;
+  }
+  if (reply.result < 0) return (void)fuse_reply_err(req, static_cast<int>(-reply.result));
+  fuse_reply_ioctl(req, static_cast<int>(reply.result), nullptr, 0);
+}
+
+}  // namespace
+
+void serve_ioctl(IoctlService& service, fuse_req_t req, const IoctlRequest& rq) {
+  const IoctlReply reply = service.handle(rq);
+  if (reply.kind != IoctlReply::Kind::kDefer) return send_ioctl_reply(req, reply);
+  if (!service.defer(rq, [req](const IoctlReply& r) { send_ioctl_reply(req, r); }))
+    fuse_reply_err(req, EAGAIN);
 }
 
 Status cuse_rw_check(core::Emulator& emu, core::File& file, const std::string& node_name,

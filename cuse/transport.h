@@ -2,12 +2,16 @@
 // handshake); and what CUSE answers to read(2)/write(2).
 #pragma once
 
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
 #include <cstddef>
 #include <memory>
 #include <string>
 
 #include "core/emulator.h"
 #include "cuse/open_files.h"
+#include "cuse/request.h"
 
 namespace vfio_emu::cuse {
 
@@ -16,6 +20,10 @@ namespace vfio_emu::cuse {
 Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
                                               const core::NodeInfo& node,
                                               const core::Caller& caller);
+
+// Answers ioctl request `req`: now, or, when it must resolve an fd argument, later from one of
+// the service's deferred threads (EAGAIN when none can take it).
+void serve_ioctl(IoctlService& service, fuse_req_t req, const IoctlRequest& rq);
 
 // read(2)/write(2) of `size` bytes on a CUSE node. CUSE sends position 0 on every read and write
 // (fs/fuse/cuse.c), and device regions are at offsets, so a read would silently be one of region

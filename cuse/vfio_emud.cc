@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -140,6 +141,12 @@ int main(int argc, char** argv) {
                                                          : cuse::ArgAccess::kAuto;
 
   if (!foreground) daemonize();
+  // Every caller's fd the daemon fetches, and its caches of pidfds and /proc files, take fds: use
+  // what the hard limit allows (as systemd gives services), not the 1024 of a login shell.
+  if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+  }
 
   core::Emulator emu(std::move(topology));
   cuse::ThreadGroups threads;

@@ -21,6 +21,7 @@
 
 #include "core/emulator.h"
 #include "cuse/caller_process.h"
+#include "cuse/fd_probe.h"
 
 namespace vfio_emu::test {
 
@@ -131,7 +132,7 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
   }
 
   // A harness fd number for a real fd of this process (an eventfd, a pipe): the core's
-  // take_foreign() of the number gets a dup of it, as the daemon gets one of a caller's fd with
+  // take_eventfd() of the number gets a dup of it if it is an eventfd, as the daemon gets one of a caller's fd with
   // pidfd_getfd. The harness keeps its own dup; `real_fd` stays the caller's.
   int foreign_fd(int real_fd) {
     const int fd = next_fd_++;
@@ -154,12 +155,13 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
     if (it == fds_.end()) return err(EBADF);
     return it->second.file;
   }
-  Result<core::UniqueFd> take_foreign(int fd) override {
-    if (auto it = real_fds_.find(fd); it != real_fds_.end())
+  Result<core::UniqueFd> take_eventfd(int fd) override {
+    if (auto it = real_fds_.find(fd); it != real_fds_.end()) {
+      if (!cuse::is_eventfd_link(it->second.get())) return err(EINVAL);
       return core::UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+    }
     // Any other open fd (a node, or foreign_fd()'s "/etc/passwd"): a file that is no eventfd.
-    if (foreign_.count(fd) || fds_.count(fd))
-      return core::UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (foreign_.count(fd) || fds_.count(fd)) return err(EINVAL);
     return err(EBADF);
   }
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override {
