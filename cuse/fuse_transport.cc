@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,14 +64,15 @@ std::string mount_type(const std::string& canonical_dir) {
 
 enum class MountState { kDead, kAlive, kNotAnswering };
 
-// Whether a FUSE mount at `dir` still has a daemon. Asked from a child process: a stat() of a
-// mount whose daemon is stopped (SIGSTOP) would block whoever asks.
+// Whether a FUSE mount at `dir` still has a daemon. Asked with statfs(), which the kernel always
+// sends to the daemon (a stat() may be answered from cached attributes), from a child process:
+// the request would block whoever asks while the daemon is stopped (SIGSTOP).
 MountState probe_mount(const std::string& dir) {
   const pid_t child = fork();
   if (child < 0) return MountState::kNotAnswering;
   if (child == 0) {
-    struct stat st {};
-    const int r = ::stat(dir.c_str(), &st);
+    struct statfs st {};
+    const int r = ::statfs(dir.c_str(), &st);
     _exit(r == 0 ? 0 : errno == ENOTCONN ? 1 : 2);
   }
   for (int waited_ms = 0; waited_ms < 2000; waited_ms += 10) {

@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -47,6 +48,7 @@ struct RunOptions {
   std::string control;
   bool keep_daemon = false;
   bool shim = false;
+  double grace_s = 10;  // how long processes the program left behind may go on
   std::vector<std::string> argv;
 };
 
@@ -324,6 +326,61 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
   }
 }
 
+// ---- what the program leaves behind ----------------------------------------------------------
+
+// Our children other than `except` (the daemon), from /proc: the program's processes that
+// outlived their parents are reparented to us (PR_SET_CHILD_SUBREAPER).
+std::vector<pid_t> children_except(pid_t except) {
+  std::vector<pid_t> kids;
+  const pid_t self = getpid();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const size_t paren = line.rfind(')');  // the command name may hold spaces and parens
+    if (paren == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(line.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) continue;
+    const pid_t pid = static_cast<pid_t>(std::stoi(name));
+    if (ppid == self && pid != except) kids.push_back(pid);
+  }
+  return kids;
+}
+
+// Waits for the processes the program left running (`sh -c 'prog & ...'`) for up to `grace`,
+// then ends them (SIGTERM, and SIGKILL 2 s later): the daemon must not stop under a client that
+// still uses its nodes. Returns how many there were.
+size_t end_leftover_processes(pid_t daemon, std::chrono::duration<double> grace) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  size_t seen = 0;
+  int signal_sent = 0;
+  for (;;) {
+    std::vector<pid_t> kids = children_except(daemon);
+    for (pid_t k : kids) waitpid(k, nullptr, WNOHANG);  // reap the finished
+    kids = children_except(daemon);
+    if (kids.empty()) return seen;
+    seen = std::max(seen, kids.size());
+    const auto waited = Clock::now() - start;
+    const int due = waited > grace + std::chrono::seconds(2) ? SIGKILL
+                    : waited > grace                         ? SIGTERM
+                                                             : 0;
+    if (due != 0 && due != signal_sent) {
+      std::fprintf(stderr, "vfio-emu run: %zu process(es) of the program still run after %.0f s: "
+                   "%s\n", kids.size(), std::chrono::duration<double>(grace).count(),
+                   due == SIGTERM ? "SIGTERM" : "SIGKILL");
+      signal_sent = due;
+    }
+    if (signal_sent != 0)
+      for (pid_t k : kids) kill(k, signal_sent);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 // ---- the command -----------------------------------------------------------------------------
 
 int run(const RunOptions& o) {
@@ -353,7 +410,9 @@ int run(const RunOptions& o) {
   const std::string shim = o.shim ? find_shim() : std::string();
   if (o.shim && access(shim.c_str(), R_OK) != 0) return fail("no preload shim at " + shim), 1;
 
-  // The program: a child that enters the namespace and execs.
+  // The program: a child that enters the namespace and execs. What it leaves running when it
+  // exits becomes ours, to wait for before the daemon stops.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   const pid_t child = fork();
   if (child < 0) return fail(std::string("fork: ") + std::strerror(errno)), 1;
   if (child == 0) {
@@ -374,6 +433,8 @@ int run(const RunOptions& o) {
   int wstatus = 0;
   while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  end_leftover_processes(daemon.pid(),
+                         std::chrono::duration<double>(std::max(0.0, o.grace_s)));
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   std::error_code ec;
@@ -398,6 +459,10 @@ void add_run_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--keep-daemon", options->keep_daemon, "leave the daemon it started running");
   cmd->add_flag("--shim", options->shim,
                 "preload a shim that makes VFIO_GROUP_GET_DEVICE_FD work (dynamic programs)");
+  cmd->add_option("--grace", options->grace_s,
+                  "seconds the processes the program leaves running may go on before they are "
+                  "ended (the daemon stops only after them)")
+      ->capture_default_str();
   cmd->add_option("--control", options->control,
                   "use the daemon on this control socket (started there if none answers)");
   cmd->add_option("program", options->argv, "PROGRAM [ARGS...] (after --)")->required();

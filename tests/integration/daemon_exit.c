@@ -3,10 +3,16 @@
  * exits, and the client's next calls on the files it still holds fail (ENOTCONN: the FUSE
  * connection is gone) instead of hanging; closing them works; the nodes are gone.
  *
- *   daemon_exit NODE_DIR      (run_with_daemon.sh --daemon-may-exit)
+ *   daemon_exit NODE_DIR [busy]      (run_with_daemon.sh --daemon-may-exit)
+ *
+ * busy: the daemon is told to stop while threads keep passing fds (each one a call the daemon
+ * resolves with a request to itself): it still exits at once, and every call comes back.
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +52,68 @@ static int mounted(const char *dir)
 	return found;
 }
 
+/* ---- busy: stop while fd arguments are being resolved --------------------------------------- */
+
+#define BUSY_THREADS 24
+static int busy_group;
+static atomic_int busy_stop, busy_back, busy_calls;
+
+static void *pass_fds(void *arg)
+{
+	(void)arg;
+	int container = open_node("vfio/vfio");
+	while (!atomic_load(&busy_stop)) {
+		errno = 0;
+		int r = ioctl(busy_group, VFIO_GROUP_SET_CONTAINER, &container);
+		atomic_fetch_add(&busy_calls, 1);
+		if (r < 0 && errno == ENOTCONN)
+			break;
+	}
+	atomic_fetch_add(&busy_back, 1);
+	return NULL;
+}
+
+static double seconds(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int busy(pid_t daemon)
+{
+	printf("-- SIGTERM while %d threads pass fds\n", BUSY_THREADS);
+	busy_group = open_node("vfio/2");
+	pthread_t threads[BUSY_THREADS];
+	for (int i = 0; i < BUSY_THREADS; i++)
+		if (pthread_create(&threads[i], NULL, pass_fds, NULL))
+			die("pthread_create");
+	usleep(300 * 1000);
+	int pidfd = (int)syscall(SYS_pidfd_open, daemon, 0);
+	if (pidfd < 0)
+		die("pidfd_open %d", (int)daemon);
+	EXPECT_OK(kill(daemon, SIGTERM), "kill SIGTERM after %d calls", atomic_load(&busy_calls));
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+	EXPECT_EQ(poll(&p, 1, 10000), 1, "the daemon exited within 10 s");
+	atomic_store(&busy_stop, 1);
+	double start = seconds();
+	while (atomic_load(&busy_back) < BUSY_THREADS && seconds() - start < 10)
+		usleep(10 * 1000);
+	EXPECT_EQ(atomic_load(&busy_back), BUSY_THREADS, "every thread's call came back");
+	if (atomic_load(&busy_back) < BUSY_THREADS)
+		exit(test_finish()); /* the stuck threads cannot be joined */
+	for (int i = 0; i < BUSY_THREADS; i++)
+		pthread_join(threads[i], NULL);
+	EXPECT_EQ(mounted(node_dir), 0, "%s is no longer mounted", node_dir);
+	return test_finish();
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv);
 	pid_t daemon = daemon_pid();
+	if (argc > 2 && strcmp(argv[2], "busy") == 0)
+		return busy(daemon);
 
 	printf("-- a client with a container, a group, a mapping and a bound device\n");
 	int group;

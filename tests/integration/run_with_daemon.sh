@@ -12,6 +12,7 @@
 #   --second-daemon   also start a second daemon (--log-level debug) on its own directory
 #   --daemon-may-exit the client stops the daemon itself; do not fail when it is gone
 #   --timeout SECONDS how long the client may run (default 60)
+#   --daemon-nofile N the daemon runs with RLIMIT_NOFILE N (soft and hard)
 #
 # The client finds in its environment:
 #   VFIO_EMU_DAEMON_PID, VFIO_EMU_DAEMON_LOG        the daemon and its stderr
@@ -21,11 +22,13 @@ set -u
 second=0
 may_exit=0
 client_timeout=60
+nofile=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --second-daemon) second=1; shift ;;
     --daemon-may-exit) may_exit=1; shift ;;
     --timeout) client_timeout="$2"; shift 2 ;;
+    --daemon-nofile) nofile=(prlimit "--nofile=$2:$2"); shift 2 ;;
     *) break ;;
   esac
 done
@@ -56,6 +59,36 @@ mounted() {
   awk -v d="$1" '$2 == d { found = 1 } END { exit !found }' /proc/self/mounts
 }
 
+# Aborts the FUSE connection of every mount of ours, through the kernel's fusectl: a client or
+# daemon thread waiting on a request of a deadlocked daemon then comes back with ENOTCONN, and
+# nothing is left in D state (a regression of the daemon must fail the test, not hang the suite).
+abort_connections() {
+  local dir minor
+  [[ -d /sys/fs/fuse/connections ]] || return
+  ls /sys/fs/fuse/connections/ 2>/dev/null | grep -q . ||
+    mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null
+  for dir in "${dirs[@]}"; do
+    minor=$(awk -v d="$dir" '$5 == d { split($3, a, ":"); m = a[2] } END { print m }' \
+      /proc/self/mountinfo)
+    if [[ -n $minor && -w /sys/fs/fuse/connections/$minor/abort ]]; then
+      echo "run_with_daemon: aborting the FUSE connection of $dir" >&2
+      echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
+    fi
+  done
+}
+
+# wait_gone PID SECONDS: true once every thread of PID has exited within SECONDS (a zombie
+# leader whose other threads still wait in the kernel is not gone).
+wait_gone() {
+  local i states
+  for ((i = 0; i < $2 * 10; i++)); do
+    states=$(cat /proc/"$1"/task/*/stat 2>/dev/null | awk '$3 != "Z"' | wc -l)
+    [[ $states == 0 ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 cleanup() {
   local pid dir i
   for pid in "${pids[@]}"; do
@@ -67,6 +100,8 @@ cleanup() {
     if kill -0 "$pid" 2>/dev/null; then
       echo "run_with_daemon: daemon $pid ignored SIGTERM for 5 s: SIGKILL" >&2
       kill -KILL "$pid" 2>/dev/null
+      # A thread of it waiting on its own mount keeps the whole process (and the mount) alive.
+      wait_gone "$pid" 5 || abort_connections
     fi
     wait "$pid" 2>/dev/null
   done
@@ -95,7 +130,7 @@ start_daemon() {
   mkdir -p "$dir"
   : >"$log"
   dirs+=("$dir")
-  "$daemon" --transport fuse --dev-dir "$dir" --control "$work/$name.sock" --foreground \
+  "${nofile[@]}" "$daemon" --transport fuse --dev-dir "$dir" --control "$work/$name.sock" --foreground \
     "$@" 2>"$log" &
   started_pid=$!
   pids+=("$started_pid")
@@ -123,7 +158,12 @@ if [[ $second == 1 ]]; then
          VFIO_EMU_DAEMON2_LOG="$work/dev2.log"
 fi
 
-timeout -k 5 "$client_timeout" "${program[@]:0:1}" "$work/dev" "${program[@]:1}"
+timeout -k 5 "$client_timeout" "${program[@]:0:1}" "$work/dev" "${program[@]:1}" &
+client=$!
+# A client killed while its threads wait on a deadlocked daemon cannot die until the requests
+# end: abort the connections then, so the test fails instead of hanging.
+wait_gone "$client" $((client_timeout + 10)) || abort_connections
+wait "$client"
 rc=$?
 if [[ $rc == 124 || $rc == 137 ]]; then
   echo "run_with_daemon: ${program[0]} did not finish within ${client_timeout} s (hung?)" >&2

@@ -34,6 +34,18 @@ timeout 60 "$tool" run -- /nonexistent/program 2>/dev/null
 [ $? -eq 127 ] || fail "a missing program is not 127"
 set -e
 
+# What the program leaves running still has the nodes: run waits for it before the daemon stops.
+tmp=$(mktemp -d)
+timeout 60 "$tool" run -- sh -c "(sleep 1; '$type1' 0000:00:01.0 no-device-fd >'$tmp/out' 2>&1;
+  echo \$? >'$tmp/rc') & exit 0" || fail "run with a background process"
+[ "$(cat "$tmp/rc" 2>/dev/null)" = 0 ] ||
+  fail "the program's background process did not finish with the daemon there: $(cat "$tmp/out" 2>/dev/null)"
+# ... and one that would run forever is ended after --grace.
+timeout 60 "$tool" run --grace 1 -- sh -c 'sleep 987654 & exit 0' 2>/dev/null ||
+  fail "run with a lingering background process"
+pgrep -f 'sleep 987654' >/dev/null && fail "a process the program left was not ended"
+rm -rf "$tmp"
+
 # --keep-daemon leaves it serving; --control reuses it.
 log=$(mktemp)
 timeout 60 "$tool" run --keep-daemon -- true 2>"$log" || fail "keep-daemon run"
