@@ -373,8 +373,8 @@ Result<long> awake(Emulator& emu, File& file, IoctlCall& call) {
 
 // ---- VFIO_EMU_DEVICE_USE_GROUP ----------------------------------------------------------------
 
-// What VFIO_GROUP_GET_DEVICE_FD's vfio_df_group_open does, for a cdev file the preload shim
-// opened on the caller's behalf (core/uapi/vfio_emu.h).
+// What VFIO_GROUP_GET_DEVICE_FD's vfio_df_group_open does, for a cdev file that `vfio-emu run`'s
+// supervisor opened on the caller's behalf (core/uapi/vfio_emu.h).
 Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
   Device& dev = *df.device;

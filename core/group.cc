@@ -203,11 +203,11 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
   return reject(call, EOPNOTSUPP,
                 "device {}: a user-space emulator cannot create an fd in the caller; open "
                 "/dev/vfio/devices/{} and use VFIO_DEVICE_BIND_IOMMUFD, or run under "
-                "`vfio-emu run --shim`", bdf, dev->cdev_name());
+                "`vfio-emu run`", bdf, dev->cdev_name());
 }
 
-// VFIO_EMU_GROUP_DEVICE: which cdev serves a device of this group (for the preload shim). The
-// name is matched as GET_DEVICE_FD matches it.
+// VFIO_EMU_GROUP_DEVICE: which cdev serves a device of this group (for `vfio-emu run`'s
+// supervisor). The name is matched as GET_DEVICE_FD matches it.
 Result<long> group_device(Emulator&, File& file, IoctlCall& call) {
   const std::string name = TRY(read_device_name(call));
   call.detail = fmt::format("name=\"{}\"", name);

@@ -1,4 +1,4 @@
-// `vfio-emu run [--config FILE] [--keep-daemon] [--shim] [--control SOCKET] -- PROGRAM [ARGS...]`
+// `vfio-emu run [--config FILE] [--keep-daemon] [--grace S] [--control SOCKET] -- PROGRAM [ARGS...]`
 //
 // Starts (or, with --control, reuses) a vfio-emud, then runs PROGRAM in a private mount namespace
 // in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
@@ -31,12 +31,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "tools/control_client.h"
+#include "tools/device_fd_supervisor.h"
 
 namespace vfio_emu::tools {
 namespace {
@@ -47,7 +49,6 @@ struct RunOptions {
   std::string config;
   std::string control;
   bool keep_daemon = false;
-  bool shim = false;
   double grace_s = 10;  // how long processes the program left behind may go on
   std::vector<std::string> argv;
 };
@@ -75,14 +76,6 @@ std::string find_daemon() {
   const char* env = std::getenv("VFIO_EMUD");
   return first_existing({env ? fs::path(env) : fs::path(), self_dir() / "vfio-emud",
                          self_dir() / ".." / "cuse" / "vfio-emud", "/usr/local/bin/vfio-emud"});
-}
-
-std::string find_shim() {
-  const char* env = std::getenv("VFIO_EMU_SHIM");
-  const fs::path d = self_dir();
-  return first_existing({env ? fs::path(env) : fs::path(), d / "shim" / "libvfio-emu-shim.so",
-                         d / "libvfio-emu-shim.so", d / ".." / "lib" / "libvfio-emu-shim.so",
-                         "/usr/local/lib/x86_64-linux-gnu/libvfio-emu-shim.so"});
 }
 
 // ---- the daemon ------------------------------------------------------------------------------
@@ -326,6 +319,47 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
   }
 }
 
+// ---- the seccomp listener, from the program to us ---------------------------------------------
+
+void send_listener(int sock, int fd) {
+  char byte = 'L';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) != 1) die_child("passing the seccomp listener");
+}
+
+// The listener the program sends before it execs, or -1 if it failed before that.
+int receive_listener(int sock) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) return -1;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd = -1;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  return fd;
+}
+
 // ---- what the program leaves behind ----------------------------------------------------------
 
 // Our children other than `except` (the daemon), from /proc: the program's processes that
@@ -407,25 +441,37 @@ int run(const RunOptions& o) {
 
   const std::string staging =
       (daemon.dir().empty() ? std::string("/tmp") : daemon.dir()) + "/ns." + std::to_string(getpid());
-  const std::string shim = o.shim ? find_shim() : std::string();
-  if (o.shim && access(shim.c_str(), R_OK) != 0) return fail("no preload shim at " + shim), 1;
 
   // The program: a child that enters the namespace and execs. What it leaves running when it
   // exits becomes ours, to wait for before the daemon stops.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int listener_sock[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, listener_sock) != 0)
+    return fail(std::string("socketpair: ") + std::strerror(errno)), 1;
   const pid_t child = fork();
   if (child < 0) return fail(std::string("fork: ") + std::strerror(errno)), 1;
   if (child == 0) {
+    close(listener_sock[0]);
     enter_namespace(node_dir, staging, devices);
-    if (!shim.empty()) {
-      const char* old = std::getenv("LD_PRELOAD");
-      setenv("LD_PRELOAD", old && *old ? (shim + ":" + old).c_str() : shim.c_str(), 1);
-    }
+    // The last step before exec: from here on GET_DEVICE_FD goes to our supervisor.
+    const int listener = install_device_fd_filter();
+    if (listener < 0) die_child("seccomp user notification (Linux 5.14+ needed)");
+    send_listener(listener_sock[1], listener);
+    close(listener);
+    close(listener_sock[1]);
     std::vector<char*> av;
     for (auto& a : const_cast<std::vector<std::string>&>(o.argv)) av.push_back(a.data());
     av.push_back(nullptr);
     execvp(av[0], av.data());
     die_child("cannot run " + o.argv[0]);
+  }
+  close(listener_sock[1]);
+  const int listener = receive_listener(listener_sock[0]);
+  close(listener_sock[0]);
+  std::unique_ptr<DeviceFdSupervisor> supervisor;
+  if (listener >= 0) {
+    supervisor = std::make_unique<DeviceFdSupervisor>(listener, node_dir);
+    supervisor->start();
   }
   // Interrupts go to the program; we wait for it.
   signal(SIGINT, SIG_IGN);
@@ -435,6 +481,7 @@ int run(const RunOptions& o) {
   }
   end_leftover_processes(daemon.pid(),
                          std::chrono::duration<double>(std::max(0.0, o.grace_s)));
+  supervisor.reset();
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   std::error_code ec;
@@ -457,8 +504,6 @@ void add_run_command(CLI::App& app, int* exit_code) {
       "run", "run PROGRAM where /dev/vfio, /dev/iommu and the VFIO sysfs entries are emulated");
   cmd->add_option("--config", options->config, "topology file for the daemon it starts");
   cmd->add_flag("--keep-daemon", options->keep_daemon, "leave the daemon it started running");
-  cmd->add_flag("--shim", options->shim,
-                "preload a shim that makes VFIO_GROUP_GET_DEVICE_FD work (dynamic programs)");
   cmd->add_option("--grace", options->grace_s,
                   "seconds the processes the program leaves running may go on before they are "
                   "ended (the daemon stops only after them)")

@@ -39,7 +39,7 @@ constexpr std::uint32_t VFIO_EMU_IDENTIFY = (VFIO_TYPE << 8) | VFIO_EMU_IDENTIFY
 // node), EINVAL (another group; the group has no container or no IOMMU set; this file is bound
 // or already used through a group; the device is bound through another cdev), EIO (bad state).
 //
-// Together they let the preload shim of `vfio-emu run --shim` answer GET_DEVICE_FD, which a
+// Together they let the seccomp supervisor of `vfio-emu run` answer GET_DEVICE_FD, which a
 // daemon cannot: it cannot create a file descriptor in its caller. Same number block as
 // VFIO_EMU_IDENTIFY, same reasoning.
 constexpr std::uint32_t VFIO_EMU_GROUP_DEVICE = (VFIO_TYPE << 8) | 0x7e;       // 0x3B7E

@@ -1,8 +1,10 @@
 /* A VFIO program as real ones are written: finds the IOMMU group of a PCI device in sysfs,
  * opens /dev/vfio/vfio and /dev/vfio/<group>, runs the type1 flow, then asks for the device fd.
- *   type1_real_paths BDF expect
- * expect: "device-fd" (GET_DEVICE_FD must work: run with --shim) or "no-device-fd" (it must fail
- * with EOPNOTSUPP, the emulator's documented answer without the shim). */
+ *   type1_real_paths BDF libc|raw-syscall
+ * libc: GET_DEVICE_FD through libc's ioctl(); raw-syscall: through syscall(SYS_ioctl), as a
+ * program with its own syscall layer does. Either way `vfio-emu run` must answer it (its seccomp
+ * supervisor), with Linux's errnos for bad names and an O_CLOEXEC fd, and leave the same ioctl on
+ * any other file to the kernel. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define CHECK(cond, what)                                                 \
@@ -22,11 +25,18 @@
     }                                                                     \
   } while (0)
 
+static int raw;
+
+static long do_ioctl(int fd, unsigned long cmd, const void* arg) {
+  return raw ? syscall(SYS_ioctl, fd, cmd, arg) : ioctl(fd, cmd, arg);
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s BDF device-fd|no-device-fd\n", argv[0]);
+  if (argc != 3 || (strcmp(argv[2], "libc") && strcmp(argv[2], "raw-syscall"))) {
+    fprintf(stderr, "usage: %s BDF libc|raw-syscall\n", argv[0]);
     return 2;
   }
+  raw = strcmp(argv[2], "raw-syscall") == 0;
   const char* bdf = argv[1];
   char path[512], link[512];
   snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/iommu_group", bdf);
@@ -63,11 +73,32 @@ int main(int argc, char** argv) {
                                          .size = 1 << 20};
   CHECK(ioctl(container, VFIO_IOMMU_MAP_DMA, &map) == 0, "VFIO_IOMMU_MAP_DMA");
 
-  const int device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
-  if (strcmp(argv[2], "no-device-fd") == 0) {
-    CHECK(device < 0 && errno == EOPNOTSUPP, "GET_DEVICE_FD answers EOPNOTSUPP without the shim");
-  } else {
+  /* Bad names get Linux's answers (vfio_group_get_device_fd, strndup_user). */
+  CHECK(do_ioctl(group, VFIO_GROUP_GET_DEVICE_FD, "0000:99:99.9") < 0 && errno == ENODEV,
+        "GET_DEVICE_FD of an unknown device: ENODEV");
+  CHECK(do_ioctl(group, VFIO_GROUP_GET_DEVICE_FD, (void*)8) < 0 && errno == EFAULT,
+        "GET_DEVICE_FD with an unreadable name: EFAULT");
+  char* long_name = malloc(8192);
+  CHECK(long_name != NULL, "malloc");
+  memset(long_name, 'x', 8191);
+  long_name[8191] = '\0';
+  CHECK(do_ioctl(group, VFIO_GROUP_GET_DEVICE_FD, long_name) < 0 && errno == EINVAL,
+        "GET_DEVICE_FD with a name longer than a page: EINVAL");
+  free(long_name);
+  /* The same command on a file that is not a VFIO group is the kernel's business. */
+  int pipefd[2];
+  CHECK(pipe(pipefd) == 0, "pipe");
+  CHECK(do_ioctl(pipefd[0], VFIO_GROUP_GET_DEVICE_FD, bdf) < 0 && errno == ENOTTY,
+        "GET_DEVICE_FD on a pipe: ENOTTY from the kernel");
+  CHECK(do_ioctl(1000, VFIO_GROUP_GET_DEVICE_FD, bdf) < 0 && errno == EBADF,
+        "GET_DEVICE_FD on a closed number: EBADF from the kernel");
+  close(pipefd[0]);
+  close(pipefd[1]);
+
+  const int device = (int)do_ioctl(group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+  {
     CHECK(device >= 0, "VFIO_GROUP_GET_DEVICE_FD");
+    CHECK(fcntl(device, F_GETFD) == FD_CLOEXEC, "the device fd is O_CLOEXEC");
     struct vfio_device_info dinfo = {.argsz = sizeof dinfo};
     CHECK(ioctl(device, VFIO_DEVICE_GET_INFO, &dinfo) == 0, "VFIO_DEVICE_GET_INFO");
     CHECK(dinfo.num_regions == VFIO_PCI_NUM_REGIONS, "num_regions");

@@ -1,5 +1,5 @@
 // Device fds obtained through a group (what VFIO_GROUP_GET_DEVICE_FD returns in Linux), as the
-// preload shim of `vfio-emu run --shim` builds them: VFIO_EMU_GROUP_DEVICE names the cdev,
+// seccomp supervisor of `vfio-emu run` builds them: VFIO_EMU_GROUP_DEVICE names the cdev,
 // VFIO_EMU_DEVICE_USE_GROUP turns an open cdev file into a group-path device file.
 #include <catch2/catch.hpp>
 
@@ -29,7 +29,7 @@ int get_info(Harness& h, int dev) {
   return h.fails(dev, VFIO_DEVICE_GET_INFO, &info);
 }
 
-// GET_DEVICE_FD the way the shim does it.
+// GET_DEVICE_FD the way the supervisor does it.
 int device_fd(Harness& h, int group, const char* bdf) {
   const long n = h.ioctl(group, VFIO_EMU_GROUP_DEVICE, bdf);
   if (n < 0) return -1;

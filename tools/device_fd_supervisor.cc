@@ -1,0 +1,239 @@
+#include "tools/device_fd_supervisor.h"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/vfio.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+namespace vfio_emu::tools {
+namespace {
+
+namespace fs = std::filesystem;
+
+// core/uapi/vfio_emu.h: the daemon's private ioctls in VFIO's block.
+constexpr unsigned long kVfioEmuGroupDevice = 0x3B7E;    // which cdev serves a device
+constexpr unsigned long kVfioEmuDeviceUseGroup = 0x3B7D;  // make a cdev file a group device fd
+
+// Not an errno: let the kernel run the ioctl itself.
+constexpr int kContinue = -100000;
+
+// Linux reads the name with strndup_user(arg, PAGE_SIZE).
+constexpr size_t kMaxName = 4096;
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+bool stat_dont_sync(const std::string& path, dev_t* dev, ino_t* ino) {
+  struct statx sx {};
+  // The cached attributes: no request reaches a FUSE daemon (a stalled one would block us).
+  if (statx(AT_FDCWD, path.c_str(), AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE, &sx) != 0)
+    return false;
+  *dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+  *ino = sx.stx_ino;
+  return true;
+}
+
+// The device name at `addr` in `pid`, as strndup_user(addr, PAGE_SIZE) reads it.
+// Errors: EFAULT (unreadable before its NUL), EINVAL (no NUL within the limit).
+int read_name(pid_t pid, unsigned long addr, std::string* name) {
+  name->clear();
+  char buf[256];
+  while (name->size() < kMaxName) {
+    // Up to the end of the page, so a name that ends just before an unmapped page still reads.
+    const size_t to_page_end = 4096 - (addr & 4095);
+    const size_t want = std::min({sizeof(buf), to_page_end, kMaxName - name->size()});
+    iovec local{buf, want};
+    iovec remote{reinterpret_cast<void*>(addr), want};
+    const ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n <= 0) return EFAULT;
+    const void* nul = std::memchr(buf, '\0', static_cast<size_t>(n));
+    if (nul != nullptr) {
+      name->append(buf, static_cast<const char*>(nul) - buf);
+      return 0;
+    }
+    name->append(buf, static_cast<size_t>(n));
+    addr += static_cast<unsigned long>(n);
+  }
+  return EINVAL;
+}
+
+}  // namespace
+
+int install_device_fd_filter() {
+  // x86_64 ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, ...): the kernel takes the command as an
+  // unsigned int, so only the low 32 bits of args[1] are compared. Other architectures' calls
+  // (a 32-bit program) are let through and keep the daemon's EOPNOTSUPP.
+  const sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 5),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1])),  // low half (LE)
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, VFIO_GROUP_GET_DEVICE_FD, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  const sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
+                        const_cast<sock_filter*>(filter)};
+  if (geteuid() != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+  return static_cast<int>(
+      syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
+}
+
+struct DeviceFdSupervisor::Notification {
+  seccomp_notif n;
+};
+
+DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
+    : listener_(listener), node_dir_(std::move(node_dir)) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(node_dir_) / "vfio", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    if (stat_dont_sync(e.path().string(), &dev, &ino)) groups_[{dev, ino}] = std::stoi(name);
+  }
+}
+
+DeviceFdSupervisor::~DeviceFdSupervisor() {
+  stop();
+  if (listener_ >= 0) ::close(listener_);
+}
+
+void DeviceFdSupervisor::start() {
+  stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  thread_ = std::thread([this] { run(); });
+}
+
+void DeviceFdSupervisor::stop() {
+  if (thread_.joinable()) {
+    const std::uint64_t one = 1;
+    (void)!::write(stop_fd_, &one, sizeof(one));
+    thread_.join();
+  }
+  if (stop_fd_ >= 0) ::close(stop_fd_);
+  stop_fd_ = -1;
+}
+
+int DeviceFdSupervisor::group_of(dev_t dev, ino_t ino) const {
+  auto it = groups_.find({dev, ino});
+  return it == groups_.end() ? -1 : it->second;
+}
+
+void DeviceFdSupervisor::run() {
+  for (;;) {
+    pollfd p[2] = {{listener_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p[1].revents) return;
+    // POLLHUP: every process of the program has exited, no notification can come any more.
+    if (p[0].revents & (POLLHUP | POLLERR) && !(p[0].revents & POLLIN)) return;
+    Notification n{};
+    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_RECV, &n.n) != 0) continue;  // ENOENT: it died
+    handle(n);
+  }
+}
+
+void DeviceFdSupervisor::handle(const Notification& note) {
+  const seccomp_notif& n = note.n;
+  seccomp_notif_resp resp{};
+  resp.id = n.id;
+  const int fd = static_cast<int>(n.data.args[0]);
+  const pid_t pid = static_cast<pid_t>(n.pid);
+
+  // Only the daemon's own group nodes are ours to answer for. Anything else (another file, a
+  // number that is not open) goes to the kernel untouched.
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+  dev_t dev = 0;
+  ino_t ino = 0;
+  const int group = fd >= 0 && stat_dont_sync(path, &dev, &ino) ? group_of(dev, ino) : -1;
+  if (group < 0) {
+    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    ++passed_on_;
+    return;
+  }
+
+  // What the kernel's GET_DEVICE_FD would do, in the daemon, on our copies of its arguments.
+  auto answer = [&]() -> int {  // the new fd in the program, or -errno
+    std::string name;
+    if (int e = read_name(pid, static_cast<unsigned long>(n.data.args[2]), &name); e != 0)
+      return -e;
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) return -ESRCH;
+    const Fd group_copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
+    ::close(pidfd);
+    if (group_copy.get() < 0) return -EBADF;
+    // The program may have put another file behind the number since the look above; the copy
+    // is what its ioctl would have found now. Not a group node of ours any more: the kernel's.
+    std::snprintf(path, sizeof(path), "/proc/self/fd/%d", group_copy.get());
+    if (!stat_dont_sync(path, &dev, &ino) || group_of(dev, ino) < 0) return kContinue;
+    // Every check Linux makes, in its order, with its errnos: the daemon answers EOPNOTSUPP
+    // only when all of them passed.
+    if (ioctl(group_copy.get(), VFIO_GROUP_GET_DEVICE_FD, name.c_str()) >= 0) return -EIO;
+    if (errno != EOPNOTSUPP) return -errno;
+    const int cdev = ioctl(group_copy.get(), kVfioEmuGroupDevice, name.c_str());
+    if (cdev < 0) return -errno;
+    const std::string cdev_path = node_dir_ + "/vfio/devices/vfio" + std::to_string(cdev);
+    const Fd device(::open(cdev_path.c_str(), O_RDWR | O_CLOEXEC));
+    if (device.get() < 0) return -errno;
+    if (ioctl(device.get(), kVfioEmuDeviceUseGroup, static_cast<unsigned long>(group_copy.get())))
+      return -errno;
+    // The program may have died or been interrupted meanwhile: then nothing is installed.
+    if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &n.id) != 0) return -ENOENT;
+    seccomp_notif_addfd add{};
+    add.id = n.id;
+    add.flags = SECCOMP_ADDFD_FLAG_SEND;  // installs it and answers the ioctl with its number
+    add.srcfd = static_cast<unsigned>(device.get());
+    add.newfd_flags = O_CLOEXEC;
+    const int installed = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+    if (installed < 0) return errno == EINPROGRESS ? -EIO : -errno;
+    ++served_;
+    return installed;  // already answered
+  };
+  const int r = answer();
+  if (r >= 0) return;
+  if (r == -ENOENT) return;  // the notification is gone with its program
+  if (r == kContinue) {
+    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    ++passed_on_;
+  } else {
+    resp.error = r;
+  }
+  ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+}  // namespace vfio_emu::tools

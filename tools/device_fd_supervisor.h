@@ -1,0 +1,61 @@
+// VFIO_GROUP_GET_DEVICE_FD for every program under `vfio-emu run`: static binaries, raw
+// syscall(), any libc.
+//
+// A daemon answering FUSE requests cannot create an fd in its caller, so vfio-emud answers
+// GET_DEVICE_FD with EOPNOTSUPP once every check Linux makes has passed. Under `run`, the program
+// gets a seccomp filter that turns exactly that ioctl into a user notification (the filter is
+// inherited across fork and kept across exec). `run` itself, outside the program, is the
+// supervisor: for an fd that is one of the daemon's group nodes it does what the kernel would
+// (asks the daemon, opens the device's cdev, makes it a device fd obtained through the group with
+// VFIO_EMU_DEVICE_USE_GROUP) and installs the file in the program with SECCOMP_IOCTL_NOTIF_ADDFD
+// + SECCOMP_ADDFD_FLAG_SEND, so the ioctl returns the new fd number, O_CLOEXEC as Linux's
+// get_unused_fd_flags(O_CLOEXEC). Any other file gets SECCOMP_USER_NOTIF_FLAG_CONTINUE: the
+// kernel runs the ioctl as if nothing had been in between.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace vfio_emu::tools {
+
+// Installs the filter in the calling process (the program's, just before exec) and returns the
+// notification listener fd, or -1 with errno set. Without CAP_SYS_ADMIN it first sets
+// no_new_privs, as the kernel requires.
+int install_device_fd_filter();
+
+class DeviceFdSupervisor {
+ public:
+  // `listener`: from install_device_fd_filter() in the program (passed over a socket; owned by
+  // the supervisor from now on). `node_dir`: where the daemon's nodes are, as this process sees
+  // them (the FUSE mount).
+  DeviceFdSupervisor(int listener, std::string node_dir);
+  ~DeviceFdSupervisor();
+  DeviceFdSupervisor(const DeviceFdSupervisor&) = delete;
+  DeviceFdSupervisor& operator=(const DeviceFdSupervisor&) = delete;
+
+  void start();
+  void stop();
+  unsigned served() const { return served_.load(); }
+  unsigned passed_on() const { return passed_on_.load(); }
+
+ private:
+  struct Notification;
+  void run();
+  void handle(const Notification& n);
+  // The group id if (dev, ino) is one of the daemon's group nodes.
+  int group_of(dev_t dev, ino_t ino) const;
+
+  int listener_;
+  int stop_fd_ = -1;
+  std::string node_dir_;
+  std::map<std::pair<dev_t, ino_t>, int> groups_;  // group nodes -> group id
+  std::thread thread_;
+  std::atomic<unsigned> served_{0}, passed_on_{0};
+};
+
+}  // namespace vfio_emu::tools
