@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <limits>
 #include <cstring>
 #include <filesystem>
 #include <optional>
 
+#include <fmt/core.h>
+
 #include "core/inspect.h"
+#include "cuse/control_arguments.h"
 #include "core/log.h"
 #include "core/reject.h"
 
@@ -22,22 +26,26 @@ namespace {
 constexpr size_t kMaxLine = 64 * 1024;  // a request is a short JSON object
 constexpr int kMaxClients = 32;
 
-// An id, address or count given as a JSON number or as a string ("0x7f00...", "42").
-std::optional<u64> get_u64(const Json& request, const char* key, std::string* error) {
-  auto it = request.find(key);
-  if (it == request.end() || it->is_null()) return std::nullopt;
-  if (it->is_number_unsigned()) return it->get<u64>();
-  if (it->is_number_integer() && it->get<std::int64_t>() >= 0)
-    return static_cast<u64>(it->get<std::int64_t>());
-  if (it->is_string()) {
-    const std::string& t = it->get_ref<const std::string&>();
-    char* end = nullptr;
-    errno = 0;
-    const u64 v = std::strtoull(t.c_str(), &end, 0);
-    if (!t.empty() && t[0] != '-' && end != nullptr && *end == '\0' && errno == 0) return v;
+Json failure(const std::string& error, int err_no) {
+  return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
+}
+
+// Replies never throw on their way out: a string that is not UTF-8 is sent with U+FFFD.
+std::string reply_line(const Json& reply) {
+  return reply.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+// The start of a request line for the log: printable ASCII as it is, other bytes in hex.
+std::string printable(std::string_view line) {
+  std::string out;
+  for (const char c : line.substr(0, 120)) {
+    if (c >= 0x20 && c < 0x7f)
+      out += c;
+    else
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
   }
-  *error = std::string("\"") + key + "\" must be a non-negative integer or a \"0x...\" string";
-  return std::nullopt;
+  if (line.size() > 120) out += fmt::format("... ({} bytes)", line.size());
+  return out;
 }
 
 bool send_all(int fd, const std::string& s) {
@@ -122,16 +130,31 @@ void ControlServer::serve() {
       continue;
     }
     ++clients_;
-    clients.emplace_back([this, fd] {
-      client(fd);
+    try {
+      clients.emplace_back([this, fd] {
+        // The last line of defence: whatever escapes a client ends that client only.
+        try {
+          client(fd);
+        } catch (const std::exception& e) {
+          logger("control")->error("control client: {}", e.what());
+        } catch (...) {
+          logger("control")->error("control client: unknown exception");
+        }
+        close(fd);
+        --clients_;
+      });
+    } catch (const std::exception& e) {  // no thread for it (EAGAIN: a thread limit)
+      logger("control")->warn("control client: no thread: {}", e.what());
+      send_all(fd, reply_line(failure("the daemon cannot serve another client now", EAGAIN)));
       close(fd);
       --clients_;
-    });
+    }
   }
   for (auto& t : clients) t.join();
 }
 
 void ControlServer::client(int fd) {
+  auto log = logger("control");
   // A silent client is dropped after a while; a stuck reader cannot hold the daemon either.
   timeval tv{30, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -155,33 +178,64 @@ void ControlServer::client(int fd) {
     const std::string line = buf.substr(0, nl);
     buf.erase(0, nl + 1);
     Json reply;
-    Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (request.is_discarded() || !request.is_object()) {
-      reply = {{"ok", false}, {"error", "not a JSON object"}, {"errno", "EINVAL"}};
-    } else if (request.value("cmd", "") == "trace" && request.value("follow", false)) {
-      follow_trace(fd, request);
-      return;
-    } else {
-      reply = dispatch(request);
+    // Every failure ends here, as an answer to this line: nothing a client sends may end the
+    // daemon (issue 12).
+    try {
+      if (serve_line(fd, line, &reply) == LineOutcome::kStreamEnded) return;
+    } catch (const std::bad_alloc&) {
+      log->warn("control request '{}': out of memory", printable(line));
+      reply = failure("out of memory", ENOMEM);
+    } catch (const std::exception& e) {
+      log->warn("control request '{}': {}", printable(line), e.what());
+      reply = failure(std::string("bad request: ") + e.what(), EINVAL);
     }
-    if (!send_all(fd, reply.dump() + "\n")) return;
+    if (!send_all(fd, reply_line(reply))) return;
   }
 }
 
-// `trace` with "follow": one line per record, as they come, until the client goes away.
-void ControlServer::follow_trace(int fd, const Json& request) {
-  std::string error;
-  core::TraceLog& log = emu_.trace();
-  const u64 last = log.last_seq();
-  u64 seq = get_u64(request, "since", &error).value_or(last > 20 ? last - 20 : 0);
-  if (!error.empty()) {
-    send_all(fd, Json{{"ok", false}, {"error", error}, {"errno", "EINVAL"}}.dump() + "\n");
-    return;
+ControlServer::LineOutcome ControlServer::serve_line(int fd, const std::string& line, Json* reply) {
+  const Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    *reply = failure("not a JSON object", EINVAL);
+    return LineOutcome::kAnswered;
   }
+  const auto cmd = request.find("cmd");
+  if (cmd == request.end() || !cmd->is_string()) {
+    *reply = failure(cmd == request.end() ? "missing \"cmd\""
+                                          : "\"cmd\" must be a string, not " + describe(*cmd),
+                     EINVAL);
+    return LineOutcome::kAnswered;
+  }
+  if (cmd->get_ref<const std::string&>() == "trace") {
+    ControlArguments args(request);
+    const bool follow = args.flag("follow").value_or(false);
+    if (!args.ok()) {
+      *reply = failure(args.error(), EINVAL);
+      return LineOutcome::kAnswered;
+    }
+    if (follow) {
+      const u64 last = emu_.trace().last_seq();
+      const u64 since = args.number("since").value_or(last > 20 ? last - 20 : 0);
+      if (!args.ok()) {
+        *reply = failure(args.error(), EINVAL);
+        return LineOutcome::kAnswered;
+      }
+      follow_trace(fd, since);
+      return LineOutcome::kStreamEnded;
+    }
+  }
+  *reply = dispatch(cmd->get_ref<const std::string&>(), request);
+  return LineOutcome::kAnswered;
+}
+
+// `trace` with "follow": one line per record, as they come, until the client goes away.
+void ControlServer::follow_trace(int fd, u64 since) {
+  core::TraceLog& log = emu_.trace();
+  u64 seq = since;
   for (;;) {
     for (const auto& r : log.since(seq, 1000)) {
       seq = r.seq;
-      if (!send_all(fd, Json{{"ok", true}, {"result", core::inspect::trace_record(r)}}.dump() + "\n"))
+      if (!send_all(fd, reply_line({{"ok", true}, {"result", core::inspect::trace_record(r)}})))
         return;
     }
     log.wait(seq, std::chrono::milliseconds(500));
@@ -192,24 +246,13 @@ void ControlServer::follow_trace(int fd, const Json& request) {
   }
 }
 
-Json ControlServer::dispatch(const Json& request) {
-  auto cmd = request.find("cmd");
-  if (cmd == request.end() || !cmd->is_string())
-    return {{"ok", false}, {"error", "missing \"cmd\""}, {"errno", "EINVAL"}};
-  auto it = commands_.find(cmd->get<std::string>());
-  if (it == commands_.end())
-    return {{"ok", false}, {"error", "unknown command " + cmd->dump()}, {"errno", "ENOTTY"}};
+Json ControlServer::dispatch(const std::string& cmd, const Json& request) {
+  auto it = commands_.find(cmd);
+  if (it == commands_.end()) return failure("unknown command " + describe(Json(cmd)), ENOTTY);
   std::string error;
   int err_no = 0;
-  Json result;
-  try {
-    result = it->second(request, &error, &err_no);
-  } catch (const std::exception& e) {  // e.g. a JSON type mismatch in the arguments
-    error = std::string("bad arguments: ") + e.what();
-    err_no = EINVAL;
-  }
-  if (!error.empty())
-    return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
+  Json result = it->second(request, &error, &err_no);
+  if (!error.empty()) return failure(error, err_no);
   return {{"ok", true}, {"result", std::move(result)}};
 }
 
@@ -248,52 +291,61 @@ void ControlServer::add_commands() {
   commands_["list"] = [this](const Json&, std::string*, int*) { return core::inspect::list(emu_); };
   commands_["stats"] = [this](const Json&, std::string*, int*) { return core::inspect::stats(emu_); };
   commands_["check"] = [this](const Json&, std::string*, int*) { return core::inspect::check(emu_); };
-  commands_["maps"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
+  // A wrong argument is EINVAL, with the message naming it.
+  auto bad = [](const ControlArguments& args, std::string* error, int* err_no) -> Json {
+    *error = args.error();
+    *err_no = EINVAL;
+    return nullptr;
+  };
+  commands_["maps"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
     core::inspect::MapFilter f;
-    f.container = get_u64(rq, "container", error);
-    f.domain = get_u64(rq, "domain", error);
-    if (auto pid = get_u64(rq, "pid", error)) f.pid = static_cast<pid_t>(*pid);
-    if (rq.contains("ioas") && !rq["ioas"].is_null())
-      f.ioas = rq["ioas"].is_string() ? rq["ioas"].get<std::string>() : rq["ioas"].dump();
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+    f.container = args.number("container");
+    f.domain = args.number("domain");
+    f.ioas = args.ioas("ioas");
+    if (auto pid = args.number("pid")) {
+      if (*pid > static_cast<u64>(std::numeric_limits<pid_t>::max())) args.fail("\"pid\" is too large");
+      f.pid = static_cast<pid_t>(*pid);
+    }
+    if (!args.ok()) return bad(args, error, err_no);
     const char* what = f.container ? "container" : f.ioas ? "IOAS" : "domain";
     return wrap(core::inspect::maps(emu_, f), what, error, err_no);
   };
-  commands_["pt"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
-    const auto domain = get_u64(rq, "domain", error);
-    const u64 first = get_u64(rq, "first", error).value_or(0);
-    const u64 last = get_u64(rq, "last", error).value_or(iommu::kU64Max);
-    if (!error->empty() || !domain || first > last) {
-      if (error->empty()) *error = "pt needs \"domain\" (and first <= last)";
-      return *err_no = EINVAL, nullptr;
-    }
+  commands_["pt"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const auto domain = args.number("domain");
+    const u64 first = args.number("first").value_or(0);
+    const u64 last = args.number("last").value_or(iommu::kU64Max);
+    if (args.ok() && (!domain || first > last)) args.fail("pt needs \"domain\" (and first <= last)");
+    if (!args.ok()) return bad(args, error, err_no);
     return wrap(core::inspect::page_table(emu_, *domain, first, last), "domain", error, err_no);
   };
-  commands_["translate"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
-    const auto domain = get_u64(rq, "domain", error);
-    const auto iova = get_u64(rq, "iova", error);
-    const std::string access = rq.value("access", "read");
-    if (!error->empty() || !domain || !iova || (access != "read" && access != "write")) {
-      if (error->empty()) *error = "translate needs \"domain\", \"iova\" (and access read|write)";
-      return *err_no = EINVAL, nullptr;
-    }
+  commands_["translate"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const auto domain = args.number("domain");
+    const auto iova = args.number("iova");
+    const std::string access = args.choice("access", {"read", "write"}).value_or("read");
+    if (args.ok() && (!domain || !iova)) args.fail("translate needs \"domain\" and \"iova\"");
+    if (!args.ok()) return bad(args, error, err_no);
     return wrap(core::inspect::translate(emu_, *domain, *iova,
                                          access == "read" ? iommu::Access::kRead
                                                           : iommu::Access::kWrite),
                 "domain", error, err_no);
   };
-  commands_["trace"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
-    const u64 since = get_u64(rq, "since", error).value_or(0);
-    const u64 max = get_u64(rq, "max", error).value_or(1000);
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+  commands_["trace"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const u64 since = args.number("since").value_or(0);
+    const u64 max = args.number("max").value_or(1000);
+    if (!args.ok()) return bad(args, error, err_no);
     Json records = Json::array();
     for (const auto& r : emu_.trace().since(since, max)) records.push_back(core::inspect::trace_record(r));
     return {{"records", records}, {"last_seq", emu_.trace().last_seq()}};
   };
-  commands_["faults"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
-    const u64 since = get_u64(rq, "since", error).value_or(0);
-    const u64 max = get_u64(rq, "max", error).value_or(1000);
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+  commands_["faults"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const u64 since = args.number("since").value_or(0);
+    const u64 max = args.number("max").value_or(1000);
+    if (!args.ok()) return bad(args, error, err_no);
     Json records = Json::array();
     for (const auto& r : emu_.faults().since(since, max)) records.push_back(core::inspect::fault_record(r));
     return {{"faults", records}, {"last_seq", emu_.faults().last_seq()}};

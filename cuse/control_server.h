@@ -37,10 +37,14 @@ class ControlServer {
   using Command = std::function<Json(const Json& request, std::string* error, int* err_no)>;
 
  private:
+  enum class LineOutcome { kAnswered, kStreamEnded };
+
   void serve();
   void client(int fd);
-  void follow_trace(int fd, const Json& request);
-  Json dispatch(const Json& request);
+  // Serves one request line: sets *reply, or streams (trace --follow) until the stream ends.
+  LineOutcome serve_line(int fd, const std::string& line, Json* reply);
+  void follow_trace(int fd, u64 since);
+  Json dispatch(const std::string& cmd, const Json& request);
   void add_commands();
 
   core::Emulator& emu_;
