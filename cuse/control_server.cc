@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,6 +12,8 @@
 #include <limits>
 #include <cstring>
 #include <filesystem>
+#include <list>
+#include <memory>
 #include <optional>
 
 #include <fmt/core.h>
@@ -24,7 +27,7 @@ namespace vfio_emu::cuse {
 namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;  // a request is a short JSON object
-constexpr int kMaxClients = 32;
+constexpr size_t kMaxClients = 32;
 
 Json failure(const std::string& error, int err_no) {
   return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
@@ -77,6 +80,7 @@ ControlServer::~ControlServer() {
   }
   for (int fd : stop_pipe_)
     if (fd >= 0) close(fd);
+  if (reap_fd_ >= 0) close(reap_fd_);
 }
 
 void ControlServer::set_node_dir(std::string dir) {
@@ -107,31 +111,65 @@ Status ControlServer::start() {
   umask(old);
   if (r != 0 || chmod(path_.c_str(), 0600) != 0 || listen(listen_fd_, 16) != 0) return err(errno);
   if (pipe2(stop_pipe_, O_CLOEXEC) != 0) return err(errno);
+  reap_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (reap_fd_ < 0) return err(errno);
   thread_ = std::thread([this] { serve(); });
   logger("control")->info("control socket {}", path_);
   return {};
 }
 
+// A connection's thread; `finished` is set as its last act, so joining it then does not wait.
+struct ControlServer::ClientThread {
+  std::thread thread;
+  std::atomic<bool> finished{false};
+};
+
 void ControlServer::serve() {
-  std::vector<std::thread> clients;
+  // Finished connections are joined as soon as they say so (reap_fd_), not at shutdown: each
+  // kept its thread's stack mapped until then, and the daemon ran out of threads (issue 12).
+  std::list<std::unique_ptr<ClientThread>> clients;
+  auto reap = [&clients] {
+    for (auto it = clients.begin(); it != clients.end();) {
+      if ((*it)->finished.load()) {
+        (*it)->thread.join();
+        it = clients.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
+    pollfd fds[3] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}, {reap_fd_, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[1].revents) break;
+    if (fds[2].revents) {
+      u64 count;
+      (void)!read(reap_fd_, &count, sizeof(count));
+    }
+    reap();
     if (!(fds[0].revents & POLLIN)) continue;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    if (clients_.load() >= kMaxClients) {
+    if (fd < 0) {
+      // Out of descriptors or memory: the connection stays queued; retry in a while rather
+      // than spin on a listening socket that stays readable.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop = {stop_pipe_[0], POLLIN, 0};
+        poll(&stop, 1, 100);
+      }
+      continue;
+    }
+    if (clients.size() >= kMaxClients) {
       send_all(fd, R"({"ok":false,"error":"too many clients","errno":"EBUSY"})" "\n");
       close(fd);
       continue;
     }
-    ++clients_;
+    auto c = std::make_unique<ClientThread>();
+    ClientThread* self = c.get();
     try {
-      clients.emplace_back([this, fd] {
+      c->thread = std::thread([this, fd, self] {
         // The last line of defence: whatever escapes a client ends that client only.
         try {
           client(fd);
@@ -141,16 +179,19 @@ void ControlServer::serve() {
           logger("control")->error("control client: unknown exception");
         }
         close(fd);
-        --clients_;
+        self->finished.store(true);
+        const u64 one = 1;
+        (void)!write(reap_fd_, &one, sizeof(one));
       });
     } catch (const std::exception& e) {  // no thread for it (EAGAIN: a thread limit)
       logger("control")->warn("control client: no thread: {}", e.what());
       send_all(fd, reply_line(failure("the daemon cannot serve another client now", EAGAIN)));
       close(fd);
-      --clients_;
+      continue;
     }
+    clients.push_back(std::move(c));
   }
-  for (auto& t : clients) t.join();
+  for (auto& c : clients) c->thread.join();
 }
 
 void ControlServer::client(int fd) {

@@ -38,6 +38,7 @@ class ControlServer {
 
  private:
   enum class LineOutcome { kAnswered, kStreamEnded };
+  struct ClientThread;
 
   void serve();
   void client(int fd);
@@ -55,8 +56,8 @@ class ControlServer {
   std::map<std::string, Command> commands_;
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
+  int reap_fd_ = -1;  // eventfd: a client thread finished and can be joined
   std::thread thread_;
-  std::atomic<int> clients_{0};
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
