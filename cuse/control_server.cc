@@ -8,7 +8,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <limits>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,7 @@ namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;  // a request is a short JSON object
 constexpr size_t kMaxClients = 32;
+constexpr std::chrono::seconds kFollowSendTimeout{30};
 
 Json failure(const std::string& error, int err_no) {
   return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
@@ -51,23 +54,46 @@ std::string printable(std::string_view line) {
   return out;
 }
 
-bool send_all(int fd, const std::string& s) {
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds until `deadline` for poll(), rounded up so that a wait never ends early.
+int ms_until(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 60 * 60 * 1000));
+}
+
+// Sends all of `s` by `deadline`: a reader that takes a reply a byte at a time cannot hold its
+// connection beyond that. False if the time ran out, the client went away or `stop_fd` fired.
+bool send_all(int fd, const std::string& s, Clock::time_point deadline, int stop_fd) {
   size_t off = 0;
   while (off < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      off += static_cast<size_t>(n);
+      continue;
     }
-    off += static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd p[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+    const int timeout = ms_until(deadline);
+    if (timeout == 0 || poll(p, 2, timeout) < 0 || p[1].revents) return false;
   }
   return true;
 }
 
+// A last word before closing (EBUSY, E2BIG, ETIMEDOUT): sent if the socket takes it now.
+void send_notice(int fd, const std::string& s) {
+  (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 }  // namespace
 
-ControlServer::ControlServer(core::Emulator& emu, std::string path, std::string transport)
-    : emu_(emu), path_(std::move(path)), transport_(std::move(transport)) {
+ControlServer::ControlServer(core::Emulator& emu, std::string path, std::string transport,
+                             std::chrono::milliseconds request_timeout)
+    : emu_(emu),
+      path_(std::move(path)),
+      transport_(std::move(transport)),
+      request_timeout_(request_timeout) {
   add_commands();
 }
 
@@ -162,7 +188,7 @@ void ControlServer::serve() {
       continue;
     }
     if (clients.size() >= kMaxClients) {
-      send_all(fd, R"({"ok":false,"error":"too many clients","errno":"EBUSY"})" "\n");
+      send_notice(fd, R"({"ok":false,"error":"too many clients","errno":"EBUSY"})" "\n");
       close(fd);
       continue;
     }
@@ -185,7 +211,7 @@ void ControlServer::serve() {
       });
     } catch (const std::exception& e) {  // no thread for it (EAGAIN: a thread limit)
       logger("control")->warn("control client: no thread: {}", e.what());
-      send_all(fd, reply_line(failure("the daemon cannot serve another client now", EAGAIN)));
+      send_notice(fd, reply_line(failure("the daemon cannot serve another client now", EAGAIN)));
       close(fd);
       continue;
     }
@@ -196,22 +222,37 @@ void ControlServer::serve() {
 
 void ControlServer::client(int fd) {
   auto log = logger("control");
-  // A silent client is dropped after a while; a stuck reader cannot hold the daemon either.
-  timeval tv{30, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  // Each request must arrive whole within request_timeout_ of the moment the daemon is ready
+  // for it (the connection, or the previous reply), however its bytes trickle in; and each
+  // reply must be taken within as long. So a client holds one of the kMaxClients slots only
+  // while it keeps asking (issue 12: a timeout restarted by every byte let 32 clients sending a
+  // byte every 20 s hold them all).
+  Clock::time_point deadline = Clock::now() + request_timeout_;
   std::string buf;
   char chunk[4096];
   for (;;) {
     const size_t nl = buf.find('\n');
     if (nl == std::string::npos) {
       if (buf.size() > kMaxLine) {
-        send_all(fd, R"({"ok":false,"error":"request line too long","errno":"E2BIG"})" "\n");
+        send_notice(fd, R"({"ok":false,"error":"request line too long","errno":"E2BIG"})" "\n");
+        return;
+      }
+      const int timeout = ms_until(deadline);
+      if (timeout == 0) {
+        log->info("control client: no complete request within {} ms ({} bytes of one): closed",
+                  request_timeout_.count(), buf.size());
+        send_notice(fd, reply_line(failure(fmt::format("no complete request line within {} ms",
+                                                       request_timeout_.count()),
+                                           ETIMEDOUT)));
         return;
       }
       pollfd p[2] = {{fd, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-      if (poll(p, 2, 30000) <= 0 || p[1].revents) return;
-      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+      const int ready = poll(p, 2, timeout);
+      if (ready < 0 && errno != EINTR) return;
+      if (ready <= 0) continue;
+      if (p[1].revents) return;
+      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return;
       buf.append(chunk, static_cast<size_t>(n));
       continue;
@@ -230,7 +271,8 @@ void ControlServer::client(int fd) {
       log->warn("control request '{}': {}", printable(line), e.what());
       reply = failure(std::string("bad request: ") + e.what(), EINVAL);
     }
-    if (!send_all(fd, reply_line(reply))) return;
+    if (!send_all(fd, reply_line(reply), Clock::now() + request_timeout_, stop_pipe_[0])) return;
+    deadline = Clock::now() + request_timeout_;
   }
 }
 
@@ -276,7 +318,10 @@ void ControlServer::follow_trace(int fd, u64 since) {
   for (;;) {
     for (const auto& r : log.since(seq, 1000)) {
       seq = r.seq;
-      if (!send_all(fd, reply_line({{"ok", true}, {"result", core::inspect::trace_record(r)}})))
+      // A follower may pause its reader for a while (a pager); it holds its slot anyway.
+      const auto deadline = Clock::now() + std::max<Clock::duration>(request_timeout_, kFollowSendTimeout);
+      if (!send_all(fd, reply_line({{"ok", true}, {"result", core::inspect::trace_record(r)}}),
+                    deadline, stop_pipe_[0]))
         return;
     }
     log.wait(seq, std::chrono::milliseconds(500));

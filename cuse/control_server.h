@@ -4,12 +4,14 @@
 // one JSON object per line, {"cmd": "maps", ...arguments}; the daemon answers each with one JSON
 // object per line, {"ok": true, "result": ...} or {"ok": false, "error": "message",
 // "errno": "ENOENT"}. "trace" with "follow": true keeps streaming one record per line until the
-// client closes. Input is untrusted: lines are bounded, parse errors are answered, never fatal.
+// client closes. Input is untrusted (issue 12): lines are bounded in size and in time, every
+// malformed request is answered, never fatal, and a finished connection leaves nothing behind.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -26,7 +28,12 @@ using core::u64;
 
 class ControlServer {
  public:
-  ControlServer(core::Emulator& emu, std::string path, std::string transport);
+  static constexpr std::chrono::milliseconds kDefaultRequestTimeout{10000};
+
+  // `request_timeout`: how long a client may take to send a whole request line (counted from
+  // the connection or the previous reply), and to take a whole reply.
+  ControlServer(core::Emulator& emu, std::string path, std::string transport,
+                std::chrono::milliseconds request_timeout = kDefaultRequestTimeout);
   ~ControlServer();
 
   // Creates the socket (and its directory) and starts serving. Errors: errno.
@@ -51,6 +58,7 @@ class ControlServer {
   core::Emulator& emu_;
   std::string path_;
   std::string transport_;
+  const std::chrono::milliseconds request_timeout_;
   std::mutex dir_mu_;
   std::string node_dir_;
   std::map<std::string, Command> commands_;

@@ -97,8 +97,19 @@ class Control:
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        # A full listen backlog answers EAGAIN at once: wait for the daemon to accept.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.01)
         self.buf = b""
+        self.eof = False  # the daemon closed the connection
 
     def send(self, data):
         """Sends bytes (a str is encoded); False if the daemon closed the connection."""
@@ -118,8 +129,9 @@ class Control:
             try:
                 chunk = self.sock.recv(1 << 20)
             except OSError:
-                return None
+                chunk = b""
             if not chunk:
+                self.eof = True
                 return None
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
