@@ -1,5 +1,6 @@
 #include "cuse/control_arguments.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
@@ -88,6 +89,26 @@ std::optional<std::string> ControlArguments::ioas(const char* key) {
   fail(std::string("\"") + key + "\" must be an IOAS id, \"CTX:IOAS\" or \"IOAS\", not " +
        describe(*v));
   return std::nullopt;
+}
+
+std::optional<std::string> ControlArguments::cursor(const char* key) {
+  const Json* v = find(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_string() && v->get_ref<const std::string&>().size() <= 64)
+    return v->get<std::string>();
+  fail(std::string("\"") + key + "\" must be the \"next\" of a previous reply, not " +
+       describe(*v));
+  return std::nullopt;
+}
+
+size_t ControlArguments::page_size(const char* key, size_t fallback, size_t cap) {
+  const auto n = number(key);
+  if (!n) return fallback;
+  if (*n == 0) {
+    fail(std::string("\"") + key + "\" must be at least 1");
+    return fallback;
+  }
+  return static_cast<size_t>(std::min<u64>(*n, cap));
 }
 
 }  // namespace vfio_emu::cuse

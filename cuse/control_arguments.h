@@ -41,6 +41,10 @@ class ControlArguments {
   // An IOAS id, "CTX:IOAS" or "IOAS" (numbers as in number(), the IOAS at most 2^32-1), or a
   // non-negative integer IOAS; returned as the string the inspector takes.
   std::optional<std::string> ioas(const char* key);
+  // A cursor the daemon gave out earlier ("next"): a string of at most 64 bytes.
+  std::optional<std::string> cursor(const char* key);
+  // A page size: a number() in [1, 2^64-1], limited to `cap`; `fallback` when absent.
+  size_t page_size(const char* key, size_t fallback, size_t cap);
 
   bool ok() const { return error_.empty(); }
   const std::string& error() const { return error_; }

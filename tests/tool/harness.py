@@ -270,9 +270,11 @@ class Rig:
 
     # ---- the mapping client --------------------------------------------------------------------
 
-    def start_client(self, timeout=15):
-        """Starts the mapping client and returns its "ready" JSON (what it mapped where)."""
-        self.client = subprocess.Popen([self.opts.client, self.dev], stdin=subprocess.PIPE,
+    def start_client(self, *extra_args, timeout=15):
+        """Starts the mapping client (with `extra_args`, e.g. "--small", 20000) and returns its
+        "ready" JSON (what it mapped where)."""
+        self.client = subprocess.Popen([self.opts.client, self.dev, *[str(a) for a in extra_args]],
+                                       stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         line = b""

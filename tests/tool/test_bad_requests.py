@@ -70,8 +70,8 @@ def cases():
         yield (f"trace follow {value!r}", json.dumps({"cmd": "trace", "follow": value}), "EINVAL")
     # Every argument of every command, with every wrong value; the other arguments valid.
     commands = {
-        "maps": ({}, ["container", "domain", "pid"]),
-        "pt": ({"domain": 1}, ["domain", "first", "last"]),
+        "maps": ({}, ["container", "domain", "pid", "max"]),
+        "pt": ({"domain": 1}, ["domain", "first", "last", "max"]),
         "translate": ({"domain": 1, "iova": "0x1000"}, ["domain", "iova"]),
         "trace": ({}, ["since", "max"]),
         "faults": ({}, ["since", "max"]),
@@ -82,6 +82,10 @@ def cases():
                 req = dict(base, cmd=cmd)
                 req[arg] = value
                 yield (f"{cmd} {arg} {value!r}", json.dumps(req), "EINVAL")
+    for value in (5, True, [], {}, "c1:" + "f" * 100, "zzz", "", "c1", "c1:x", "i1:2", "d-1:0x0"):
+        yield (f"maps after {value!r}", json.dumps({"cmd": "maps", "after": value}), "EINVAL")
+    for cmd in ("maps", "pt"):
+        yield (f"{cmd} max 0", json.dumps({"cmd": cmd, "domain": 1, "max": 0}), "EINVAL")
     for value in BAD_IOAS:
         yield (f"maps ioas {value!r}", json.dumps({"cmd": "maps", "ioas": value}), "EINVAL")
     for value in BAD_ACCESS:
