@@ -1,6 +1,6 @@
 // The control socket: the `vfio-emu` tool's way into a running daemon.
 //
-// Protocol (documented in the README): a Unix stream socket, owner-only (0600). The client sends
+// Protocol (tools/control-protocol.md): a Unix stream socket, owner-only (0600). The client sends
 // one JSON object per line, {"cmd": "maps", ...arguments}; the daemon answers each with one JSON
 // object per line, {"ok": true, "result": ...} or {"ok": false, "error": "message",
 // "errno": "ENOENT"}. "trace" with "follow": true keeps streaming one record per line until the
@@ -10,7 +10,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
