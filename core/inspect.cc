@@ -3,6 +3,10 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -148,19 +152,47 @@ struct Run {
   Prot prot;
 };
 
-std::vector<Run> leaf_runs(const iommu::Domain& d, u64 first, u64 last) {
+// Calls `visit` for each present leaf intersecting [first, last], in IOVA order, until it
+// returns false. Domain::walk cannot stop, so the range is walked in windows growing from 2 MiB:
+// a page of a big table does not cost a walk of the whole rest of it.
+void walk_until(const iommu::Domain& d, u64 first, u64 last,
+                const std::function<bool(const LeafView&)>& visit) {
+  bool stopped = false;
+  u64 pos = first, span = u64{2} << 20;
+  for (bool first_window = true;; first_window = false) {
+    const u64 end = last - pos < span ? last : pos + (span - 1);
+    const u64 window = pos;
+    d.walk(pos, end, [&](const LeafView& l) {
+      // A leaf across the window's start was visited with the window before.
+      if (stopped || (!first_window && l.iova < window)) return;
+      stopped = !visit(l);
+    });
+    if (stopped || end == last) return;
+    pos = end + 1;
+    if (span < (u64{1} << 62)) span *= 2;
+  }
+}
+
+// The runs starting in [first, last], at most `max` of them; *more tells whether another
+// follows. Every run returned is complete (its next leaf was seen, or the walk ended).
+std::vector<Run> leaf_runs(const iommu::Domain& d, u64 first, u64 last, size_t max = SIZE_MAX,
+                           bool* more = nullptr) {
   std::vector<Run> runs;
-  d.walk(first, last, [&](const LeafView& l) {
+  bool stopped = false;
+  walk_until(d, first, last, [&](const LeafView& l) {
     const Prot p = l.prot & iommu::kProtRW;
     if (!runs.empty()) {
       Run& r = runs.back();
       if (r.last + 1 == l.iova && r.output + (r.last - r.iova + 1) == l.output && r.prot == p) {
         r.last = l.iova + (l.size - 1);
-        return;
+        return true;
       }
     }
+    if (runs.size() >= max) return !(stopped = true);
     runs.push_back(Run{l.iova, l.iova + (l.size - 1), l.output, p});
+    return true;
   });
+  if (more != nullptr) *more = stopped;
   return runs;
 }
 
@@ -170,6 +202,79 @@ Json map_row(const std::string& source, u64 iova, u64 last, u64 vaddr, pid_t pid
           {"size", last - iova + 1}, {"vaddr", hex(vaddr)}, {"pid", pid},
           {"prot", prot_name(prot)}, {"state", state}};
 }
+
+// Where a page of `maps` ended: the source of its last row ('c' container ID, 'i' iommufd
+// context ID's IOAS SUB, 'd' domain ID) and the row's last IOVA. Sources come in this order
+// (containers before contexts), so rows after the cursor are those of later sources and those
+// of the same source starting after `last`. Written "c1:0x1fffff", "i8:2:0x2fff", "d3:0xfff".
+struct MapCursor {
+  char kind;
+  u64 id, sub, last;
+};
+
+std::string cursor_text(const MapCursor& c) {
+  return c.kind == 'i' ? fmt::format("i{}:{}:{:#x}", c.id, c.sub, c.last)
+                       : fmt::format("{}{}:{:#x}", c.kind, c.id, c.last);
+}
+
+std::optional<MapCursor> parse_cursor(const std::string& text) {
+  if (text.empty() || (text[0] != 'c' && text[0] != 'i' && text[0] != 'd')) return std::nullopt;
+  MapCursor c{text[0], 0, 0, 0};
+  const size_t fields = c.kind == 'i' ? 3 : 2;
+  u64* out[3] = {&c.id, c.kind == 'i' ? &c.sub : &c.last, &c.last};
+  size_t pos = 1;
+  for (size_t i = 0; i < fields; ++i) {
+    const size_t end = i + 1 < fields ? text.find(':', pos) : text.size();
+    if (end == std::string::npos || end == pos) return std::nullopt;
+    const std::string field = text.substr(pos, end - pos);
+    char* stop = nullptr;
+    errno = 0;
+    *out[i] = std::strtoull(field.c_str(), &stop, i + 1 < fields ? 10 : 16);
+    if (errno != 0 || *stop != '\0' || !std::isxdigit(static_cast<unsigned char>(field[0])))
+      return std::nullopt;
+    pos = end + 1;
+  }
+  return c;
+}
+
+// Rows up to `max`; once full, the next row offered is refused and tells that more follow.
+struct MapRows {
+  explicit MapRows(size_t max_rows) : max(max_rows) {}
+
+  size_t max;
+  Json rows = Json::array();
+  std::optional<MapCursor> last;
+  bool more = false;
+
+  bool full() const { return more || rows.size() >= max; }
+  bool add(const MapCursor& at, Json row) {
+    if (rows.size() >= max) {
+      more = true;
+      return false;
+    }
+    rows.push_back(std::move(row));
+    last = at;
+    return true;
+  }
+  // Runs of a page table (sPAPR TCEs, or a domain's leaves) after the cursor, as rows.
+  void add_runs(const iommu::Domain& d, const std::optional<MapCursor>& from, char kind, u64 id,
+                const std::string& source, pid_t pid, const char* state) {
+    if (more) return;
+    u64 first = 0;
+    if (from && from->kind == kind && from->id == id) {
+      if (from->last == iommu::kU64Max) return;
+      first = from->last + 1;
+    }
+    bool runs_more = false;
+    for (const Run& r : leaf_runs(d, first, iommu::kU64Max, max - rows.size(), &runs_more))
+      add(MapCursor{kind, id, 0, r.last}, map_row(source, r.iova, r.last, r.output, pid, r.prot, state));
+    more = more || runs_more;
+  }
+  Json result() {
+    return Json{{"mappings", std::move(rows)},
+                {"next", more && last ? Json(cursor_text(*last)) : Json(nullptr)}};
+  }
+};
 
 }  // namespace
 
@@ -319,8 +424,16 @@ Json list(Emulator& emu) {
 
 // ---- maps ------------------------------------------------------------------------------------
 
-Result<Json> maps(Emulator& emu, const MapFilter& filter) {
-  Json rows = Json::array();
+Result<Json> maps(Emulator& emu, const MapFilter& filter, const MapPage& page) {
+  std::optional<MapCursor> after;
+  if (page.after) {
+    after = parse_cursor(*page.after);
+    // A domain's pages and the others' are not positions in the same sequence.
+    if (!after || (after->kind == 'd') != filter.domain.has_value() ||
+        (filter.domain && after->id != *filter.domain))
+      return err(EINVAL);
+  }
+  MapRows out(page.max);
   auto keep = [&](pid_t pid) { return !filter.pid || *filter.pid == pid; };
 
   if (filter.domain) {
@@ -329,10 +442,8 @@ Result<Json> maps(Emulator& emu, const MapFilter& filter) {
     auto mu = d->owner_mu.lock();
     if (!mu) return err(ENOENT);
     std::lock_guard lock(*mu);
-    for (const Run& r : leaf_runs(*d->hw, 0, iommu::kU64Max))
-      rows.push_back(map_row("domain " + std::to_string(d->id), r.iova, r.last, r.output, 0,
-                             r.prot, "mapped"));
-    return Json{{"mappings", rows}};
+    out.add_runs(*d->hw, after, 'd', d->id, "domain " + std::to_string(d->id), 0, "mapped");
+    return out.result();
   }
 
   std::lock_guard lock(emu.mu);
@@ -363,39 +474,56 @@ Result<Json> maps(Emulator& emu, const MapFilter& filter) {
   if (!ioas_key) {
     for (auto& [id, c] : w.containers) {
       if (filter.container && *filter.container != id) continue;
+      if (after && (after->kind != 'c' || id < after->id)) continue;  // before the cursor
+      if (out.more) break;
       std::lock_guard clock(c->mu);
       if (!c->driver) continue;
       const std::string source = "container " + std::to_string(id);
       if (c->driver->type() == uapi::VFIO_TYPE1_IOMMU ||
           c->driver->type() == uapi::VFIO_TYPE1v2_IOMMU) {
-        for (const auto& [iova, dma] : static_cast<const Type1Driver&>(*c->driver).dmas()) {
+        const auto& dmas = static_cast<const Type1Driver&>(*c->driver).dmas();
+        auto it = after && after->id == id ? dmas.upper_bound(after->last) : dmas.begin();
+        for (; it != dmas.end(); ++it) {
+          const Type1Dma& dma = it->second;
           if (!keep(dma.owner)) continue;
           const char* state =
               dma.vaddr_invalid ? "vaddr-invalid" : dma.iommu_mapped ? "mapped" : "recorded";
-          rows.push_back(map_row(source, dma.iova, dma.last(), dma.vaddr, dma.owner, dma.prot, state));
+          if (!out.add(MapCursor{'c', id, 0, dma.last()},
+                       map_row(source, dma.iova, dma.last(), dma.vaddr, dma.owner, dma.prot, state)))
+            break;
         }
       } else {
         // sPAPR keeps no record of MAP calls: the TCEs are the mappings.
         const auto& sp = static_cast<const SpaprDriver&>(*c->driver);
         if (!sp.domain() || !keep(sp.owner())) continue;
-        for (const Run& r : leaf_runs(*sp.domain()->hw, 0, iommu::kU64Max))
-          rows.push_back(map_row(source, r.iova, r.last, r.output, sp.owner(), r.prot, "mapped"));
+        out.add_runs(*sp.domain()->hw, after, 'c', id, source, sp.owner(), "mapped");
       }
     }
   }
   if (!filter.container) {
     for (auto& [id, ctx] : w.contexts) {
       if (ioas_key && ioas_key->first != id) continue;
+      if (after && after->kind == 'i' && id < after->id) continue;  // before the cursor
+      if (out.more) break;
       std::lock_guard xlock(ctx->mu);
       for (const auto& [oid, obj] : ctx->objects) {
         if (obj->type != ObjType::kIoas || (ioas_key && ioas_key->second != oid)) continue;
+        const bool at_cursor = after && after->kind == 'i' && after->id == id;
+        if (at_cursor && oid < after->sub) continue;
+        if (out.more) break;
         auto& ioas = static_cast<Ioas&>(*obj);
         std::lock_guard ilock(ioas.mu);
         const std::string source = fmt::format("iommufd {} ioas {}", id, oid);
         const char* state = ioas.hwpts.empty() ? "recorded" : "mapped";
-        for (const auto& [iova, a] : ioas.iopt.areas())
-          if (keep(a.pages->source_pid))
-            rows.push_back(map_row(source, a.iova, a.last, a.user_va(), a.pages->source_pid, a.prot, state));
+        const auto& areas = ioas.iopt.areas();
+        auto it = at_cursor && after->sub == oid ? areas.upper_bound(after->last) : areas.begin();
+        for (; it != areas.end(); ++it) {
+          const auto& a = it->second;
+          if (keep(a.pages->source_pid) &&
+              !out.add(MapCursor{'i', id, oid, a.last},
+                       map_row(source, a.iova, a.last, a.user_va(), a.pages->source_pid, a.prot, state)))
+            break;
+        }
       }
     }
     if (ioas_key) {
@@ -404,50 +532,63 @@ Result<Json> maps(Emulator& emu, const MapFilter& filter) {
       if (!ctx->get<Ioas>(ioas_key->second, ObjType::kIoas)) return err(ENOENT);
     }
   }
-  return Json{{"mappings", rows}};
+  return out.result();
 }
 
 // ---- page tables -----------------------------------------------------------------------------
 
-Result<Json> page_table(Emulator& emu, u64 domain, u64 first, u64 last) {
+Result<Json> page_table(Emulator& emu, u64 domain, u64 first, u64 last, size_t max) {
   auto d = find_domain(emu, domain);
   if (!d) return err(ENOENT);
   auto mu = d->owner_mu.lock();
   if (!mu) return err(ENOENT);
   std::lock_guard lock(*mu);
-  constexpr size_t kMaxRows = 1 << 20;
   Json j;
   j["domain"] = d->id;
   j["unit"] = d->unit->name();
   j["model"] = std::string(iommu::model_name(d->unit->model()));
   j["levels"] = d->hw->levels();
-  bool truncated = false;
+  // The first leaf that did not fit: where the next page starts.
+  std::optional<u64> next;
+  size_t rows = 0;
   if (d->unit->model() == iommu::Model::kTce) {
     const auto& tce = static_cast<const iommu::tce::TceDomain&>(*d->hw);
+    const auto& windows = tce.windows();
     j["windows"] = Json::array();
-    for (const auto& w : tce.windows()) {
+    for (const auto& w : windows) {
       Json wj{{"slot", w.slot},           {"start", hex(w.bus_start)}, {"size", w.size},
               {"page_shift", w.page_shift}, {"levels", w.levels},     {"level_entries", u64{1} << w.level_bits},
               {"table_bytes", w.table_bytes}};
       wj["entries"] = Json::array();
+      j["windows"].push_back(wj);
+    }
+    // Listed by slot, filled in bus-address order: a page ends at one address.
+    std::vector<size_t> by_address(windows.size());
+    for (size_t i = 0; i < by_address.size(); ++i) by_address[i] = i;
+    std::sort(by_address.begin(), by_address.end(),
+              [&](size_t a, size_t b) { return windows[a].bus_start < windows[b].bus_start; });
+    for (const size_t i : by_address) {
+      const auto& w = windows[i];
+      Json& entries = j["windows"][i]["entries"];
       const u64 lo = std::max(first, w.bus_start);
       const u64 hi = std::min(last, w.bus_start + (w.size - 1));
-      if (lo <= hi) {
-        tce.walk(lo, hi, [&](const LeafView& l) {
-          if (wj["entries"].size() >= kMaxRows) return void(truncated = true);
-          wj["entries"].push_back({{"index", (l.iova - w.bus_start) >> w.page_shift},
-                                   {"bus", hex(l.iova)},
-                                   {"tce", hex(l.path[static_cast<size_t>(l.top_level - 1)])},
-                                   {"output", hex(l.output)},
-                                   {"prot", prot_name(l.prot)}});
-        });
-      }
-      j["windows"].push_back(wj);
+      if (lo > hi || next) continue;
+      walk_until(tce, lo, hi, [&](const LeafView& l) {
+        if (rows == max) return next = l.iova, false;
+        ++rows;
+        entries.push_back({{"index", (l.iova - w.bus_start) >> w.page_shift},
+                           {"bus", hex(l.iova)},
+                           {"tce", hex(l.path[static_cast<size_t>(l.top_level - 1)])},
+                           {"output", hex(l.output)},
+                           {"prot", prot_name(l.prot)}});
+        return true;
+      });
     }
   } else {
     j["rows"] = Json::array();
-    d->hw->walk(first, last, [&](const LeafView& l) {
-      if (j["rows"].size() >= kMaxRows) return void(truncated = true);
+    walk_until(*d->hw, first, last, [&](const LeafView& l) {
+      if (rows == max) return next = l.iova, false;
+      ++rows;
       Json entries = Json::array();
       for (int i = 0; i < l.top_level; ++i) entries.push_back(hex(l.path[static_cast<size_t>(i)]));
       j["rows"].push_back({{"iova", hex(l.iova)},
@@ -457,9 +598,11 @@ Result<Json> page_table(Emulator& emu, u64 domain, u64 first, u64 last) {
                            {"output", hex(l.output)},
                            {"prot", prot_name(l.prot)},
                            {"entries", entries}});
+      return true;
     });
   }
-  j["truncated"] = truncated;
+  j["truncated"] = next.has_value();
+  j["next"] = next ? Json(hex(*next)) : Json(nullptr);
   return j;
 }
 

@@ -33,6 +33,7 @@ std::string_view errno_name(int e) {
     case EADDRINUSE: return "EADDRINUSE";
     case ENOTCONN: return "ENOTCONN";
     case EAGAIN: return "EAGAIN";
+    case ETIMEDOUT: return "ETIMEDOUT";
     case kNeedRetry: return "RETRY";
     case kNeedDefer: return "DEFER";
     default: return "errno";

@@ -2,61 +2,104 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <list>
+#include <memory>
 #include <optional>
+
+#include <fmt/core.h>
 
 #include "core/inspect.h"
 #include "core/log.h"
 #include "core/reject.h"
+#include "cuse/control_arguments.h"
 
 namespace vfio_emu::cuse {
 namespace {
 
 constexpr size_t kMaxLine = 64 * 1024;  // a request is a short JSON object
-constexpr int kMaxClients = 32;
+constexpr size_t kMaxClients = 32;
+constexpr std::chrono::seconds kFollowSendTimeout{30};
+// Rows of a `maps` or `pt` reply, unless the request asks for fewer: a reply is built whole in
+// memory (~1.5 KB per row as JSON); 300,000 mappings in one reply took the daemon from 84 to
+// 541 MB (issue 12).
+constexpr size_t kPageRows = 1000;
+constexpr size_t kMaxPageRows = 10000;
 
-// An id, address or count given as a JSON number or as a string ("0x7f00...", "42").
-std::optional<u64> get_u64(const Json& request, const char* key, std::string* error) {
-  auto it = request.find(key);
-  if (it == request.end() || it->is_null()) return std::nullopt;
-  if (it->is_number_unsigned()) return it->get<u64>();
-  if (it->is_number_integer() && it->get<std::int64_t>() >= 0)
-    return static_cast<u64>(it->get<std::int64_t>());
-  if (it->is_string()) {
-    const std::string& t = it->get_ref<const std::string&>();
-    char* end = nullptr;
-    errno = 0;
-    const u64 v = std::strtoull(t.c_str(), &end, 0);
-    if (!t.empty() && t[0] != '-' && end != nullptr && *end == '\0' && errno == 0) return v;
-  }
-  *error = std::string("\"") + key + "\" must be a non-negative integer or a \"0x...\" string";
-  return std::nullopt;
+Json failure(const std::string& error, int err_no) {
+  return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
 }
 
-bool send_all(int fd, const std::string& s) {
+// Replies never throw on their way out: a string that is not UTF-8 is sent with U+FFFD.
+std::string reply_line(const Json& reply) {
+  return reply.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+// The start of a request line for the log: printable ASCII as it is, other bytes in hex.
+std::string printable(std::string_view line) {
+  std::string out;
+  for (const char c : line.substr(0, 120)) {
+    if (c >= 0x20 && c < 0x7f)
+      out += c;
+    else
+      out += fmt::format("\\x{:02x}", static_cast<unsigned char>(c));
+  }
+  if (line.size() > 120) out += fmt::format("... ({} bytes)", line.size());
+  return out;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Milliseconds until `deadline` for poll(), rounded up so that a wait never ends early.
+int ms_until(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<long long>(left, 0, 60 * 60 * 1000));
+}
+
+// Sends all of `s` by `deadline`: a reader that takes a reply a byte at a time cannot hold its
+// connection beyond that. False if the time ran out, the client went away or `stop_fd` fired.
+bool send_all(int fd, const std::string& s, Clock::time_point deadline, int stop_fd) {
   size_t off = 0;
   while (off < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      off += static_cast<size_t>(n);
+      continue;
     }
-    off += static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+    pollfd p[2] = {{fd, POLLOUT, 0}, {stop_fd, POLLIN, 0}};
+    const int timeout = ms_until(deadline);
+    if (timeout == 0 || poll(p, 2, timeout) < 0 || p[1].revents) return false;
   }
   return true;
 }
 
+// A last word before closing (EBUSY, E2BIG, ETIMEDOUT): sent if the socket takes it now.
+void send_notice(int fd, const std::string& s) {
+  (void)!::send(fd, s.data(), s.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 }  // namespace
 
-ControlServer::ControlServer(core::Emulator& emu, std::string path, std::string transport)
-    : emu_(emu), path_(std::move(path)), transport_(std::move(transport)) {
+ControlServer::ControlServer(core::Emulator& emu, std::string path, std::string transport,
+                             std::chrono::milliseconds request_timeout)
+    : emu_(emu),
+      path_(std::move(path)),
+      transport_(std::move(transport)),
+      request_timeout_(request_timeout) {
   add_commands();
 }
 
@@ -69,6 +112,7 @@ ControlServer::~ControlServer() {
   }
   for (int fd : stop_pipe_)
     if (fd >= 0) close(fd);
+  if (reap_fd_ >= 0) close(reap_fd_);
 }
 
 void ControlServer::set_node_dir(std::string dir) {
@@ -99,55 +143,121 @@ Status ControlServer::start() {
   umask(old);
   if (r != 0 || chmod(path_.c_str(), 0600) != 0 || listen(listen_fd_, 16) != 0) return err(errno);
   if (pipe2(stop_pipe_, O_CLOEXEC) != 0) return err(errno);
+  reap_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (reap_fd_ < 0) return err(errno);
   thread_ = std::thread([this] { serve(); });
   logger("control")->info("control socket {}", path_);
   return {};
 }
 
+// A connection's thread; `finished` is set as its last act, so joining it then does not wait.
+struct ControlServer::ClientThread {
+  std::thread thread;
+  std::atomic<bool> finished{false};
+};
+
 void ControlServer::serve() {
-  std::vector<std::thread> clients;
+  // Finished connections are joined as soon as they say so (reap_fd_), not at shutdown: each
+  // kept its thread's stack mapped until then, and the daemon ran out of threads (issue 12).
+  std::list<std::unique_ptr<ClientThread>> clients;
+  auto reap = [&clients] {
+    for (auto it = clients.begin(); it != clients.end();) {
+      if ((*it)->finished.load()) {
+        (*it)->thread.join();
+        it = clients.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  };
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
+    pollfd fds[3] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}, {reap_fd_, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (fds[1].revents) break;
+    if (fds[2].revents) {
+      u64 count;
+      (void)!read(reap_fd_, &count, sizeof(count));
+    }
+    reap();
     if (!(fds[0].revents & POLLIN)) continue;
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    if (clients_.load() >= kMaxClients) {
-      send_all(fd, R"({"ok":false,"error":"too many clients","errno":"EBUSY"})" "\n");
+    if (fd < 0) {
+      // Out of descriptors or memory: the connection stays queued; retry in a while rather
+      // than spin on a listening socket that stays readable.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pollfd stop = {stop_pipe_[0], POLLIN, 0};
+        poll(&stop, 1, 100);
+      }
+      continue;
+    }
+    if (clients.size() >= kMaxClients) {
+      send_notice(fd, R"({"ok":false,"error":"too many clients","errno":"EBUSY"})" "\n");
       close(fd);
       continue;
     }
-    ++clients_;
-    clients.emplace_back([this, fd] {
-      client(fd);
+    try {
+      clients.push_back(std::make_unique<ClientThread>());
+      ClientThread* self = clients.back().get();
+      self->thread = std::thread([this, fd, self] {
+        // The last line of defence: whatever escapes a client ends that client only.
+        try {
+          client(fd);
+        } catch (const std::exception& e) {
+          logger("control")->error("control client: {}", e.what());
+        } catch (...) {
+          logger("control")->error("control client: unknown exception");
+        }
+        close(fd);
+        self->finished.store(true);
+        const u64 one = 1;
+        (void)!write(reap_fd_, &one, sizeof(one));
+      });
+    } catch (const std::exception& e) {  // no memory or no thread for it (a thread limit)
+      if (!clients.empty() && !clients.back()->thread.joinable()) clients.pop_back();
+      logger("control")->warn("control client: not served: {}", e.what());
+      send_notice(fd, R"({"ok":false,"error":"the daemon cannot serve another client now","errno":"EAGAIN"})" "\n");
       close(fd);
-      --clients_;
-    });
+    }
   }
-  for (auto& t : clients) t.join();
+  for (auto& c : clients) c->thread.join();
 }
 
 void ControlServer::client(int fd) {
-  // A silent client is dropped after a while; a stuck reader cannot hold the daemon either.
-  timeval tv{30, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  auto log = logger("control");
+  // Each request must arrive whole within request_timeout_ of the moment the daemon is ready
+  // for it (the connection, or the previous reply), however its bytes trickle in; and each
+  // reply must be taken within as long. So a client holds one of the kMaxClients slots only
+  // while it keeps asking (issue 12: a timeout restarted by every byte let 32 clients sending a
+  // byte every 20 s hold them all).
+  Clock::time_point deadline = Clock::now() + request_timeout_;
   std::string buf;
   char chunk[4096];
   for (;;) {
     const size_t nl = buf.find('\n');
     if (nl == std::string::npos) {
       if (buf.size() > kMaxLine) {
-        send_all(fd, R"({"ok":false,"error":"request line too long","errno":"E2BIG"})" "\n");
+        send_notice(fd, R"({"ok":false,"error":"request line too long","errno":"E2BIG"})" "\n");
+        return;
+      }
+      const int timeout = ms_until(deadline);
+      if (timeout == 0) {
+        log->info("control client: no complete request within {} ms ({} bytes of one): closed",
+                  request_timeout_.count(), buf.size());
+        send_notice(fd, reply_line(failure(fmt::format("no complete request line within {} ms",
+                                                       request_timeout_.count()),
+                                           ETIMEDOUT)));
         return;
       }
       pollfd p[2] = {{fd, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-      if (poll(p, 2, 30000) <= 0 || p[1].revents) return;
-      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+      const int ready = poll(p, 2, timeout);
+      if (ready < 0 && errno != EINTR) return;
+      if (ready <= 0) continue;
+      if (p[1].revents) return;
+      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return;
       buf.append(chunk, static_cast<size_t>(n));
       continue;
@@ -155,33 +265,68 @@ void ControlServer::client(int fd) {
     const std::string line = buf.substr(0, nl);
     buf.erase(0, nl + 1);
     Json reply;
-    Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (request.is_discarded() || !request.is_object()) {
-      reply = {{"ok", false}, {"error", "not a JSON object"}, {"errno", "EINVAL"}};
-    } else if (request.value("cmd", "") == "trace" && request.value("follow", false)) {
-      follow_trace(fd, request);
-      return;
-    } else {
-      reply = dispatch(request);
+    // Every failure ends here, as an answer to this line: nothing a client sends may end the
+    // daemon (issue 12).
+    try {
+      if (serve_line(fd, line, &reply) == LineOutcome::kStreamEnded) return;
+    } catch (const std::bad_alloc&) {
+      log->warn("control request '{}': out of memory", printable(line));
+      reply = failure("out of memory", ENOMEM);
+    } catch (const std::exception& e) {
+      log->warn("control request '{}': {}", printable(line), e.what());
+      reply = failure(std::string("bad request: ") + e.what(), EINVAL);
     }
-    if (!send_all(fd, reply.dump() + "\n")) return;
+    if (!send_all(fd, reply_line(reply), Clock::now() + request_timeout_, stop_pipe_[0])) return;
+    deadline = Clock::now() + request_timeout_;
   }
 }
 
-// `trace` with "follow": one line per record, as they come, until the client goes away.
-void ControlServer::follow_trace(int fd, const Json& request) {
-  std::string error;
-  core::TraceLog& log = emu_.trace();
-  const u64 last = log.last_seq();
-  u64 seq = get_u64(request, "since", &error).value_or(last > 20 ? last - 20 : 0);
-  if (!error.empty()) {
-    send_all(fd, Json{{"ok", false}, {"error", error}, {"errno", "EINVAL"}}.dump() + "\n");
-    return;
+ControlServer::LineOutcome ControlServer::serve_line(int fd, const std::string& line, Json* reply) {
+  const Json request = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object()) {
+    *reply = failure("not a JSON object", EINVAL);
+    return LineOutcome::kAnswered;
   }
+  const auto cmd = request.find("cmd");
+  if (cmd == request.end() || !cmd->is_string()) {
+    *reply = failure(cmd == request.end() ? "missing \"cmd\""
+                                          : "\"cmd\" must be a string, not " + describe(*cmd),
+                     EINVAL);
+    return LineOutcome::kAnswered;
+  }
+  if (cmd->get_ref<const std::string&>() == "trace") {
+    ControlArguments args(request);
+    const bool follow = args.flag("follow").value_or(false);
+    if (!args.ok()) {
+      *reply = failure(args.error(), EINVAL);
+      return LineOutcome::kAnswered;
+    }
+    if (follow) {
+      const u64 last = emu_.trace().last_seq();
+      const u64 since = args.number("since").value_or(last > 20 ? last - 20 : 0);
+      if (!args.ok()) {
+        *reply = failure(args.error(), EINVAL);
+        return LineOutcome::kAnswered;
+      }
+      follow_trace(fd, since);
+      return LineOutcome::kStreamEnded;
+    }
+  }
+  *reply = dispatch(cmd->get_ref<const std::string&>(), request);
+  return LineOutcome::kAnswered;
+}
+
+// `trace` with "follow": one line per record, as they come, until the client goes away.
+void ControlServer::follow_trace(int fd, u64 since) {
+  core::TraceLog& log = emu_.trace();
+  u64 seq = since;
   for (;;) {
     for (const auto& r : log.since(seq, 1000)) {
       seq = r.seq;
-      if (!send_all(fd, Json{{"ok", true}, {"result", core::inspect::trace_record(r)}}.dump() + "\n"))
+      // A follower may pause its reader for a while (a pager); it holds its slot anyway.
+      const auto deadline = Clock::now() + std::max<Clock::duration>(request_timeout_, kFollowSendTimeout);
+      if (!send_all(fd, reply_line({{"ok", true}, {"result", core::inspect::trace_record(r)}}),
+                    deadline, stop_pipe_[0]))
         return;
     }
     log.wait(seq, std::chrono::milliseconds(500));
@@ -192,24 +337,13 @@ void ControlServer::follow_trace(int fd, const Json& request) {
   }
 }
 
-Json ControlServer::dispatch(const Json& request) {
-  auto cmd = request.find("cmd");
-  if (cmd == request.end() || !cmd->is_string())
-    return {{"ok", false}, {"error", "missing \"cmd\""}, {"errno", "EINVAL"}};
-  auto it = commands_.find(cmd->get<std::string>());
-  if (it == commands_.end())
-    return {{"ok", false}, {"error", "unknown command " + cmd->dump()}, {"errno", "ENOTTY"}};
+Json ControlServer::dispatch(const std::string& cmd, const Json& request) {
+  auto it = commands_.find(cmd);
+  if (it == commands_.end()) return failure("unknown command " + describe(Json(cmd)), ENOTTY);
   std::string error;
   int err_no = 0;
-  Json result;
-  try {
-    result = it->second(request, &error, &err_no);
-  } catch (const std::exception& e) {  // e.g. a JSON type mismatch in the arguments
-    error = std::string("bad arguments: ") + e.what();
-    err_no = EINVAL;
-  }
-  if (!error.empty())
-    return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
+  Json result = it->second(request, &error, &err_no);
+  if (!error.empty()) return failure(error, err_no);
   return {{"ok", true}, {"result", std::move(result)}};
 }
 
@@ -248,52 +382,71 @@ void ControlServer::add_commands() {
   commands_["list"] = [this](const Json&, std::string*, int*) { return core::inspect::list(emu_); };
   commands_["stats"] = [this](const Json&, std::string*, int*) { return core::inspect::stats(emu_); };
   commands_["check"] = [this](const Json&, std::string*, int*) { return core::inspect::check(emu_); };
-  commands_["maps"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
+  // A wrong argument is EINVAL, with the message naming it.
+  auto bad = [](const ControlArguments& args, std::string* error, int* err_no) -> Json {
+    *error = args.error();
+    *err_no = EINVAL;
+    return nullptr;
+  };
+  commands_["maps"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
     core::inspect::MapFilter f;
-    f.container = get_u64(rq, "container", error);
-    f.domain = get_u64(rq, "domain", error);
-    if (auto pid = get_u64(rq, "pid", error)) f.pid = static_cast<pid_t>(*pid);
-    if (rq.contains("ioas") && !rq["ioas"].is_null())
-      f.ioas = rq["ioas"].is_string() ? rq["ioas"].get<std::string>() : rq["ioas"].dump();
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+    f.container = args.number("container");
+    f.domain = args.number("domain");
+    f.ioas = args.ioas("ioas");
+    if (auto pid = args.number("pid")) {
+      if (*pid > static_cast<u64>(std::numeric_limits<pid_t>::max())) args.fail("\"pid\" is too large");
+      f.pid = static_cast<pid_t>(*pid);
+    }
+    core::inspect::MapPage page;
+    page.after = args.cursor("after");
+    page.max = args.page_size("max", kPageRows, kMaxPageRows);
+    if (!args.ok()) return bad(args, error, err_no);
+    auto r = core::inspect::maps(emu_, f, page);
+    // EINVAL is an ambiguous IOAS or a bad cursor: a first page of one row tells which.
+    if (!r && r.error() == EINVAL && page.after && core::inspect::maps(emu_, f, {std::nullopt, 1})) {
+      *error = "\"after\" is not a \"next\" of this request's pages";
+      return *err_no = EINVAL, nullptr;
+    }
     const char* what = f.container ? "container" : f.ioas ? "IOAS" : "domain";
-    return wrap(core::inspect::maps(emu_, f), what, error, err_no);
+    return wrap(std::move(r), what, error, err_no);
   };
-  commands_["pt"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
-    const auto domain = get_u64(rq, "domain", error);
-    const u64 first = get_u64(rq, "first", error).value_or(0);
-    const u64 last = get_u64(rq, "last", error).value_or(iommu::kU64Max);
-    if (!error->empty() || !domain || first > last) {
-      if (error->empty()) *error = "pt needs \"domain\" (and first <= last)";
-      return *err_no = EINVAL, nullptr;
-    }
-    return wrap(core::inspect::page_table(emu_, *domain, first, last), "domain", error, err_no);
+  commands_["pt"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const auto domain = args.number("domain");
+    const u64 first = args.number("first").value_or(0);
+    const u64 last = args.number("last").value_or(iommu::kU64Max);
+    const size_t max = args.page_size("max", kPageRows, kMaxPageRows);
+    if (args.ok() && (!domain || first > last)) args.fail("pt needs \"domain\" (and first <= last)");
+    if (!args.ok()) return bad(args, error, err_no);
+    return wrap(core::inspect::page_table(emu_, *domain, first, last, max), "domain", error, err_no);
   };
-  commands_["translate"] = [this, wrap](const Json& rq, std::string* error, int* err_no) -> Json {
-    const auto domain = get_u64(rq, "domain", error);
-    const auto iova = get_u64(rq, "iova", error);
-    const std::string access = rq.value("access", "read");
-    if (!error->empty() || !domain || !iova || (access != "read" && access != "write")) {
-      if (error->empty()) *error = "translate needs \"domain\", \"iova\" (and access read|write)";
-      return *err_no = EINVAL, nullptr;
-    }
+  commands_["translate"] = [this, wrap, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const auto domain = args.number("domain");
+    const auto iova = args.number("iova");
+    const std::string access = args.choice("access", {"read", "write"}).value_or("read");
+    if (args.ok() && (!domain || !iova)) args.fail("translate needs \"domain\" and \"iova\"");
+    if (!args.ok()) return bad(args, error, err_no);
     return wrap(core::inspect::translate(emu_, *domain, *iova,
                                          access == "read" ? iommu::Access::kRead
                                                           : iommu::Access::kWrite),
                 "domain", error, err_no);
   };
-  commands_["trace"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
-    const u64 since = get_u64(rq, "since", error).value_or(0);
-    const u64 max = get_u64(rq, "max", error).value_or(1000);
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+  commands_["trace"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const u64 since = args.number("since").value_or(0);
+    const u64 max = args.number("max").value_or(1000);
+    if (!args.ok()) return bad(args, error, err_no);
     Json records = Json::array();
     for (const auto& r : emu_.trace().since(since, max)) records.push_back(core::inspect::trace_record(r));
     return {{"records", records}, {"last_seq", emu_.trace().last_seq()}};
   };
-  commands_["faults"] = [this](const Json& rq, std::string* error, int* err_no) -> Json {
-    const u64 since = get_u64(rq, "since", error).value_or(0);
-    const u64 max = get_u64(rq, "max", error).value_or(1000);
-    if (!error->empty()) return *err_no = EINVAL, nullptr;
+  commands_["faults"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const u64 since = args.number("since").value_or(0);
+    const u64 max = args.number("max").value_or(1000);
+    if (!args.ok()) return bad(args, error, err_no);
     Json records = Json::array();
     for (const auto& r : emu_.faults().since(since, max)) records.push_back(core::inspect::fault_record(r));
     return {{"faults", records}, {"last_seq", emu_.faults().last_seq()}};

@@ -2,6 +2,7 @@
 //
 //   vfio-emud [--transport auto|cuse|fuse] [--config FILE] [--dev-dir DIR] [--cuse-prefix P]
 //             [--cuse-fd NODE=FD]... [--arg-access auto|direct|retry] [--control SOCKET]
+//             [--control-request-timeout SECONDS]
 //             [--log-level trace|debug|info|warn|error|off] [--foreground]
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -98,6 +100,13 @@ int main(int argc, char** argv) {
   app.add_option("--arg-access", arg_access, "CUSE: how ioctl arguments are reached")
       ->check(CLI::IsMember({"auto", "direct", "retry"}));
   app.add_option("--control", control, "the control socket the vfio-emu tool talks to");
+  double control_request_timeout =
+      std::chrono::duration<double>(cuse::ControlServer::kDefaultRequestTimeout).count();
+  app.add_option("--control-request-timeout", control_request_timeout,
+                 "seconds a control client has for each request line (from connecting or from "
+                 "the previous reply) and for taking each reply")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_flag("--foreground", foreground, "stay in the foreground");
@@ -151,7 +160,9 @@ int main(int argc, char** argv) {
   core::Emulator emu(std::move(topology));
   cuse::ThreadGroups threads;
   cuse::MemoryTrimmer trimmer;  // freed mapping records go back to the kernel while idle
-  cuse::ControlServer control_server(emu, control, transport);
+  cuse::ControlServer control_server(
+      emu, control, transport,
+      std::chrono::milliseconds(static_cast<long long>(control_request_timeout * 1000 + 0.5)));
   if (Status st = control_server.start(); !st) {
     log->error("control socket {}: errno {}", control, st.error());
     return 1;

@@ -11,8 +11,8 @@
 namespace vfio_emu::tools {
 namespace {
 
-// A `pt` of a big domain is the longest reply (about 200 bytes per leaf, at most 2^20 leaves);
-// anything far beyond that is not a reply.
+// `maps` and `pt` replies are pages of at most 10,000 rows (a few MB); `list` of a daemon with
+// very many open files is the longest reply. Anything far beyond that is not a reply.
 constexpr size_t kMaxReplyBytes = size_t{1} << 30;
 
 std::string errno_text(int e) { return std::strerror(e); }

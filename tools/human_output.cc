@@ -328,7 +328,7 @@ void print_page_table(const Json& pt, std::FILE* out) {
   else
     print_vtd_page_table(pt, out);
   if (field(pt, "truncated") == true)
-    std::fprintf(out, "(truncated: the daemon sends at most 2^20 entries; narrow it with --iova)\n");
+    std::fprintf(out, "(truncated: vfio-emu shows at most 2^20 entries; narrow it with --iova)\n");
 }
 
 void print_translation(const Json& t, std::FILE* out) {

@@ -81,11 +81,79 @@ void print_json(const Json& j, int indent) {
   std::fprintf(stdout, "%s\n", text.c_str());
 }
 
-// Sends `request`, prints the result; *result (if given) receives it.
+// How a command's result is fetched: one request, or page after page.
+using Fetch = Outcome (*)(ControlClient&, Json);
+
+Outcome fetch_one(ControlClient& client, Json request) { return client.request(request); }
+
+// Requests page after page while the reply names a "next" one, for the request's `cursor`
+// argument; `append` adds a page to the result so far. The result is the first page with the
+// others appended, without "next": what the whole answer in one reply would have been.
+template <class Append>
+Outcome fetch_pages(ControlClient& client, Json request, const char* cursor, Append append) {
+  Outcome all = client.request(request);
+  if (!all.ok()) return all;
+  Json next = field(all.result, "next");
+  if (all.result.is_object()) all.result.erase("next");
+  while (next.is_string()) {
+    if (request.contains(cursor) && request[cursor] == next)
+      return Outcome::failure(kExitProtocol, "bad reply: the same \"next\" page twice");
+    request[cursor] = next;
+    Outcome page = client.request(request);
+    if (!page.ok()) return page;
+    next = field(page.result, "next");
+    if (!append(all.result, page.result)) break;
+  }
+  return all;
+}
+
+// Appends the elements of page[key] to into[key].
+void append_array(Json& into, Json& page, const char* key) {
+  if (!into.contains(key) || !into[key].is_array() || !page.contains(key) || !page[key].is_array())
+    return;
+  for (Json& e : page[key]) into[key].push_back(std::move(e));
+}
+
+Outcome fetch_maps(ControlClient& client, Json request) {
+  return fetch_pages(client, std::move(request), "after", [](Json& all, Json& page) {
+    append_array(all, page, "mappings");
+    return true;
+  });
+}
+
+// The tool keeps at most this many page-table rows (a table can have 2^36 leaves).
+constexpr size_t kMaxPageTableRows = size_t{1} << 20;
+
+Outcome fetch_page_table(ControlClient& client, Json request) {
+  size_t rows = 0;
+  auto count = [](const Json& pt) {
+    size_t n = array_field(pt, "rows").size();
+    for (const Json& w : array_field(pt, "windows")) n += array_field(w, "entries").size();
+    return n;
+  };
+  return fetch_pages(client, std::move(request), "first", [&](Json& all, Json& page) {
+    if (rows == 0) rows = count(all);
+    if (rows >= kMaxPageTableRows) {  // as the daemon once cut it: narrow it with --iova
+      all["truncated"] = true;
+      return false;
+    }
+    rows += count(page);
+    append_array(all, page, "rows");
+    // TCE: each page lists every window, with its entries in that page's range.
+    if (all.contains("windows") && all["windows"].is_array())
+      for (Json& w : page.value("windows", Json::array()))
+        for (Json& have : all["windows"])
+          if (have.value("slot", -1) == w.value("slot", -2)) append_array(have, w, "entries");
+    all["truncated"] = page.value("truncated", false);
+    return true;
+  });
+}
+
+// Sends `request` (through `fetch`), prints the result; *result (if given) receives it.
 int run(const GlobalOptions& g, const char* command, const Json& request, Printer print,
-        const std::string& subject = "", Json* result = nullptr) {
+        const std::string& subject = "", Json* result = nullptr, Fetch fetch = fetch_one) {
   ControlClient client(g.control, timeout_of(g));
-  Outcome o = client.request(request);
+  Outcome o = fetch(client, request);
   if (!o.ok()) return report_failure(command, o, subject);
   if (g.json)
     print_json(o.result, 2);
@@ -203,7 +271,7 @@ void InspectCommands::add_maps(CLI::App& app) {
     } else if (!args_.pid.empty()) {
       request["pid"] = *parse_u64(args_.pid);
     }
-    *exit_code_ = run(global_, "maps", request, print_maps, subject);
+    *exit_code_ = run(global_, "maps", request, print_maps, subject, nullptr, fetch_maps);
   });
 }
 
@@ -228,7 +296,8 @@ void InspectCommands::add_pt(CLI::App& app) {
       request["first"] = hex(range.first);
       request["last"] = hex(range.second);
     }
-    *exit_code_ = run(global_, "pt", request, print_page_table, args_.domain);
+    *exit_code_ = run(global_, "pt", request, print_page_table, args_.domain, nullptr,
+                      fetch_page_table);
   });
 }
 

@@ -17,6 +17,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -88,6 +89,82 @@ class ToolResult:
         return f"vfio-emu {' '.join(self.args)} -> {self.rc}, stderr {self.err!r}"
 
 
+class Control:
+    """A raw connection to the daemon's control socket, for requests the tool would never send:
+    bytes out, reply lines in, every wait bounded."""
+
+    def __init__(self, path, timeout=10):
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        # A full listen backlog answers EAGAIN at once: wait for the daemon to accept.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.01)
+        self.buf = b""
+        self.eof = False  # the daemon closed the connection
+
+    def send(self, data):
+        """Sends bytes (a str is encoded); False if the daemon closed the connection."""
+        try:
+            self.sock.sendall(data.encode() if isinstance(data, str) else data)
+            return True
+        except OSError:
+            return False
+
+    def line(self, timeout=None):
+        """The next reply line, parsed; None if the connection closed or nothing came in time."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"not JSON": line[:200].decode(errors="replace")}
+
+    def request(self, req, timeout=None):
+        """Sends one request (a dict, or a raw line without its newline) and returns the reply."""
+        data = json.dumps(req) if isinstance(req, dict) else req
+        data = data.encode() if isinstance(data, str) else data
+        if not self.send(data + b"\n"):
+            return None
+        return self.line(timeout)
+
+    def closed(self, timeout=None):
+        """True once the daemon has closed the connection (after any pending reply lines)."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return False
+            try:
+                if not self.sock.recv(1 << 20):
+                    return True
+            except OSError:
+                return True
+
+    def close(self):
+        self.sock.close()
+
+
 class Rig:
     """A daemon on its own directory and socket, and (after start_client) a mapping client."""
 
@@ -104,6 +181,7 @@ class Rig:
         self.client = None
         self.ready = None  # the client's "ready" JSON
         self.others = []   # processes started with spawn()
+        self.connections = []  # raw control connections opened with control()
 
     def __enter__(self):
         signal.signal(signal.SIGTERM, _stop)
@@ -111,6 +189,8 @@ class Rig:
         return self
 
     def __exit__(self, *exc):
+        for c in self.connections:
+            c.close()
         for p in self.others:
             if p.poll() is None:
                 p.kill()
@@ -130,11 +210,11 @@ class Rig:
 
     # ---- the daemon ----------------------------------------------------------------------------
 
-    def start_daemon(self, timeout=10):
+    def start_daemon(self, *extra_args, timeout=10):
         with open(self.log, "w") as log:
             self.daemon = subprocess.Popen(
                 [self.opts.daemon, "--transport", "fuse", "--dev-dir", self.dev,
-                 "--control", self.sock, "--foreground"],
+                 "--control", self.sock, "--foreground", *[str(a) for a in extra_args]],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -151,6 +231,26 @@ class Rig:
                 return f.read()
         except OSError:
             return ""
+
+    def control(self, timeout=10):
+        """A raw connection to the control socket (closed at the end of the test)."""
+        c = Control(self.sock, timeout)
+        self.connections.append(c)
+        return c
+
+    def daemon_alive(self, check, what):
+        """Whether the daemon is still running, answers `status`, and its nodes still open."""
+        if not check.true(self.daemon is not None and self.daemon.poll() is None,
+                          f"{what}: the daemon is running"):
+            return False
+        r = self.tool("--json", "status")
+        ok = check.true(r.rc == 0, f"{what}: status answers: {r!r}")
+        try:
+            fd = os.open(os.path.join(self.dev, "vfio", "vfio"), os.O_RDWR)
+            os.close(fd)
+        except OSError as e:
+            return check.true(False, f"{what}: the container node opens: {e}")
+        return ok
 
     def stop_daemon(self, timeout=5):
         if self.daemon is None:
@@ -170,9 +270,11 @@ class Rig:
 
     # ---- the mapping client --------------------------------------------------------------------
 
-    def start_client(self, timeout=15):
-        """Starts the mapping client and returns its "ready" JSON (what it mapped where)."""
-        self.client = subprocess.Popen([self.opts.client, self.dev], stdin=subprocess.PIPE,
+    def start_client(self, *extra_args, timeout=15):
+        """Starts the mapping client (with `extra_args`, e.g. "--small", 20000) and returns its
+        "ready" JSON (what it mapped where)."""
+        self.client = subprocess.Popen([self.opts.client, self.dev, *[str(a) for a in extra_args]],
+                                       stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         line = b""
@@ -242,16 +344,17 @@ class Rig:
             return None
 
 
-def main(test, with_client=True):
-    """Runs test(rig, check) against a fresh daemon (and mapping client) and exits with its
-    status; any exception is a failure with the daemon's log."""
+def main(test, with_client=True, daemon_args=()):
+    """Runs test(rig, check) against a fresh daemon (started with `daemon_args` added) and
+    mapping client, and exits with its status; any exception is a failure with the daemon's
+    log."""
     opts = parse_args()
     name = os.path.basename(sys.argv[0])
     check = Checker(name)
     try:
         with Rig(opts) as rig:
             try:
-                rig.start_daemon()
+                rig.start_daemon(*daemon_args)
                 if with_client:
                     rig.start_client()
                 test(rig, check)

@@ -12,6 +12,13 @@
  * TCE (group 3, sPAPR v2): 2 MiB registered, a 64 KiB-page window of 1 GiB with 2 levels,
  *   1 MiB of the registered memory mapped at the start of the window (16 TCEs), read/write.
  *
+ * With --small N (for the tests of long, paged answers) also:
+ *   VT-d container: N mappings of 4 KiB from IOVA 0x100000000 every 8 KiB (so no two are
+ *                   contiguous), of N consecutive pages of one MAP_NORESERVE buffer, read/write;
+ *   iommufd: an IOAS (no device attached) with M areas (--areas M, default 3) of 4 KiB,
+ *            read/write, at IOVA 0x1000, 0x3000, 0x5000, ... (type1 allows at most 65535
+ *            mappings per container; an IOAS has no such limit).
+ *
  * When everything is mapped it prints one line, "ready {JSON}", the JSON naming what it mapped
  * (addresses as "0x..." strings), then waits until stdin is closed and exits 0 without unmapping:
  * the daemon cleans up when the fds close. On failure it names the ioctl and exits 1.
@@ -111,10 +118,59 @@ static void print_mappings(const char *name, const struct mapping *m, int n)
 	printf("]");
 }
 
+#define SMALL_IOVA (4 * GIB)
+#define SMALL_STRIDE (8 * KIB)
+/* --small: `count` 4 KiB type1 mappings, then an IOAS with `nareas` areas; prints their JSON. */
+static void map_small(const char *dir, int container, unsigned long count, unsigned long nareas)
+{
+	char *pages = map_aligned(count * 4 * KIB, 4 * KIB, MAP_NORESERVE);
+	for (unsigned long i = 0; i < count; i++) {
+		struct mapping m = {SMALL_IOVA + i * SMALL_STRIDE, 4 * KIB, pages + i * 4 * KIB, "rw"};
+		map_dma(container, &m, "VFIO_IOMMU_MAP_DMA (small)");
+	}
+	int iommufd = open_node(dir, "iommu");
+	struct iommu_ioas_alloc alloc = {.size = sizeof(alloc)};
+	if (ioctl(iommufd, IOMMU_IOAS_ALLOC, &alloc))
+		fail("IOMMU_IOAS_ALLOC");
+	struct mapping *areas = calloc(nareas, sizeof(*areas));
+	char *area_pages = map_aligned(nareas * 4 * KIB, 4 * KIB, MAP_NORESERVE);
+	if (!areas)
+		fail("calloc");
+	for (unsigned long i = 0; i < nareas; i++) {
+		areas[i] = (struct mapping){0x1000 + i * 0x2000, 4 * KIB, area_pages + i * 4 * KIB, "rw"};
+		struct iommu_ioas_map map = {
+			.size = sizeof(map),
+			.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+				 IOMMU_IOAS_MAP_WRITEABLE,
+			.ioas_id = alloc.out_ioas_id,
+			.user_va = (uintptr_t)areas[i].vaddr,
+			.length = areas[i].size,
+			.iova = areas[i].iova,
+		};
+		if (ioctl(iommufd, IOMMU_IOAS_MAP, &map))
+			fail("IOMMU_IOAS_MAP");
+	}
+	printf(",\"small\":{\"count\":%lu,\"iova\":\"0x%llx\",\"stride\":%llu,\"vaddr\":\"%p\"}",
+	       count, (unsigned long long)SMALL_IOVA, (unsigned long long)SMALL_STRIDE, pages);
+	printf(",\"ioas\":{\"id\":%u,", alloc.out_ioas_id);
+	print_mappings("areas", areas, (int)nareas);
+	printf("}");
+	free(areas);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: mapping_client DIR\n");
+	unsigned long small = 0, nareas = 3;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--small") == 0)
+			small = strtoul(argv[i + 1], NULL, 0);
+		else if (strcmp(argv[i], "--areas") == 0)
+			nareas = strtoul(argv[i + 1], NULL, 0);
+		else
+			small = 0, argc = 0;
+	}
+	if (argc < 2 || argc % 2 != 0 || (argc > 2 && small == 0)) {
+		fprintf(stderr, "usage: mapping_client DIR [--small N [--areas M]]\n");
 		return 2;
 	}
 	const char *dir = argv[1];
@@ -159,7 +215,10 @@ int main(int argc, char **argv)
 	       (unsigned long long)TCE_WINDOW_SIZE, TCE_LEVELS, memory,
 	       (unsigned long long)TCE_REGISTERED);
 	print_mappings("maps", &tce, 1);
-	printf("}}\n");
+	printf("}");
+	if (small > 0)
+		map_small(dir, vtd_container, small, nareas);
+	printf("}\n");
 	fflush(stdout);
 
 	/* Keep every fd open until the test is done with us. */
