@@ -361,6 +361,12 @@ Status FuseTransport::mount() {
 
 int FuseTransport::run() {
   if (fuse_set_signal_handlers(se_) != 0) return 1;
+  // Only this thread takes the stop signals (vfio_emud.cc blocked them before starting any
+  // helper thread): its wait in the loop is what a signal must interrupt.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   // Identifying an fd makes this daemon call into itself: there must always be a free worker.
   fuse_loop_cfg_set_max_threads(cfg, 64);

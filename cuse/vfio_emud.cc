@@ -6,6 +6,8 @@
 //             [--log-level trace|debug|info|warn|error|off] [--foreground]
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -156,6 +158,15 @@ int main(int argc, char** argv) {
     lim.rlim_cur = lim.rlim_max;
     setrlimit(RLIMIT_NOFILE, &lim);
   }
+
+  // The stop signals go to the main thread only (FUSE: its wait in the session loop; CUSE: its
+  // sigtimedwait). A helper thread that took one would run the handler where nobody waits for
+  // it, and the daemon would not stop. Threads started from here on inherit the mask; the FUSE
+  // transport unblocks the signals in this thread alone (libfuse's own workers block them).
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   core::Emulator emu(std::move(topology));
   cuse::ThreadGroups threads;
