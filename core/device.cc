@@ -442,9 +442,11 @@ constexpr Command kDeviceCommands[] = {
 // ---- pread / pwrite ----------------------------------------------------------------------------
 
 Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::string_view why) {
-  logger("core")->info("vfio/devices/{} pid {} {} offset {:#x} len {:#x}: {}: {} ({})",
-                       f.device->cdev_name(), f.opener(), write ? "pwrite" : "pread", offset, len,
-                       why, errno_name(e), e);
+  auto log = logger("core");
+  if (rejection_log_allowed(*log, f.opener()))
+    log->info("vfio/devices/{} pid {} {} offset {:#x} len {:#x}: {}: {} ({})",
+              f.device->cdev_name(), f.opener(), write ? "pwrite" : "pread", offset, len,
+              why, errno_name(e), e);
   return Err{e};
 }
 

@@ -97,15 +97,18 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
       if (g == nullptr) return err(ENODEV);
       std::lock_guard lock(mu);
       if (g->open_file != nullptr) {
-        log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid, g->id());
+        if (rejection_log_allowed(*log, caller.pid))
+          log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid,
+                    g->id());
         return err(EBUSY);
       }
       // vfio_group_fops_open (6.6+): EBUSY while a device is in use through its cdev, i.e.
       // bound (cdev_device_open_cnt is raised by BIND, not by open).
       for (const auto& d : g->devices()) {
         if (d->bound_file != nullptr) {
-          log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
-                    node.path, caller.pid, d->spec().bdf, g->id());
+          if (rejection_log_allowed(*log, caller.pid))
+            log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
+                      node.path, caller.pid, d->spec().bdf, g->id());
           return err(EBUSY);
         }
       }
@@ -339,7 +342,8 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
 void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& result) {
   if (!result && result.error() == kNeedRetry) return;  // the same ioctl comes again
   auto log = logger("core");
-  if (!result && result.error() == ENOTTY && c == nullptr)
+  if (!result && result.error() == ENOTTY && c == nullptr &&
+      rejection_log_allowed(*log, call.caller.pid))
     log->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY", call.node_name,
               call.caller.pid, call.cmd, call.arg);
   const auto all = all_commands();

@@ -107,8 +107,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   auto log = logger("core.type1");
   // Attaching could require pinning, so it is refused while a vaddr is invalid.
   if (vaddr_invalid_count_ != 0) {
-    log->info("container {}: attach group {}: {} mapping(s) have an invalid vaddr: EBUSY",
-              container_.id(), g.id(), vaddr_invalid_count_);
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: attach group {}: {} mapping(s) have an invalid vaddr: EBUSY",
+                container_.id(), g.id(), vaddr_invalid_count_);
     return err(EBUSY);
   }
   auto known = [&](const Group* x) { return x == &g; };
@@ -122,8 +123,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
     return {};
   }
   if (g.model() != iommu::Model::kVtd) {
-    log->info("container {}: group {} is behind {} unit {}, which cannot serve {}: ENODEV",
-              container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name(), name());
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: group {} is behind {} unit {}, which cannot serve {}: ENODEV",
+                container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name(), name());
     return err(ENODEV);
   }
 
@@ -133,8 +135,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
                                     "container " + std::to_string(container_.id()));
   if (!created) {
     if (created.error() == ENOSPC)
-      log->info("container {}: group {}: IOMMU unit {} has run out of domain ids (CAP.ND): ENOSPC",
-                container_.id(), g.id(), g.unit()->name());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: IOMMU unit {} has run out of domain ids (CAP.ND): "
+                  "ENOSPC", container_.id(), g.id(), g.unit()->name());
     return Err{created.error()};
   }
   std::shared_ptr<HwDomain> fresh = created.take();
@@ -142,13 +145,15 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   // Existing mappings must fit the new aperture and avoid the group's reserved regions.
   for (const auto& [iova, dma] : dmas_) {
     if (!contains(fresh->hw->aperture(), dma.iova, dma.last())) {
-      log->info("container {}: group {}: mapping {:#x}..{:#x} lies outside unit {}'s aperture: "
-                "EINVAL", container_.id(), g.id(), dma.iova, dma.last(), g.unit()->name());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: mapping {:#x}..{:#x} lies outside unit {}'s aperture: "
+                  "EINVAL", container_.id(), g.id(), dma.iova, dma.last(), g.unit()->name());
       return err(EINVAL);
     }
     if (overlaps(g.unit()->reserved_regions(), dma.iova, dma.last())) {
-      log->info("container {}: group {}: mapping {:#x}..{:#x} overlaps a reserved region: EINVAL",
-                container_.id(), g.id(), dma.iova, dma.last());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: mapping {:#x}..{:#x} overlaps a reserved region: EINVAL",
+                  container_.id(), g.id(), dma.iova, dma.last());
       return err(EINVAL);
     }
   }
