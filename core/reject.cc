@@ -7,6 +7,7 @@
 #include "core/dispatcher.h"
 #include "core/log.h"
 #include "core/log_rate_limit.h"
+#include "iommu/table_memory.h"
 
 namespace vfio_emu::core {
 
@@ -36,9 +37,18 @@ std::string_view errno_name(int e) {
     case EADDRINUSE: return "EADDRINUSE";
     case ENOTCONN: return "ENOTCONN";
     case EAGAIN: return "EAGAIN";
+    case ENFILE: return "ENFILE";
+    case EMFILE: return "EMFILE";
     case kNeedRetry: return "RETRY";
     default: return "errno";
   }
+}
+
+std::string table_limit_note(int e) {
+  const auto refused = iommu::TableBudget::take_refusal();
+  if (e != ENOMEM || !refused) return {};
+  return fmt::format(" (page tables: {:#x} bytes in use, a {:#x}-byte table would pass the limit "
+                     "{:#x}, table_memory)", refused->used, refused->wanted, refused->limit);
 }
 
 namespace {

@@ -324,7 +324,8 @@ Result<u64> SpaprDriver::add_window(IoctlCall& call, u32 page_shift, u64 window_
   if (!bus) {
     uncharge(bytes);
     return reject(call, bus.error(), "unit {} cannot create a {:#x}-byte window of {}-bit pages "
-                  "in {} level(s)", cfg.name, window_size, page_shift, levels);
+                  "in {} level(s){}", cfg.name, window_size, page_shift, levels,
+                  table_limit_note(bus.error()));
   }
   table_charge_[*bus] = bytes;
   return *bus;
@@ -552,8 +553,8 @@ Result<long> SpaprDriver::map_dma(IoctlCall& call) {
   }
   auto r = tce().map(map.iova, map.vaddr, map.size, prot);
   if (!r)
-    return reject(call, r.error(), "iova {:#x} size {:#x}: TCE table update failed", map.iova,
-                  map.size);
+    return reject(call, r.error(), "iova {:#x} size {:#x}: TCE table update failed{}", map.iova,
+                  map.size, table_limit_note(r.error()));
   if (*r) call.detail += fmt::format(" -> replaced={:#x}", *r);
   return 0;
 }
