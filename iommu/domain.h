@@ -90,7 +90,8 @@ class Unit {
   virtual bool enforces_cache_coherency() const = 0;
 
   // The budget (iommu/table_memory.h) the page tables of domains created from now on draw from,
-  // shared with other units' domains; null (the default) for none. Set before the unit is used.
+  // shared with other units' domains; null (the default) for none. Set before the unit is used,
+  // by the one Emulator the unit belongs to.
   void share_table_budget(std::shared_ptr<TableBudget> budget) {
     table_budget_ = std::move(budget);
   }
