@@ -112,7 +112,7 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
                   "open_device fails", dev.spec().bdf);
   const u64 out = call.arg + offsetof(vfio_device_bind_iommufd, out_devid);
   TRY(call.mem->will_write(out, sizeof(u32)));
-  const u32 devid = TRY(iommufd_bind_device(emu, *ctx, dev));
+  const u32 devid = TRY(iommufd_bind_device(emu, *ctx, dev, call));
   Status st = copy_to_user(call, out, &devid, sizeof(devid));
   if (!st) {
     iommufd_unbind_device(emu, *ctx, devid);
@@ -403,7 +403,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
     return reject(call, EIO, "device {} is in a bad state (a reset failed or its PE is frozen); "
                   "open_device fails", dev.spec().bdf);
   if (g.ictx) {
-    const u32 devid = TRY(iommufd_bind_device(emu, *g.ictx, dev));
+    const u32 devid = TRY(iommufd_bind_device(emu, *g.ictx, dev, call));
     auto hwpt = iommufd_attach_compat(emu, *g.ictx, devid, call);
     if (!hwpt) {
       iommufd_unbind_device(emu, *g.ictx, devid);
@@ -448,9 +448,11 @@ constexpr Command kDeviceCommands[] = {
 // ---- pread / pwrite ----------------------------------------------------------------------------
 
 Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::string_view why) {
-  logger("core")->info("vfio/devices/{} pid {} {} offset {:#x} len {:#x}: {}: {} ({})",
-                       f.device->cdev_name(), f.opener(), write ? "pwrite" : "pread", offset, len,
-                       why, errno_name(e), e);
+  auto log = logger("core");
+  if (rejection_log_allowed(*log, f.opener()))
+    log->info("vfio/devices/{} pid {} {} offset {:#x} len {:#x}: {}: {} ({})",
+              f.device->cdev_name(), f.opener(), write ? "pwrite" : "pread", offset, len,
+              why, errno_name(e), e);
   return Err{e};
 }
 

@@ -11,6 +11,7 @@
 #include "core/uapi/iommufd.h"
 #include "core/uapi/vfio.h"
 #include "core/uapi/vfio_emu.h"
+#include "iommu/table_memory.h"
 
 namespace vfio_emu::core {
 
@@ -42,10 +43,39 @@ u64 LockedMemory::charged(pid_t pid) const {
   return it == bytes_.end() ? 0 : it->second;
 }
 
+// ---- OpenFileCounts --------------------------------------------------------------------------
+
+Status OpenFileCounts::add(uid_t uid) {
+  std::lock_guard lock(mu_);
+  u32& n = open_[uid];
+  if (uid != 0 && n >= limit_) {
+    if (n == 0) open_.erase(uid);
+    return err(ENFILE);
+  }
+  ++n;
+  return {};
+}
+
+void OpenFileCounts::remove(uid_t uid) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(uid);
+  if (it == open_.end()) return;
+  if (--it->second == 0) open_.erase(it);
+}
+
+u32 OpenFileCounts::count(uid_t uid) const {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(uid);
+  return it == open_.end() ? 0 : it->second;
+}
+
 // ---- Emulator --------------------------------------------------------------------------------
 
-Emulator::Emulator(Topology topology, EmulatorOptions options)
-    : topology_(std::move(topology)), options_(options) {
+Emulator::Emulator(Topology topology)
+    : topology_(std::move(topology)),
+      table_budget_(std::make_shared<iommu::TableBudget>(topology_.limits.table_memory)),
+      open_files_(topology_.limits.open_files_per_uid) {
+  for (const auto& unit : topology_.units) unit->share_table_budget(table_budget_);
   nodes_.push_back(NodeInfo{"vfio/vfio", NodeKind::kContainer, 0, 0666, {}, {}});
   std::map<u32, const GroupSpec*> spec_of;
   for (const GroupSpec& gs : topology_.groups) {
@@ -87,6 +117,22 @@ Device* Emulator::device_by_cdev(u32 index) const {
 Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller& caller,
                                              u64* conflict) {
   auto log = logger("core");
+  // fs.file-max's place: counted first (alloc_empty_file comes before the driver's open), and
+  // given back below unless the open succeeds.
+  if (!open_files_.add(caller.uid)) {
+    if (rejection_log_allowed(*log, caller.pid))
+      log->info("{} pid {} open: uid {} has {:#x} files open, the limit (open_files_per_uid): "
+                "ENFILE", node.path, caller.pid, caller.uid, open_files_.limit());
+    return err(ENFILE);
+  }
+  struct Counted {
+    OpenFileCounts& counts;
+    uid_t uid;
+    bool kept = false;
+    ~Counted() {
+      if (!kept) counts.remove(uid);
+    }
+  } counted{open_files_, caller.uid};
   std::shared_ptr<File> file;
   const u64 id = new_id();
   switch (node.kind) {
@@ -98,7 +144,9 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
       if (g == nullptr) return err(ENODEV);
       std::lock_guard lock(mu);
       if (g->open_file != nullptr) {
-        log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid, g->id());
+        if (rejection_log_allowed(*log, caller.pid))
+          log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid,
+                    g->id());
         if (conflict != nullptr) *conflict = g->open_file->id();
         return err(EBUSY);
       }
@@ -106,8 +154,9 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
       // bound (cdev_device_open_cnt is raised by BIND, not by open).
       for (const auto& d : g->devices()) {
         if (d->bound_file != nullptr) {
-          log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
-                    node.path, caller.pid, d->spec().bdf, g->id());
+          if (rejection_log_allowed(*log, caller.pid))
+            log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
+                      node.path, caller.pid, d->spec().bdf, g->id());
           if (conflict != nullptr) *conflict = d->bound_file->id();
           return err(EBUSY);
         }
@@ -129,7 +178,8 @@ Result<std::shared_ptr<File>> Emulator::open(const NodeInfo& node, const Caller&
       break;
   }
   std::lock_guard lock(registry_mu_);
-  files_[id] = file;
+  files_[id] = OpenFile{file, caller.uid};
+  counted.kept = true;
   log->debug("{} pid {} open: file {}", node.path, caller.pid, id);
   return file;
 }
@@ -159,22 +209,28 @@ void Emulator::release(const std::shared_ptr<File>& file) {
         break;
     }
   }
-  std::lock_guard lock(registry_mu_);
-  files_.erase(file->id());
+  {
+    std::lock_guard lock(registry_mu_);
+    auto it = files_.find(file->id());
+    if (it != files_.end()) {
+      open_files_.remove(it->second.uid);
+      files_.erase(it);
+    }
+  }
   logger("core")->debug("{} file {} released", node_kind_name(file->kind()), file->id());
 }
 
 std::shared_ptr<File> Emulator::file(u64 id) const {
   std::lock_guard lock(registry_mu_);
   auto it = files_.find(id);
-  return it == files_.end() ? nullptr : it->second.lock();
+  return it == files_.end() ? nullptr : it->second.file.lock();
 }
 
 std::vector<std::shared_ptr<File>> Emulator::files() const {
   std::lock_guard lock(registry_mu_);
   std::vector<std::shared_ptr<File>> out;
-  for (const auto& [id, w] : files_)
-    if (auto f = w.lock()) out.push_back(f);
+  for (const auto& [id, o] : files_)
+    if (auto f = o.file.lock()) out.push_back(f);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->id() < b->id(); });
   return out;
 }
@@ -262,6 +318,7 @@ Status read_iommufd_struct(IoctlCall& call, const Command& c) {
 }  // namespace
 
 Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
+  (void)iommu::TableBudget::take_refusal();  // a refusal seen from here on is this call's
   const Command* c = nullptr;
   Result<long> result = err(ENOTTY);
   switch (file.kind()) {
@@ -342,7 +399,8 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
 void Emulator::account(const Command* c, IoctlCall& call, const Result<long>& result) {
   if (!result && is_internal_code(result.error())) return;  // the same ioctl comes again
   auto log = logger("core");
-  if (!result && result.error() == ENOTTY && c == nullptr)
+  if (!result && result.error() == ENOTTY && c == nullptr &&
+      rejection_log_allowed(*log, call.caller.pid))
     log->info("{} pid {} ioctl {:#x} arg {:#x}: unknown command: ENOTTY", call.node_name,
               call.caller.pid, call.cmd, call.arg);
   const auto all = all_commands();

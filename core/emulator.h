@@ -17,11 +17,11 @@
 #include "core/topology.h"
 #include "core/trace.h"
 
-namespace vfio_emu::core {
+namespace vfio_emu::iommu {
+class TableBudget;
+}
 
-struct EmulatorOptions {
-  u32 dma_entry_limit = 65535;  // type1 module parameter dma_entry_limit (U16_MAX)
-};
+namespace vfio_emu::core {
 
 // A node to present: "vfio/vfio", "vfio/1", "vfio/devices/vfio0", "iommu" (relative to /dev).
 struct NodeInfo {
@@ -46,9 +46,26 @@ class LockedMemory {
   std::unordered_map<pid_t, u64> bytes_;
 };
 
+// Open node files per uid (Limits::open_files_per_uid), for the ENFILE of open(2).
+class OpenFileCounts {
+ public:
+  explicit OpenFileCounts(u32 limit) : limit_(limit) {}
+  // Counts one more open file of `uid`. Errors: ENFILE if `uid` (not 0) has `limit` open.
+  Status add(uid_t uid);
+  void remove(uid_t uid);
+  u32 count(uid_t uid) const;
+  u32 limit() const { return limit_; }
+
+ private:
+  const u32 limit_;
+  mutable std::mutex mu_;
+  std::unordered_map<uid_t, u32> open_;
+};
+
 class Emulator {
  public:
-  explicit Emulator(Topology topology, EmulatorOptions options = {});
+  // Runs `topology`'s machine with its limits (Topology::limits).
+  explicit Emulator(Topology topology);
   ~Emulator();
   Emulator(const Emulator&) = delete;
   Emulator& operator=(const Emulator&) = delete;
@@ -56,10 +73,11 @@ class Emulator {
   const std::vector<NodeInfo>& nodes() const { return nodes_; }
   const NodeInfo* node(const std::string& path) const;
   const Topology& topology() const { return topology_; }
-  const EmulatorOptions& options() const { return options_; }
+  const Limits& limits() const { return topology_.limits; }
 
-  // open(2). Errors: EBUSY (the group is already open, or one of its devices is bound through
-  // its cdev); then *conflict (if given) is the id of the open file that holds it.
+  // open(2). Errors: ENFILE (the caller's uid has Limits::open_files_per_uid files open), EBUSY
+  // (the group is already open, or one of its devices is bound through its cdev); then
+  // *conflict (if given) is the id of the open file that holds it.
   Result<std::shared_ptr<File>> open(const NodeInfo& node, const Caller& caller,
                                      u64* conflict = nullptr);
   // The last close of an open file: releases everything it held, as Linux does.
@@ -81,6 +99,9 @@ class Emulator {
   const std::vector<std::unique_ptr<Group>>& groups() const { return groups_; }
   u64 new_id() { return next_id_.fetch_add(1); }
   LockedMemory& locked_memory() { return locked_memory_; }
+  // The page-table bytes all domains hold together, against Limits::table_memory.
+  const iommu::TableBudget& table_budget() const { return *table_budget_; }
+  const OpenFileCounts& open_files() const { return open_files_; }
 
   // Creates a domain on `unit` and registers it for the tools.
   // Errors: ENOSPC (the unit is out of domain ids), ENOMEM.
@@ -98,15 +119,20 @@ class Emulator {
   void account(const Command* c, IoctlCall& call, const Result<long>& result);
 
   Topology topology_;
-  EmulatorOptions options_;
+  std::shared_ptr<iommu::TableBudget> table_budget_;
   std::vector<NodeInfo> nodes_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::map<u32, Device*> devices_by_cdev_;
   std::atomic<u64> next_id_{1};
   LockedMemory locked_memory_;
+  OpenFileCounts open_files_;
 
+  struct OpenFile {
+    std::weak_ptr<File> file;
+    uid_t uid;  // counted in open_files_ until the release
+  };
   mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out)
-  std::unordered_map<u64, std::weak_ptr<File>> files_;
+  std::unordered_map<u64, OpenFile> files_;
   std::vector<std::weak_ptr<HwDomain>> domains_;
 
   TraceLog trace_{4096};

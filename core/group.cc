@@ -76,8 +76,7 @@ Result<long> set_container(Emulator& emu, File& file, IoctlCall& call) {
   }
   if (target && target->kind() == NodeKind::kIommufd) {
     auto& f = static_cast<IommufdFile&>(*target);
-    Status st = iommufd_attach_group(emu, f.ctx, g);
-    if (!st) return reject(call, st.error(), "group {}: iommufd compat IOAS", g.id());
+    TRY(iommufd_attach_group(emu, f.ctx, g, call));
     g.ictx = f.ctx;
     call.detail += " iommufd";
     return 0;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <fmt/core.h>
+#include <spdlog/logger.h>
+#include <sys/types.h>
 
 #include <string>
 #include <string_view>
@@ -16,8 +18,25 @@ namespace vfio_emu::core {
 // "EINVAL", "ENOENT", ... (or the number for anything unusual).
 std::string_view errno_name(int e);
 
-// Logs "<node> pid <pid> <command>: <message>: <ERRNO>" at info level and returns Err{e}.
+// Logs "<node> pid <pid> <command>: <message>: <ERRNO>" at info level (rate-limited per caller,
+// see rejection_log_allowed) and returns Err{e}.
 Err reject_message(const IoctlCall& call, int e, const std::string& message);
+
+// What to add to the log line of a domain operation (map, window creation) that failed with
+// `e`: when it was ENOMEM because the daemon's page-table budget (Limits::table_memory) refused a
+// table, " (page tables: ... in use ...)" with the figures in hex; otherwise nothing.
+std::string table_limit_note(int e);
+
+// Whether `log` may log a line, at info level, about a call of `pid` that failed: every caller
+// can provoke such lines at will, so they are rate-limited per caller (core/log_rate_limit.h; a
+// burst of 10, then 2 per second; 20 per second for all callers together). When lines of this
+// caller were suppressed before, it first logs "pid <pid>: <N> rejection log lines suppressed".
+// Lines at debug level (every ioctl) are opt-in and not limited.
+bool rejection_log_allowed(spdlog::logger& log, pid_t pid);
+
+struct LogRateLimitConfig;
+// Replaces the rate limit of rejection lines (and forgets every caller's count).
+void configure_rejection_log_limit(const LogRateLimitConfig& config);
 
 template <class... A>
 Err reject(const IoctlCall& call, int e, fmt::format_string<A...> f, A&&... args) {

@@ -78,9 +78,11 @@ Prot prot_of(u32 flags) {
 // positive non-zero result, a region left registered), in reject()'s format.
 template <class... A>
 void note(const IoctlCall& call, fmt::format_string<A...> f, A&&... args) {
-  logger("core.spapr")->info("{} pid {} {}: {}", call.node_name, call.caller.pid,
-                             call.command != nullptr ? call.command->name : "ioctl",
-                             fmt::format(f, std::forward<A>(args)...));
+  auto log = logger("core.spapr");
+  if (rejection_log_allowed(*log, call.caller.pid))
+    log->info("{} pid {} {}: {}", call.node_name, call.caller.pid,
+              call.command != nullptr ? call.command->name : "ioctl",
+              fmt::format(f, std::forward<A>(args)...));
 }
 
 // copy_from_user of the first `minsz` bytes of the argument.
@@ -165,36 +167,41 @@ void SpaprDriver::set_group_pe(Group& g, const SpaprPeState& pe) {
   g.eeh_state = pe.normal() ? EehState::kNormal : EehState::kFrozen;
 }
 
-Status SpaprDriver::attach_group(Group& g, IoctlCall&) {
+Status SpaprDriver::attach_group(Group& g, IoctlCall& call) {
   auto log = logger("core.spapr");
   if (g.model() != iommu::Model::kTce) {
-    log->info("container {}: attach group {}: {} unit {} has no TCE table group: ENODEV",
-              container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name());
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: attach group {}: {} unit {} has no TCE table group: ENODEV",
+                container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name());
     return err(ENODEV);
   }
   const TceConfig& cfg = static_cast<const TceUnit&>(*g.unit()).config();
   if (v2_ && max_dynamic_windows(cfg) == 0) {
-    log->info("container {}: attach group {}: v2 needs dynamic DMA windows, unit {} has {} "
-              "window slot(s): EINVAL", container_.id(), g.id(), cfg.name, cfg.max_windows);
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: attach group {}: v2 needs dynamic DMA windows, unit {} has {} "
+                "window slot(s): EINVAL", container_.id(), g.id(), cfg.name, cfg.max_windows);
     return err(EINVAL);
   }
   if (!v2_ && !groups_.empty()) {
-    log->info("container {}: attach group {}: a v1 container takes one group (has group {}): "
-              "EBUSY", container_.id(), g.id(), groups_.front()->id());
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: attach group {}: a v1 container takes one group (has group {}): "
+                "EBUSY", container_.id(), g.id(), groups_.front()->id());
     return err(EBUSY);
   }
   for (const Group* other : groups_) {
     if (other == &g) {
-      log->info("container {}: group {} is already attached: EBUSY", container_.id(), g.id());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {} is already attached: EBUSY", container_.id(), g.id());
       return err(EBUSY);
     }
     // Linux shares one set of tables among the groups of a container and refuses a group whose
     // table group cannot take them ("incompatible", EPERM). Here the tables belong to one TCE
     // unit, so a group behind another unit is that incompatible group.
     if (other->unit() != g.unit()) {
-      log->info("container {}: group {} is behind TCE unit {}, the container's windows are on "
-                "unit {}: incompatible: EPERM", container_.id(), g.id(), g.unit()->name(),
-                other->unit()->name());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {} is behind TCE unit {}, the container's windows are on "
+                  "unit {}: incompatible: EPERM", container_.id(), g.id(), g.unit()->name(),
+                  other->unit()->name());
       return err(EPERM);
     }
   }
@@ -202,8 +209,9 @@ Status SpaprDriver::attach_group(Group& g, IoctlCall&) {
     auto created = emu_.create_domain(g.unit(), container_.weak_mu(),
                                       "container " + std::to_string(container_.id()));
     if (!created) {
-      log->info("container {}: attach group {}: no domain on unit {}: errno {}", container_.id(),
-                g.id(), g.unit()->name(), created.error());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: attach group {}: no domain on unit {}: errno {}", container_.id(),
+                  g.id(), g.unit()->name(), created.error());
       return Err{created.error()};
     }
     domain_ = created.take();
@@ -316,7 +324,8 @@ Result<u64> SpaprDriver::add_window(IoctlCall& call, u32 page_shift, u64 window_
   if (!bus) {
     uncharge(bytes);
     return reject(call, bus.error(), "unit {} cannot create a {:#x}-byte window of {}-bit pages "
-                  "in {} level(s)", cfg.name, window_size, page_shift, levels);
+                  "in {} level(s){}", cfg.name, window_size, page_shift, levels,
+                  table_limit_note(bus.error()));
   }
   table_charge_[*bus] = bytes;
   return *bus;
@@ -544,8 +553,8 @@ Result<long> SpaprDriver::map_dma(IoctlCall& call) {
   }
   auto r = tce().map(map.iova, map.vaddr, map.size, prot);
   if (!r)
-    return reject(call, r.error(), "iova {:#x} size {:#x}: TCE table update failed", map.iova,
-                  map.size);
+    return reject(call, r.error(), "iova {:#x} size {:#x}: TCE table update failed{}", map.iova,
+                  map.size, table_limit_note(r.error()));
   if (*r) call.detail += fmt::format(" -> replaced={:#x}", *r);
   return 0;
 }

@@ -156,6 +156,17 @@ struct Parser {
     return fail(where + ": model must be vtd, tce or nop"), nullptr;
   }
 
+  bool limits(const toml::node& n, Limits* out) {
+    const toml::table* t = n.as_table();
+    if (t == nullptr) return fail("[limits] must be a table");
+    const std::string where = "limits";
+    return get_int(*t, "dma_entry_limit", &out->dma_entry_limit, where) &&
+           get_size(*t, "table_memory", &out->table_memory, where) &&
+           get_int(*t, "iommufd_objects", &out->iommufd_objects, where) &&
+           get_int(*t, "ioas_mappings", &out->ioas_mappings, where) &&
+           get_int(*t, "open_files_per_uid", &out->open_files_per_uid, where);
+  }
+
   bool device(const toml::node& n, DeviceSpec* d, const std::string& where) {
     if (auto s = n.value<std::string>()) {
       d->bdf = *s;
@@ -324,6 +335,8 @@ std::optional<Topology> Topology::parse(const std::string& toml_text, std::strin
       t.groups.push_back(std::move(g));
     }
   }
+  if (const toml::node* l = root.get("limits"); l != nullptr && p.error.empty())
+    p.limits(*l, &t.limits);
   if (p.error.empty() && t.groups.empty()) p.fail("the topology defines no [[group]]");
   if (!p.error.empty()) {
     *error = p.error;

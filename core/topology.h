@@ -22,6 +22,13 @@
 //   uid = 1000                             # optional owner (default: the daemon's user)
 //   gid = 1000
 //   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true }]
+//
+//   [limits]                   # optional: what clients may take (core/resource_limits.h)
+//   dma_entry_limit = 65535    # type1 mappings per container (ENOSPC beyond)
+//   table_memory = "1G"        # IOMMU page tables of all domains together (ENOMEM beyond)
+//   iommufd_objects = 65536    # objects per iommufd context (ENOMEM beyond)
+//   ioas_mappings = 1048576    # mappings per IOAS (ENOMEM beyond)
+//   open_files_per_uid = 4096  # open node files per uid, uid 0 exempt (ENFILE beyond)
 #pragma once
 
 #include <map>
@@ -30,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "core/resource_limits.h"
 #include "iommu/domain.h"
 
 namespace vfio_emu::core {
@@ -62,6 +70,7 @@ struct GroupSpec {
 struct Topology {
   std::vector<std::shared_ptr<iommu::Unit>> units;
   std::vector<GroupSpec> groups;
+  Limits limits;  // the [limits] table; the defaults where it says nothing
 
   const std::shared_ptr<iommu::Unit>* unit(const std::string& name) const;
 

@@ -55,7 +55,7 @@ Type1Driver::Type1Driver(Emulator& emu, Container& container, u32 type)
       container_(container),
       v2_(type == VFIO_TYPE1v2_IOMMU),
       pgsize_bitmap_(kPageMask),
-      dma_avail_(emu.options().dma_entry_limit) {}
+      dma_avail_(emu.limits().dma_entry_limit) {}
 
 Type1Driver::~Type1Driver() {
   while (!dmas_.empty()) remove_dma(dmas_.begin());
@@ -107,8 +107,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   auto log = logger("core.type1");
   // Attaching could require pinning, so it is refused while a vaddr is invalid.
   if (vaddr_invalid_count_ != 0) {
-    log->info("container {}: attach group {}: {} mapping(s) have an invalid vaddr: EBUSY",
-              container_.id(), g.id(), vaddr_invalid_count_);
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: attach group {}: {} mapping(s) have an invalid vaddr: EBUSY",
+                container_.id(), g.id(), vaddr_invalid_count_);
     return err(EBUSY);
   }
   auto known = [&](const Group* x) { return x == &g; };
@@ -122,8 +123,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
     return {};
   }
   if (g.model() != iommu::Model::kVtd) {
-    log->info("container {}: group {} is behind {} unit {}, which cannot serve {}: ENODEV",
-              container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name(), name());
+    if (rejection_log_allowed(*log, call.caller.pid))
+      log->info("container {}: group {} is behind {} unit {}, which cannot serve {}: ENODEV",
+                container_.id(), g.id(), iommu::model_name(g.model()), g.unit()->name(), name());
     return err(ENODEV);
   }
 
@@ -133,8 +135,9 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
                                     "container " + std::to_string(container_.id()));
   if (!created) {
     if (created.error() == ENOSPC)
-      log->info("container {}: group {}: IOMMU unit {} has run out of domain ids (CAP.ND): ENOSPC",
-                container_.id(), g.id(), g.unit()->name());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: IOMMU unit {} has run out of domain ids (CAP.ND): "
+                  "ENOSPC", container_.id(), g.id(), g.unit()->name());
     return Err{created.error()};
   }
   std::shared_ptr<HwDomain> fresh = created.take();
@@ -142,13 +145,15 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   // Existing mappings must fit the new aperture and avoid the group's reserved regions.
   for (const auto& [iova, dma] : dmas_) {
     if (!contains(fresh->hw->aperture(), dma.iova, dma.last())) {
-      log->info("container {}: group {}: mapping {:#x}..{:#x} lies outside unit {}'s aperture: "
-                "EINVAL", container_.id(), g.id(), dma.iova, dma.last(), g.unit()->name());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: mapping {:#x}..{:#x} lies outside unit {}'s aperture: "
+                  "EINVAL", container_.id(), g.id(), dma.iova, dma.last(), g.unit()->name());
       return err(EINVAL);
     }
     if (overlaps(g.unit()->reserved_regions(), dma.iova, dma.last())) {
-      log->info("container {}: group {}: mapping {:#x}..{:#x} overlaps a reserved region: EINVAL",
-                container_.id(), g.id(), dma.iova, dma.last());
+      if (rejection_log_allowed(*log, call.caller.pid))
+        log->info("container {}: group {}: mapping {:#x}..{:#x} overlaps a reserved region: EINVAL",
+                  container_.id(), g.id(), dma.iova, dma.last());
       return err(EINVAL);
     }
   }
@@ -181,7 +186,6 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
 // their owner under the attaching caller's RLIMIT_MEMLOCK; a page that cannot be pinned fails
 // the attach (EFAULT, ENOMEM) and undoes the pinning done so far.
 Status Type1Driver::replay(IoctlCall& call, Group& g, HwDomain& fresh) {
-  auto log = logger("core.type1");
   const u64 limit = call.env->memlock_limit();
   std::vector<Type1Dma*> pinned;  // newly, by this replay
   auto unwind = [&] {
@@ -215,10 +219,11 @@ Status Type1Driver::replay(IoctlCall& call, Group& g, HwDomain& fresh) {
     const u64 output = dma.iommu_mapped ? dma.output : dma.vaddr;
     auto r = fresh.hw->map(dma.iova, output, dma.size, dma.prot | iommu::kProtCache);
     if (!r) {
-      log->warn("container {}: group {}: replaying {:#x}..{:#x} failed: errno {}",
-                container_.id(), g.id(), dma.iova, dma.last(), r.error());
       unwind();
-      return Err{r.error()};  // `fresh` goes away with its tables
+      // `fresh` goes away with its tables
+      return reject(call, r.error(), "container {}: group {}: replaying {:#x}..{:#x} into the "
+                    "new domain failed{}", container_.id(), g.id(), dma.iova, dma.last(),
+                    table_limit_note(r.error()));
     }
   }
   for (Type1Dma* dma : pinned) dma->output = dma->vaddr;
@@ -306,8 +311,8 @@ Status Type1Driver::pin_and_map(IoctlCall& call, Type1Dma& dma) {
         (void)domains_[j].domain->hw->unmap(dma.iova, dma.last());
       emu_.locked_memory().uncharge(dma.owner, dma.locked);
       dma.locked = 0;
-      return reject(call, r.error(), "iova {:#x} size {:#x}: domain {} map failed",
-                    dma.iova, dma.size, domains_[i].domain->id);
+      return reject(call, r.error(), "iova {:#x} size {:#x}: domain {} map failed{}",
+                    dma.iova, dma.size, domains_[i].domain->id, table_limit_note(r.error()));
     }
   }
   (void)pages;
@@ -465,8 +470,8 @@ Result<long> Type1Driver::map_dma(IoctlCall& call) {
     return reject(call, EEXIST, "iova {:#x} size {:#x} overlaps mapping {:#x}+{:#x}", map.iova,
                   map.size, existing->iova, existing->size);
   if (dma_avail_ == 0)
-    return reject(call, ENOSPC, "iova {:#x}: dma_entry_limit ({}) mappings reached", map.iova,
-                  emu_.options().dma_entry_limit);
+    return reject(call, ENOSPC, "iova {:#x}: dma_entry_limit ({:#x}) mappings reached", map.iova,
+                  emu_.limits().dma_entry_limit);
   if (!iova_list_.empty() && !contains(iova_list_, in.first, in.last))
     return reject(call, EINVAL, "iova {:#x}..{:#x} is not inside one valid IOVA range", in.first,
                   in.last);

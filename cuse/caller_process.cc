@@ -45,47 +45,86 @@ constexpr unsigned long kProcmapQuery = _IOWR('f', 17, ProcmapQuery);
 struct Fd {
   int fd = -1;
   explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
   ~Fd() {
     if (fd >= 0) close(fd);
   }
 };
 
+bool alive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
+
+// An open /proc/<pid>/maps and a pidfd of the process it was opened for.
+struct MapsFile {
+  Fd pidfd;
+  Fd maps;
+  MapsFile(int p, int m) : pidfd(p), maps(m) {}
+};
+
 // Open /proc/<pid>/maps files, kept per process: opening one costs more than the query itself
-// (a path walk and a permission check), and a MAP queries its caller's every time. A kept file
-// stays bound to the address space it was opened on: once that process has exited or exec'ed,
-// its queries fail with ESRCH, and the file is opened afresh for whoever has the pid now.
+// (a path walk and a permission check), and a MAP queries its caller's every time.
+//
+// A kept file is bound to the address space it was opened on, not to the pid, and PROCMAP_QUERY
+// answers for that mm for as long as anything uses it: after the process has exited, a process
+// that shared its mm (clone(CLONE_VM) without CLONE_THREAD) keeps the old mm alive, and a new
+// process given the same pid would be checked against the old one's memory. So each file is
+// kept with a pidfd of its process, and is used only while that process is alive: a pid cannot
+// be reused before its process is reaped, at which point the pidfd reports it gone. (An exec
+// replaces the mm: queries on the old one fail with ESRCH, and the file is opened afresh.)
 class MapsFiles {
  public:
-  std::shared_ptr<Fd> get(pid_t pid) {
-    std::lock_guard lock(mu_);
-    auto it = files_.find(pid);
-    if (it != files_.end()) return it->second;
-    return open_locked(pid);
+  // The maps file of `pid` (maps.fd < 0 if the process is gone or its file cannot be opened).
+  std::shared_ptr<MapsFile> get(pid_t pid) {
+    std::shared_ptr<MapsFile> kept;
+    {
+      std::lock_guard lock(mu_);
+      auto it = files_.find(pid);
+      if (it != files_.end()) kept = it->second;
+    }
+    if (kept && alive(kept->pidfd.fd)) return kept;
+    return reopen(pid, kept);
   }
-  // The file after `stale` failed: a new one, unless another thread already replaced it.
-  std::shared_ptr<Fd> reopen(pid_t pid, const std::shared_ptr<Fd>& stale) {
+  // The file after `stale` failed or its process was found gone: a new one, unless another
+  // thread already replaced it.
+  std::shared_ptr<MapsFile> reopen(pid_t pid, const std::shared_ptr<MapsFile>& stale) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = files_.find(pid);
+      if (it != files_.end() && it->second != stale) return it->second;
+      if (it != files_.end()) files_.erase(it);
+    }
+    // The pidfd first, the maps file second, the liveness check last: if the pid was reused in
+    // between, the pidfd (of the old process) is dead, and nothing is kept.
+    auto f = std::make_shared<MapsFile>(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)), -1);
+    if (f->pidfd.fd < 0) {
+      if (errno == ESRCH) return f;  // the process is gone
+      // No pidfd for it (not a thread-group leader, no pidfd_open): a file used once.
+      f->maps.fd = open_maps(pid);
+      return f;
+    }
+    f->maps.fd = open_maps(pid);
+    if (f->maps.fd < 0 || !alive(f->pidfd.fd)) {
+      if (f->maps.fd >= 0) close(f->maps.fd);
+      f->maps.fd = -1;
+      return f;
+    }
     std::lock_guard lock(mu_);
-    auto it = files_.find(pid);
-    if (it != files_.end() && it->second != stale) return it->second;
-    if (it != files_.end()) files_.erase(it);
-    return open_locked(pid);
+    if (files_.size() >= kMaxFiles) files_.clear();  // in-flight users keep theirs open
+    files_[pid] = f;
+    return f;
   }
 
  private:
   static constexpr std::size_t kMaxFiles = 256;
 
-  std::shared_ptr<Fd> open_locked(pid_t pid) {
+  static int open_maps(pid_t pid) {
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-    auto f = std::make_shared<Fd>(::open(path, O_RDONLY | O_CLOEXEC));
-    if (f->fd < 0) return f;  // not kept: the next call tries again
-    if (files_.size() >= kMaxFiles) files_.clear();  // in-flight users keep theirs open
-    files_.emplace(pid, f);
-    return f;
+    return ::open(path, O_RDONLY | O_CLOEXEC);
   }
 
   std::mutex mu_;
-  std::unordered_map<pid_t, std::shared_ptr<Fd>> files_;
+  std::unordered_map<pid_t, std::shared_ptr<MapsFile>> files_;
 };
 
 MapsFiles& maps_files() {
@@ -156,8 +195,8 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len) {
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
   if (len == 0) return 0;
   const std::uint64_t need = needed_flags(prot);
-  std::shared_ptr<Fd> maps = maps_files().get(pid);
-  if (maps->fd < 0) return 0;
+  std::shared_ptr<MapsFile> maps = maps_files().get(pid);
+  if (maps->maps.fd < 0) return 0;
   const u64 end = addr + len;
   u64 covered_to = addr;
   bool reopened = false;
@@ -166,12 +205,12 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
     q.size = sizeof(q);
     q.query_addr = covered_to;
     q.query_flags = need;  // only VMAs with these permissions match
-    if (::ioctl(maps->fd, kProcmapQuery, &q) != 0) {
+    if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
       if (errno == ENOTTY || errno == EINVAL) return accessible_from_text(pid, addr, len, need);
       if (errno == ESRCH && !reopened) {  // the address space it was opened on is gone
         maps = maps_files().reopen(pid, maps);
         reopened = true;
-        if (maps->fd < 0) return 0;
+        if (maps->maps.fd < 0) return 0;
         continue;
       }
       break;  // ENOENT: no VMA with the permissions covers covered_to

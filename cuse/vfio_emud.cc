@@ -4,6 +4,8 @@
 //             [--cuse-fd NODE=FD]... [--arg-access auto|direct|retry] [--control SOCKET]
 //             [--control-request-timeout SECONDS]
 //             [--log-level trace|debug|info|warn|error|off] [--foreground]
+//             [--dma-entry-limit N] [--table-memory SIZE] [--iommufd-objects N]
+//             [--ioas-mappings N] [--open-files-per-uid N]
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/emulator.h"
@@ -112,6 +115,20 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_flag("--foreground", foreground, "stay in the foreground");
+  // Limits (core/resource_limits.h): a flag wins over the topology file's [limits], which wins
+  // over the defaults.
+  std::optional<core::u32> dma_entry_limit, iommufd_objects, ioas_mappings, open_files_per_uid;
+  std::optional<std::string> table_memory;
+  app.add_option("--dma-entry-limit", dma_entry_limit,
+                 "type1 mappings per container (default 65535)");
+  app.add_option("--table-memory", table_memory,
+                 "IOMMU page-table bytes of all domains together, e.g. 1G (default 1G)")
+      ->type_name("SIZE");
+  app.add_option("--iommufd-objects", iommufd_objects,
+                 "objects per iommufd context (default 65536)");
+  app.add_option("--ioas-mappings", ioas_mappings, "mappings per IOAS (default 1048576)");
+  app.add_option("--open-files-per-uid", open_files_per_uid,
+                 "open node files per uid, root exempt (default 4096)");
   CLI11_PARSE(app, argc, argv);
 
   set_log_level(spdlog::level::from_str(log_level));
@@ -128,6 +145,20 @@ int main(int argc, char** argv) {
     }
     topology = std::move(*t);
   }
+  core::Limits& limits = topology.limits;
+  if (dma_entry_limit) limits.dma_entry_limit = *dma_entry_limit;
+  if (iommufd_objects) limits.iommufd_objects = *iommufd_objects;
+  if (ioas_mappings) limits.ioas_mappings = *ioas_mappings;
+  if (open_files_per_uid) limits.open_files_per_uid = *open_files_per_uid;
+  if (table_memory && !core::parse_size(*table_memory, &limits.table_memory)) {
+    std::fprintf(stderr, "vfio-emud: --table-memory wants a size like 512M or 1G, not '%s'\n",
+                 table_memory->c_str());
+    return 2;
+  }
+  log->info("limits: dma_entry_limit {:#x}, table_memory {:#x}, iommufd_objects {:#x}, "
+            "ioas_mappings {:#x}, open_files_per_uid {:#x}", limits.dma_entry_limit,
+            limits.table_memory, limits.iommufd_objects, limits.ioas_mappings,
+            limits.open_files_per_uid);
   std::map<std::string, int> channels;
   for (const std::string& spec : cuse_fds) {
     const size_t eq = spec.rfind('=');

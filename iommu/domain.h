@@ -15,6 +15,8 @@
 
 namespace vfio_emu::iommu {
 
+class TableBudget;
+
 using LeafVisitor = std::function<void(const LeafView&)>;
 
 class Domain {
@@ -87,11 +89,20 @@ class Unit {
   // coherent). VFIO reports it as VFIO_DMA_CC_IOMMU.
   virtual bool enforces_cache_coherency() const = 0;
 
+  // The budget (iommu/table_memory.h) the page tables of domains created from now on draw from,
+  // shared with other units' domains; null (the default) for none. Set before the unit is used,
+  // by the one Emulator the unit belongs to.
+  void share_table_budget(std::shared_ptr<TableBudget> budget) {
+    table_budget_ = std::move(budget);
+  }
+  const std::shared_ptr<TableBudget>& table_budget() const { return table_budget_; }
+
  protected:
   explicit Unit(std::string name) : name_(std::move(name)) {}
 
  private:
   std::string name_;
+  std::shared_ptr<TableBudget> table_budget_;
 };
 
 // Smallest page size in a page-size bitmap (0 if the bitmap is empty).

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <utility>
 
 #include "iommu/fault_injection.h"
 
@@ -36,7 +37,28 @@ bool all_zero(const void* p, std::size_t n) {
 }
 #endif
 
+thread_local std::optional<TableBudget::Refusal> last_refusal;
+
 }  // namespace
+
+bool TableBudget::charge(std::uint64_t bytes) {
+  std::uint64_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (bytes > limit_ || used > limit_ - bytes) {
+      last_refusal = Refusal{bytes, used, limit_};
+      return false;
+    }
+  } while (!used_.compare_exchange_weak(used, used + bytes, std::memory_order_relaxed));
+  return true;
+}
+
+void TableBudget::uncharge(std::uint64_t bytes) {
+  used_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+std::optional<TableBudget::Refusal> TableBudget::take_refusal() {
+  return std::exchange(last_refusal, std::nullopt);
+}
 
 TableMemory::~TableMemory() {
   assert(tables_ == 0 && "page tables leaked");
@@ -48,6 +70,7 @@ void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
   const std::size_t bytes = table_bytes + meta_bytes;
   assert(table_bytes % kPage == 0 && meta_bytes % kPage == 0 && table_bytes > 0);
   if (fault_injection::should_fail()) return nullptr;
+  if (budget_ && !budget_->charge(bytes)) return nullptr;
   void* p;
   if (bytes == kPage) {
     p = page_from_pool();
@@ -65,7 +88,10 @@ void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
       if (p == MAP_FAILED) p = nullptr;
     }
   }
-  if (p == nullptr) return nullptr;
+  if (p == nullptr) {
+    if (budget_) budget_->uncharge(bytes);
+    return nullptr;
+  }
   tables_ += 1;
   bytes_ += table_bytes;
   meta_bytes_ += meta_bytes;
@@ -84,6 +110,7 @@ void TableMemory::release(void* p, std::size_t table_bytes, std::size_t meta_byt
   } else {
     munmap(p, bytes);
   }
+  if (budget_) budget_->uncharge(bytes);
   tables_ -= 1;
   bytes_ -= table_bytes;
   meta_bytes_ -= meta_bytes;

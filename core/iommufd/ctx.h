@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/dispatcher.h"
+#include "core/id_allocator.h"
 #include "core/iommufd/io_pagetable.h"
 #include "core/iommufd/iommufd.h"
 
@@ -44,7 +45,8 @@ class Hwpt;
 // IOMMUFD_OBJ_IOAS.
 class Ioas final : public IommufdObject {
  public:
-  Ioas() : IommufdObject(ObjType::kIoas) {}
+  // At most `max_mappings` areas (Limits::ioas_mappings).
+  explicit Ioas(u32 max_mappings) : IommufdObject(ObjType::kIoas), iopt(max_mappings) {}
   std::mutex mu;
   iopt::IoPagetable iopt;      // under mu
   std::vector<Hwpt*> hwpts;    // hwpt_list: every paging HWPT on this IOAS (under both mutexes)
@@ -88,8 +90,10 @@ class IommufdCtx {
   bool account_mm = false;          // IOMMU_OPTION_RLIMIT_MODE: 0 per user, 1 per process
   bool no_iommu_mode = false;       // a no-IOMMU group joined (never, in this emulator)
 
-  // xa_alloc with XA_FLAGS_ALLOC1: the lowest free id from 1.
-  u32 insert(std::shared_ptr<IommufdObject> obj);
+  // iommufd_object_alloc: adds `obj` under the lowest free id from 1 (xa_alloc with
+  // XA_FLAGS_ALLOC1 and xa_limit_31b) and returns the id. Errors: ENOMEM (the context has
+  // Limits::iommufd_objects objects), EBUSY (all 2^31 - 1 ids are in use).
+  Result<u32> insert(std::shared_ptr<IommufdObject> obj, IoctlCall& call);
   // iommufd_get_object: the object `id` of type `t`, or nullptr (ENOENT).
   template <class T>
   std::shared_ptr<T> get(u32 obj_id, ObjType t) const {
@@ -99,6 +103,9 @@ class IommufdCtx {
   }
   // Removes the object from the table (and as the compat IOAS).
   void erase(u32 obj_id);
+
+ private:
+  IdAllocator ids_{1, 0x7fffffff};  // under mu
 };
 
 // ---- shared between the files of the module (IommufdCtx::mu held where noted) ----

@@ -156,11 +156,11 @@ void hwpt_detach(IommufdCtx& ctx, IommufdDevice& d) {
   if (hwpt->auto_domain && hwpt->users == 0) hwpt_destroy(ctx, hwpt);
 }
 
-Result<u32> iommufd_bind_device(Emulator&, IommufdCtx& ctx, Device& dev) {
+Result<u32> iommufd_bind_device(Emulator&, IommufdCtx& ctx, Device& dev, IoctlCall& call) {
   std::lock_guard lock(ctx.mu);
   auto obj = std::make_shared<IommufdDevice>(&dev);
   obj->users = 1;  // VFIO's reference until unbind: DESTROY says EBUSY
-  return ctx.insert(std::move(obj));
+  return ctx.insert(std::move(obj), call);
 }
 
 void iommufd_unbind_device(Emulator&, IommufdCtx& ctx, u32 devid) {

@@ -28,7 +28,7 @@ Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shar
                   dev.dev->spec().bdf, unit->name());
   auto hwpt = std::make_shared<Hwpt>();
   hwpt->ioas = ioas;
-  const u32 id = ctx.insert(hwpt);
+  const u32 id = TRY(ctx.insert(hwpt, call));
   auto created = ctx.emu.create_domain(unit, std::shared_ptr<std::mutex>(ioas, &ioas->mu),
                                        fmt::format("iommufd {} hwpt {}", ctx.id, id));
   if (!created) {

@@ -248,7 +248,8 @@ Status IoPagetable::map_into(IoctlCall& call, iommu::Domain& d, const Area& a) c
     auto r = d.map(a.iova, a.user_va(), a.length(), prot);
     if (!r)
       return reject(call, r.error(), "iova {:#x} length {:#x} vaddr {:#x}: the IOMMU domain "
-                    "refused the map", a.iova, a.length(), a.user_va());
+                    "refused the map{}", a.iova, a.length(), a.user_va(),
+                    table_limit_note(r.error()));
     return {};
   }
   // batch_iommu_map_small(): PAGE_SIZE at a time, so that any page can be unmapped alone.
@@ -256,8 +257,8 @@ Status IoPagetable::map_into(IoctlCall& call, iommu::Domain& d, const Area& a) c
     auto r = d.map(a.iova + off, a.user_va() + off, kPageSize, prot);
     if (!r) {
       if (off != 0) (void)d.unmap(a.iova, a.iova + off - 1);
-      return reject(call, r.error(), "iova {:#x} vaddr {:#x}: the IOMMU domain refused the map",
-                    a.iova + off, a.user_va() + off);
+      return reject(call, r.error(), "iova {:#x} vaddr {:#x}: the IOMMU domain refused the "
+                    "map{}", a.iova + off, a.user_va() + off, table_limit_note(r.error()));
     }
   }
   return {};
@@ -283,8 +284,17 @@ void IoPagetable::unfill(const Area& a) {
   a.pages->unpin(a.id);
 }
 
+Status IoPagetable::check_room(IoctlCall& call, u64 more) const {
+  if (areas_.size() + more > max_areas_)
+    return reject(call, ENOMEM, "{:#x} more mapping(s) on the IOAS's {:#x} would pass the limit "
+                  "{:#x} (ioas_mappings)", more, areas_.size(), max_areas_);
+  return {};
+}
+
 Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 length, u64* iova,
                         Prot prot, bool alloc) {
+  // iopt_alloc_area_pages allocates the areas before it looks at the IOVA.
+  TRY(check_room(call, slices.size()));
   if ((length & (iova_alignment_ - 1)) || length == 0)
     return reject(call, EINVAL, "length {:#x} zero or not aligned to {:#x}", length,
                   iova_alignment_);
@@ -483,6 +493,11 @@ void IoPagetable::enable_large_pages() {
   iova_alignment_ = computed_alignment();
 }
 
+u64 IoPagetable::areas_added_by_cut(u64 at) const {
+  const Area* found = area_overlapping(at, at);
+  return found != nullptr && at != found->iova && at != found->last ? 1 : 0;
+}
+
 Status IoPagetable::cut(IoctlCall& call, u64 at) {
   const Area* found = area_overlapping(at, at);
   if (found == nullptr || at == found->iova || at == found->last) return {};
@@ -495,6 +510,7 @@ Status IoPagetable::cut(IoctlCall& call, u64 at) {
   if (!domains_.empty() && !disable_large_pages_)
     return reject(call, EINVAL, "cannot split the mapping {:#x}..{:#x}: large pages are enabled",
                   a.iova, a.last);
+  TRY(check_room(call, 1));  // iopt_area_split: two new areas for the old one
   Area lhs = a;
   lhs.id = next_area_id.fetch_add(1);
   lhs.last = at;

@@ -123,7 +123,9 @@ struct Reserved {
 
 class IoPagetable {
  public:
-  IoPagetable() = default;
+  // Holds at most `max_areas` areas: what Linux's GFP_KERNEL_ACCOUNT area allocations would meet
+  // in the memory cgroup (ENOMEM).
+  explicit IoPagetable(u64 max_areas) : max_areas_(max_areas) {}
   // Unmaps every area (the IOAS is gone); the domains must already have left.
   ~IoPagetable();
   IoPagetable(const IoPagetable&) = delete;
@@ -141,9 +143,9 @@ class IoPagetable {
 
   // iopt_map_pages: maps the slices back to back at *iova (chosen by the kernel when
   // `alloc_iova`, then written to *iova) and fills the domains.
-  // Errors: EINVAL (length misaligned, alignment, reserved), EEXIST, EOVERFLOW, ENOSPC, EPERM
-  //   (write to read-only pages), EFAULT/ENOMEM (pinning), or a domain's map error.
-  //   All-or-nothing.
+  // Errors: ENOMEM (one area per slice would pass max_areas), EINVAL (length misaligned,
+  //   alignment, reserved), EEXIST, EOVERFLOW, ENOSPC, EPERM (write to read-only pages),
+  //   EFAULT/ENOMEM (pinning), or a domain's map error. All-or-nothing.
   Status map(IoctlCall& call, const std::vector<Slice>& slices, u64 length, u64* iova,
              Prot prot, bool alloc_iova);
 
@@ -178,8 +180,14 @@ class IoPagetable {
   void enable_large_pages();
 
   // iopt_cut_iova for one IOVA: splits the area holding `at` so that `at` is its last byte.
-  // Errors: EINVAL (the cut is not aligned).
+  // Errors: EINVAL (the cut is not aligned), ENOMEM (one more area would pass max_areas).
   Status cut(IoctlCall& call, u64 at);
+  // How many areas cut(at) would add: 1 if `at` lies inside an area and is not its first or last
+  // byte, else 0.
+  u64 areas_added_by_cut(u64 at) const;
+
+  // Errors: ENOMEM if `more` areas would pass max_areas.
+  Status check_room(IoctlCall& call, u64 more) const;
 
  private:
   // iopt_alloc_iova: the first hole that fits. Errors: EOVERFLOW, EINVAL, ENOSPC.
@@ -198,6 +206,7 @@ class IoPagetable {
   Status check_alignment(IoctlCall& call, u64 alignment) const;
   u64 computed_alignment() const;
 
+  const u64 max_areas_;
   std::map<u64, Area> areas_;  // by iova, never overlapping
   std::vector<Reserved> reserved_;
   IovaList allowed_;  // sorted, disjoint

@@ -49,7 +49,7 @@ Result<long> ioas_alloc(Emulator&, File& file, IoctlCall& call) {
   if (cmd.flags) return reject(call, EOPNOTSUPP, "flags {:#x} must be 0", cmd.flags);
   IommufdCtx& ctx = ctx_of(file);
   std::lock_guard lock(ctx.mu);
-  cmd.out_ioas_id = ctx.insert(std::make_shared<Ioas>());
+  cmd.out_ioas_id = TRY(ctx.insert(std::make_shared<Ioas>(ctx.emu.limits().ioas_mappings), call));
   Status st = respond(call, sizeof(cmd));
   if (!st) {
     ctx.erase(cmd.out_ioas_id);

@@ -52,14 +52,15 @@ void release_iommufd_file(Emulator& emu, IommufdFile& f);
 pid_t iommufd_user_lock_key(uid_t uid);
 
 // VFIO_GROUP_SET_CONTAINER with an iommufd fd: creates the compat IOAS if there is none
-// (Emulator::mu held). Errors: ENOMEM.
-Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ctx, Group& g);
+// (Emulator::mu held). Errors: EINVAL (no-IOMMU mode), ENOMEM (Limits::iommufd_objects).
+Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ctx, Group& g,
+                            IoctlCall& call);
 // VFIO_GROUP_UNSET_CONTAINER / group close for a group set to an iommufd. The compat IOAS stays.
 void iommufd_detach_group(Emulator& emu, IommufdCtx& ctx, Group& g);
 
 // The cdev side (Emulator::mu held). BIND creates a device object and returns its id (>= 1).
-// Errors: ENOMEM.
-Result<u32> iommufd_bind_device(Emulator& emu, IommufdCtx& ctx, Device& dev);
+// Errors: ENOMEM (Limits::iommufd_objects).
+Result<u32> iommufd_bind_device(Emulator& emu, IommufdCtx& ctx, Device& dev, IoctlCall& call);
 // Detaches the device if it is attached and destroys its object.
 void iommufd_unbind_device(Emulator& emu, IommufdCtx& ctx, u32 devid);
 // Attaches the device to an IOAS (a HWPT is found or created) or to a HWPT; a second attach

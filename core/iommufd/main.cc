@@ -39,15 +39,19 @@ IommufdCtx::~IommufdCtx() {
   objects.clear();
 }
 
-u32 IommufdCtx::insert(std::shared_ptr<IommufdObject> obj) {
-  u32 want = 1;
-  for (const auto& [obj_id, o] : objects) {
-    if (obj_id != want) break;
-    ++want;
-  }
-  obj->id = want;
-  objects.emplace(want, std::move(obj));
-  return want;
+Result<u32> IommufdCtx::insert(std::shared_ptr<IommufdObject> obj, IoctlCall& call) {
+  // What Linux's GFP_KERNEL_ACCOUNT allocation of the object would meet in the memory cgroup.
+  const u32 limit = emu.limits().iommufd_objects;
+  if (objects.size() >= limit)
+    return reject(call, ENOMEM, "iommufd {:#x}: {} object: {:#x} objects, the limit "
+                  "(iommufd_objects)", id, obj_type_name(obj->type), objects.size());
+  auto allocated = ids_.alloc();
+  if (!allocated)
+    return reject(call, EBUSY, "iommufd {:#x}: every object id up to {:#x} is in use", id,
+                  0x7fffffff);
+  obj->id = *allocated;
+  objects.emplace(obj->id, std::move(obj));
+  return *allocated;
 }
 
 void IommufdCtx::erase(u32 obj_id) {
@@ -55,6 +59,7 @@ void IommufdCtx::erase(u32 obj_id) {
   if (it == objects.end()) return;
   if (vfio_ioas && vfio_ioas.get() == it->second.get()) vfio_ioas.reset();
   objects.erase(it);
+  ids_.free(obj_id);
 }
 
 IommufdCtx& ctx_of(File& f) { return *static_cast<IommufdFile&>(f).ctx; }

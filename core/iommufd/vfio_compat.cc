@@ -20,13 +20,15 @@ namespace vfio_emu::core {
 
 using namespace uapi;
 
-Status iommufd_attach_group(Emulator&, const std::shared_ptr<IommufdCtx>& ctx, Group&) {
+Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ctx, Group& g,
+                            IoctlCall& call) {
   // iommufd_vfio_compat_ioas_create: an IOAS that already serves (created or SET) is kept.
   std::lock_guard lock(ctx->mu);
-  if (ctx->no_iommu_mode) return err(EINVAL);
+  if (ctx->no_iommu_mode)
+    return reject(call, EINVAL, "group {}: the iommufd is in no-IOMMU mode", g.id());
   if (ctx->vfio_ioas) return {};
-  auto ioas = std::make_shared<Ioas>();
-  ctx->insert(ioas);
+  auto ioas = std::make_shared<Ioas>(emu.limits().ioas_mappings);
+  TRY(ctx->insert(ioas, call));
   ctx->vfio_ioas = std::move(ioas);
   return {};
 }
@@ -251,7 +253,14 @@ Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
   } else {
     if (ioas->iopt.large_pages_disabled()) {
       // Type1 v1: cut the mappings at both edges first (not at 0), so unmapping inside works.
-      TRY(ioas->iopt.cut(call, unmap.iova + unmap.size - 1));
+      // Room for both new areas is made sure of first, so that running out of it splits
+      // nothing.
+      const u64 last = unmap.iova + unmap.size - 1;
+      TRY(ioas->iopt.check_room(call, ioas->iopt.areas_added_by_cut(last) +
+                                          (unmap.iova != 0
+                                               ? ioas->iopt.areas_added_by_cut(unmap.iova - 1)
+                                               : 0)));
+      TRY(ioas->iopt.cut(call, last));
       if (unmap.iova != 0) TRY(ioas->iopt.cut(call, unmap.iova - 1));
     }
     st = unmap_iova(call, ioas->iopt, unmap.iova, unmap.size, &unmapped);

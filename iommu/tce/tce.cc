@@ -48,11 +48,13 @@ Result<std::unique_ptr<Domain>> TceUnit::create_domain() {
 
 // ---- TceDomain -----------------------------------------------------------------------------
 
-TceDomain::Window::Window(u32 slot_, u64 bus, u64 size_, int page_shift, int levels, int bits)
+TceDomain::Window::Window(u32 slot_, u64 bus, u64 size_, int page_shift, int levels, int bits,
+                          std::shared_ptr<TableBudget> budget)
     : slot(slot_),
       bus_start(bus),
       bus_last(bus + (size_ - 1)),
       size(size_),
+      memory(std::move(budget)),
       table(TceFormat(levels, bits, page_shift), &memory) {}
 
 TceDomain::TceDomain(std::shared_ptr<TceUnit> unit)
@@ -99,7 +101,7 @@ Result<u64> TceDomain::create_window(u32 page_shift, u64 window_size, u32 levels
   }
 
   auto w = std::make_unique<Window>(slot, bus, window_size, static_cast<int>(page_shift),
-                                    static_cast<int>(levels), bits);
+                                    static_cast<int>(levels), bits, unit_->table_budget());
   TRY(w->table.init());
   slots_[slot] = std::move(w);
   return bus;

@@ -144,7 +144,8 @@ class TceDomain final : public Domain {
  private:
   friend class TceUnit;
   struct Window {
-    Window(u32 slot, u64 bus, u64 size, int page_shift, int levels, int bits);
+    Window(u32 slot, u64 bus, u64 size, int page_shift, int levels, int bits,
+           std::shared_ptr<TableBudget> budget);
     u32 slot;
     u64 bus_start;
     u64 bus_last;

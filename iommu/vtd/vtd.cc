@@ -107,6 +107,7 @@ VtdDomain::VtdDomain(std::shared_ptr<VtdUnit> unit, u32 did)
     : unit_(std::move(unit)),
       did_(did),
       aperture_last_((u64{1} << unit_->config().aw_bits) - 1),
+      memory_(unit_->table_budget()),
       table_(SlFormat(unit_->levels(), unit_->config().page_2m, unit_->config().page_1g),
              &memory_) {}
 

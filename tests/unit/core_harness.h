@@ -31,8 +31,7 @@ using core::u64;
 // The fd numbers of a harness are private to it (from 100 up) and mean nothing to the kernel.
 class Harness : public core::UserMemory, public core::FdResolver, public core::CallerEnv {
  public:
-  explicit Harness(core::Topology t = core::Topology::builtin(), core::EmulatorOptions o = {})
-      : emu(std::move(t), o) {
+  explicit Harness(core::Topology t = core::Topology::builtin()) : emu(std::move(t)) {
     caller.pid = getpid();
     caller.tid = gettid();
     caller.uid = getuid();

@@ -174,3 +174,44 @@ TEST_CASE("topology: errors name what is wrong", "[topology]") {
                          "[[group]]\nid = 1\niommu = \"t\"\ndevices = [\"0000:00:01.0\"]\n"),
              Catch::Contains("max_levels"));
 }
+
+TEST_CASE("topology: [limits]", "[topology][limits]") {
+  const std::string machine = "[[iommu]]\nname = \"u\"\nmodel = \"vtd\"\n"
+                              "[[group]]\nid = 1\niommu = \"u\"\ndevices = [\"0000:00:01.0\"]\n";
+  std::string error;
+  auto plain = Topology::parse(machine, &error);
+  REQUIRE(plain);
+  const Limits defaults;
+  CHECK(plain->limits.dma_entry_limit == 65535);
+  CHECK(plain->limits.table_memory == u64{1} << 30);
+  CHECK(plain->limits.iommufd_objects == 65536);
+  CHECK(plain->limits.ioas_mappings == u32{1} << 20);
+  CHECK(plain->limits.open_files_per_uid == 4096);
+  CHECK(Topology::builtin().limits.table_memory == defaults.table_memory);
+
+  auto set = Topology::parse(machine + "[limits]\ndma_entry_limit = 10\ntable_memory = \"64M\"\n"
+                                       "iommufd_objects = 0x100\nioas_mappings = 1000\n"
+                                       "open_files_per_uid = 0\n", &error);
+  INFO(error);
+  REQUIRE(set);
+  CHECK(set->limits.dma_entry_limit == 10);
+  CHECK(set->limits.table_memory == u64{64} << 20);
+  CHECK(set->limits.iommufd_objects == 0x100);
+  CHECK(set->limits.ioas_mappings == 1000);
+  CHECK(set->limits.open_files_per_uid == 0);
+  // Only what is given changes; a size may be a plain number of bytes.
+  auto some = Topology::parse("[limits]\ntable_memory = 1048576\n" + machine, &error);
+  REQUIRE(some);
+  CHECK(some->limits.table_memory == u64{1} << 20);
+  CHECK(some->limits.dma_entry_limit == defaults.dma_entry_limit);
+
+  CHECK_THAT(parse_error(machine + "[limits]\ndma_entry_limit = -1\n"),
+             Catch::Contains("limits: 'dma_entry_limit' must be a non-negative integer"));
+  CHECK_THAT(parse_error(machine + "[limits]\nioas_mappings = 0x100000000\n"),
+             Catch::Contains("limits: 'ioas_mappings' is too large"));
+  CHECK_THAT(parse_error(machine + "[limits]\ntable_memory = \"lots\"\n"),
+             Catch::Contains("limits: 'table_memory' must be a size"));
+  CHECK_THAT(parse_error(machine + "[limits]\ntable_memory = 0\n"),
+             Catch::Contains("limits: 'table_memory' must be positive"));
+  CHECK_THAT(parse_error("limits = 3\n" + machine), Catch::Contains("[limits] must be a table"));
+}

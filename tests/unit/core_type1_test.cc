@@ -244,9 +244,9 @@ TEST_CASE("type1: RLIMIT_MEMLOCK and CAP_IPC_LOCK", "[type1][map]") {
 }
 
 TEST_CASE("type1: the DMA entry limit", "[type1][map]") {
-  EmulatorOptions opts;
-  opts.dma_entry_limit = 3;
-  Harness h(Topology::builtin(), opts);
+  Topology t = Topology::builtin();
+  t.limits.dma_entry_limit = 3;
+  Harness h(std::move(t));
   const int c = setup(h, "vfio/1", VFIO_TYPE1v2_IOMMU);
   Buffer buf(K4);
   for (u64 i = 0; i < 3; ++i) REQUIRE(map(h, c, buf.addr(), i * K4, K4) == 0);  // not merged

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "iommu/fault_injection.h"
@@ -117,4 +118,38 @@ TEST_CASE("table memory: an injected failure allocates nothing", "[table_memory]
   CHECK(m.allocate(32768, 0) == nullptr);
   CHECK(m.tables() == 0);
   CHECK(m.bytes() == 0);
+}
+
+TEST_CASE("table memory: a shared budget bounds the tables of every TableMemory using it",
+          "[table_memory][budget]") {
+  using vfio_emu::iommu::TableBudget;
+  auto budget = std::make_shared<TableBudget>(5 * 4096);
+  TableMemory a(budget), b(budget);
+  (void)TableBudget::take_refusal();
+  void* p1 = a.allocate(4096, 0);
+  void* p2 = b.allocate(8192, 4096);  // the table and its bookkeeping both count
+  REQUIRE(p1 != nullptr);
+  REQUIRE(p2 != nullptr);
+  CHECK(budget->used() == 4 * 4096);
+  CHECK_FALSE(TableBudget::take_refusal());
+  CHECK(a.allocate(8192, 0) == nullptr);  // 6 pages would pass 5
+  auto refusal = TableBudget::take_refusal();
+  REQUIRE(refusal);
+  CHECK(refusal->wanted == 8192);
+  CHECK(refusal->used == 4 * 4096);
+  CHECK(refusal->limit == 5 * 4096);
+  CHECK_FALSE(TableBudget::take_refusal());  // taken once
+  CHECK(a.tables() == 1);
+  CHECK(budget->used() == 4 * 4096);
+  void* p3 = a.allocate(4096, 0);  // exactly the limit
+  REQUIRE(p3 != nullptr);
+  CHECK(budget->used() == 5 * 4096);
+  b.release(p2, 8192, 4096);
+  CHECK(budget->used() == 2 * 4096);
+  void* p4 = a.allocate(8192, 0);
+  REQUIRE(p4 != nullptr);
+  a.release(p1, 4096, 0);
+  a.release(p3, 4096, 0);
+  a.release(p4, 8192, 0);
+  CHECK(budget->used() == 0);
 }
