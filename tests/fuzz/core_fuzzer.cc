@@ -12,7 +12,7 @@
 //
 // The input (tests/fuzz/README.md has the full format; tests/fuzz/make_corpus.py writes seeds):
 //   byte 0         configuration: topology, RLIMIT_MEMLOCK, whether the transport reads ahead,
-//                  type1's dma_entry_limit
+//                  type1's dma_entry_limit, the CUSE retry protocol
 //   then ops       each op is one byte, then its operands (missing bytes read as zero):
 //     0 open NODE              1 close SLOT              2 dup SLOT
 //     3 ioctl SLOT CMD ARG     4 pread/pwrite            5 caller PID/UID
@@ -34,6 +34,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <fmt/core.h>
 
 #include "core/device.h"
 #include "core/device_irqs.h"
@@ -115,7 +117,8 @@ constexpr u64 kLimits[] = {64 << 20, 16 << 20, 1 << 20, 0};
 
 class Process final : public core::UserMemory, public core::FdResolver, public core::CallerEnv {
  public:
-  explicit Process(int devnull) : devnull_(devnull) { clear_arg(); }
+  // `window` is the argument window's memory, kArgSize bytes that live as long as the process.
+  Process(int devnull, u8* window) : devnull_(devnull), arg_(window) { clear_arg(); }
   ~Process() override {
     if (eventfd_ >= 0) ::close(eventfd_);
   }
@@ -132,24 +135,67 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
   void set_arg(u64 at, const u8* p, size_t len) {
     clear_arg();
     if (len == 0) return;
-    std::memcpy(arg_.data() + (at - kArgBase), p, len);
+    std::memcpy(arg_ + (at - kArgBase), p, len);
+    dirty(at - kArgBase, len);
+  }
+  // Changes argument bytes already placed (what the caller wrote, not a reply).
+  void set_arg_bytes(u64 at, const void* p, size_t len) {
+    std::memcpy(arg_ + (at - kArgBase), p, len);
     dirty(at - kArgBase, len);
   }
   // Zeroes what the last argument and the handler's replies left in the window.
   void clear_arg() {
-    if (dirty_hi_ > dirty_lo_) std::memset(arg_.data() + dirty_lo_, 0, dirty_hi_ - dirty_lo_);
+    if (dirty_hi_ > dirty_lo_) std::memset(arg_ + dirty_lo_, 0, dirty_hi_ - dirty_lo_);
     dirty_lo_ = kArgSize;
     dirty_hi_ = 0;
+  }
+
+  // The argument window's bytes from `at` as the handler left them (what user space reads back).
+  std::string window(u64 at, size_t len) const {
+    return std::string(reinterpret_cast<const char*>(arg_ + (at - kArgBase)), len);
   }
 
   // Numbers handed out by take_foreign(): all must be closed once everything is released.
   std::vector<int> foreign_fds;
 
+  // ---- the CUSE retry protocol (configuration bit 5) ----
+  // The caller's memory as a handler sees it when the transport cannot read it directly (CUSE
+  // retry, cuse/request.cc): only what earlier rounds fetched is at hand, any other read ends
+  // the round with kNeedRetry (the handler runs again from the start with it), every write must
+  // have been announced with will_write in an earlier round, and an announced range is fetched
+  // too. A round that ends in kNeedRetry must not have changed anything (Run::ioctl checks).
+  bool retry_protocol = false;
+  // Set once the transport itself failed an ioctl (a range it could not copy, its limits): from
+  // then on the input no longer runs as it does with direct access.
+  bool transport_failed = false;
+  void start_ioctl() {
+    fetched_.clear();
+    announced_.clear();
+    ask_in_.clear();
+    ask_out_.clear();
+  }
+  // After a round that ended in kNeedRetry: 0 if the next round has what was asked, else the
+  // errno the kernel fails the ioctl with (it could not copy an asked range).
+  int next_round() {
+    for (const Range& r : ask_in_) {
+      if (!readable(r.addr, r.len)) {
+        transport_failed = true;
+        return EFAULT;
+      }
+    }
+    fetched_.insert(fetched_.end(), ask_in_.begin(), ask_in_.end());
+    announced_.insert(announced_.end(), ask_out_.begin(), ask_out_.end());
+    ask_in_.clear();
+    ask_out_.clear();
+    return 0;
+  }
+
   // ---- UserMemory ----
   Status read(u64 addr, void* dst, std::size_t len) override {
     if (len == 0) return {};  // copy_from_user of nothing, wherever it points
+    if (retry_protocol && !covered(fetched_, addr, len)) return ask(addr, len);
     if (inside(addr, len, kArgBase, kArgSize)) {
-      std::memcpy(dst, arg_.data() + (addr - kArgBase), len);
+      std::memcpy(dst, arg_ + (addr - kArgBase), len);
       return {};
     }
     if (inside(addr, len, kRwBase, kRwSize) || inside(addr, len, kRoBase, kRoSize)) {
@@ -159,16 +205,26 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
     return Err{EFAULT};
   }
   std::size_t read_ahead(u64 addr, void* dst, std::size_t len) override {
-    if (!read_ahead_enabled || addr < kArgBase || addr - kArgBase >= kArgSize) return 0;
+    if (!read_ahead_enabled || retry_protocol || addr < kArgBase || addr - kArgBase >= kArgSize) return 0;
     const std::size_t n = std::min<u64>(len, kArgSize - (addr - kArgBase));
-    std::memcpy(dst, arg_.data() + (addr - kArgBase), n);
+    std::memcpy(dst, arg_ + (addr - kArgBase), n);
     return n;
   }
-  Status will_write(u64, std::size_t) override { return {}; }
+  Status will_write(u64 addr, std::size_t len) override {
+    if (!retry_protocol || len == 0 || covered(announced_, addr, len)) return {};
+    if (!covered(ask_out_, addr, len)) ask_out_.push_back(Range{addr, len});
+    return ask(addr, len);
+  }
   Status write(u64 addr, const void* src, std::size_t len) override {
     if (len == 0) return {};
+    if (retry_protocol && !covered(announced_, addr, len)) {
+      std::fprintf(stderr, "vfio-emu fuzz: a write of %#zx bytes at %#llx was not announced with "
+                   "will_write (the CUSE retry protocol cannot deliver it)\n", len,
+                   static_cast<unsigned long long>(addr));
+      __builtin_trap();
+    }
     if (inside(addr, len, kArgBase, kArgSize)) {
-      std::memcpy(arg_.data() + (addr - kArgBase), src, len);
+      std::memcpy(arg_ + (addr - kArgBase), src, len);
       dirty(addr - kArgBase, len);
       return {};
     }
@@ -178,8 +234,8 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
 
   // ---- FdResolver ----
   std::shared_ptr<core::File> slot_file(int fd) const {
-    const int s = fd - kFirstSlotFd;
-    return s >= 0 && s < kSlots ? slots[s] : nullptr;
+    if (fd < kFirstSlotFd || fd >= kFirstSlotFd + kSlots) return nullptr;
+    return slots[fd - kFirstSlotFd];
   }
   Result<std::shared_ptr<core::File>> resolve(int fd) override {
     if (fd == kForeignFileFd || fd == kEventFd) return std::shared_ptr<core::File>();
@@ -223,15 +279,41 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
  private:
   int devnull_;
   int eventfd_ = -1;
+  struct Range {
+    u64 addr;
+    u64 len;
+  };
+  static bool covered(const std::vector<Range>& v, u64 addr, u64 len) {
+    for (const Range& r : v)
+      if (inside(addr, len, r.addr, r.len)) return true;
+    return false;
+  }
+  static bool readable(u64 addr, u64 len) {
+    return inside(addr, len, kArgBase, kArgSize) || inside(addr, len, kRwBase, kRwSize) ||
+           inside(addr, len, kRoBase, kRoSize);
+  }
+  // The transport's limits (cuse/request.h): 256 iovecs, 128 KiB.
+  Status ask(u64 addr, u64 len) {
+    if (!covered(ask_in_, addr, len)) ask_in_.push_back(Range{addr, len});
+    u64 bytes = 0;
+    for (const Range& r : fetched_) bytes += r.len;
+    for (const Range& r : ask_in_) bytes += r.len;
+    if (fetched_.size() + ask_in_.size() > 256 || bytes > 32 * 4096) {
+      transport_failed = true;
+      return Err{ENOMEM};
+    }
+    return Err{core::kNeedRetry};
+  }
+
   void dirty(u64 off, size_t len) {
     dirty_lo_ = std::min<size_t>(dirty_lo_, off);
     dirty_hi_ = std::max<size_t>(dirty_hi_, off + len);
   }
 
-  // One window for every input: allocated (and faulted in) once.
-  static inline std::array<u8, kArgSize> arg_{};
+  u8* arg_;
   size_t dirty_lo_ = 0;
   size_t dirty_hi_ = kArgSize;  // the first clear_arg() zeroes it all
+  std::vector<Range> fetched_, announced_, ask_in_, ask_out_;
 };
 
 // ---- the machines ------------------------------------------------------------------------------
@@ -288,12 +370,13 @@ core::Topology fuzz_topology() {
 }
 
 // The machine an input runs on. Constructing one costs more than most inputs (its trace ring
-// alone is 1.3 MB), so each of the four is made once and reused: it must be clean after every
+// alone is 1.3 MB), so each is made once and reused (a twin of each serves the direct side of a
+// differential run): it must be clean after every
 // input anyway, which is what finish() checks. What a clean emulator still remembers on purpose
 // is reset here: a device whose reset failed stays in a bad state, and region contents persist.
-core::Emulator& machine(bool builtin, bool few_dma_entries) {
-  static std::unique_ptr<core::Emulator> machines[4];
-  auto& m = machines[(builtin ? 1 : 0) | (few_dma_entries ? 2 : 0)];
+core::Emulator& machine(bool builtin, bool few_dma_entries, bool twin) {
+  static std::unique_ptr<core::Emulator> machines[8];
+  auto& m = machines[(builtin ? 1 : 0) | (few_dma_entries ? 2 : 0) | (twin ? 4 : 0)];
   if (!m) {
     core::EmulatorOptions options;
     if (few_dma_entries) options.dma_entry_limit = 8;  // type1's ENOSPC within reach
@@ -326,13 +409,22 @@ class Run {
  public:
   Run(core::Emulator& emu, Process& p) : emu_(emu), p_(p) {}
 
-  void op(Input& in) {
+  // What an op returned to the caller: compared between the two sides of a differential run.
+  struct Outcome {
+    u32 cmd = 0;
+    long result = 0;
+    std::string reply;  // the argument struct as the handler left it
+    bool operator==(const Outcome&) const = default;
+  };
+
+  Outcome op(Input& in) {
+    Outcome out;
     switch (in.get<u8>() % 9) {
       case 0: open(in.get<u8>()); break;
       case 1: close(in.get<u8>() % kSlots); break;
       case 2: dup(in.get<u8>() % kSlots); break;
-      case 3: ioctl(in); break;
-      case 4: rw(in); break;
+      case 3: out = ioctl(in); break;
+      case 4: out.result = rw(in); break;
       case 5: {
         const u8 who = in.get<u8>();
         p_.caller.pid = p_.caller.tid = kPids[who & 1];
@@ -356,13 +448,14 @@ class Run {
         std::vector<const core::Device*> devices;
         for (const auto& g : emu_.groups())
           for (const auto& d : g->devices()) devices.push_back(d.get());
-        core::raise_irq(*devices[pick % devices.size()], index % 6, vector);
+        out.result = core::raise_irq(*devices[pick % devices.size()], index % 6, vector);
         break;
       }
     }
+    return out;
   }
 
-  // Releases everything, then checks that nothing is left.
+  // Releases everything, then checks that nothing is left in the emulator.
   void finish() {
     // The page tables must hold what was recorded, before the release takes it all away.
     if (!core::inspect::check(emu_).value("ok", false)) {
@@ -389,6 +482,11 @@ class Run {
         if (core::raise_irq(*d, 0) || core::raise_irq(*d, 4)) leftover("a device interrupt");
       }
     }
+  }
+
+  // After finish() (of both sides of a differential run, whose fd numbers interleave): the
+  // duplicates of the caller's fds the core took are all closed.
+  void check_caller_fds() {
     for (int fd : p_.foreign_fds)
       if (::fcntl(fd, F_GETFD) != -1) leftover("a duplicate of the caller's fd is still open");
   }
@@ -436,11 +534,12 @@ class Run {
     return in.get<u32>();
   }
 
-  void ioctl(Input& in) {
+  Outcome ioctl(Input& in) {
     const int s = in.get<u8>() % kSlots;
     const u32 cmd = command(in);
     const u8 mode = in.get<u8>();
     u64 arg = 0;
+    size_t arg_len = 0;
     switch (mode & 3) {
       case 0:  // a value: small (an fd, an extension, an IOMMU type) or any
         arg = (mode & 4) ? in.get<u8>() : in.get<u64>();
@@ -450,10 +549,11 @@ class Run {
         const size_t want = in.get<u16>() % 4096;
         auto [p, len] = in.bytes(want);
         arg = (mode & 3) == 1 ? kArgBase : kArgBase + kArgSize - len;
+        arg_len = len;
         p_.set_arg(arg, p, len);
         if ((mode & 0x80) && len >= 4) {  // argsz/size = the bytes given
           const u32 size = static_cast<u32>(len);
-          (void)p_.write(arg, &size, sizeof(size));
+          p_.set_arg_bytes(arg, &size, sizeof(size));
         }
         break;
       }
@@ -461,35 +561,63 @@ class Run {
         arg = in.get<u64>();
         break;
     }
-    if (!p_.slots[s]) return;
-    core::IoctlCall call;
-    call.cmd = cmd;
-    call.arg = arg;
-    call.caller = p_.caller;
-    call.node_name = p_.paths[s];
-    call.mem = &p_;
-    call.fds = &p_;
-    call.env = &p_;
-    (void)emu_.ioctl(*p_.slots[s], call);
+    Outcome out;
+    out.cmd = cmd;
+    out.result = -EBADF;
+    if (!p_.slots[s]) return out;
+    p_.start_ioctl();
+    for (int round = 0;; ++round) {
+      core::IoctlCall call;
+      call.cmd = cmd;
+      call.arg = arg;
+      call.caller = p_.caller;
+      call.node_name = p_.paths[s];
+      call.mem = &p_;
+      call.fds = &p_;
+      call.env = &p_;
+      auto r = emu_.ioctl(*p_.slots[s], call);
+      out.result = r ? *r : -r.error();
+      if (r || r.error() != core::kNeedRetry) break;
+      if (!p_.retry_protocol) {
+        std::fprintf(stderr, "vfio-emu fuzz: ioctl %#x asked for more of the caller's memory "
+                     "(kNeedRetry) from a transport that reads it directly\n", cmd);
+        __builtin_trap();
+      }
+      if (const int e = p_.next_round(); e != 0) {  // the kernel fails the ioctl
+        out.result = -e;
+        break;
+      }
+      if (round == 16) {
+        p_.transport_failed = true;
+        break;
+      }
+    }
+    if (arg_len != 0) out.reply = p_.window(arg, arg_len);
     p_.clear_arg();
+    return out;
   }
 
-  void rw(Input& in) {
+  long rw(Input& in) {
     const int s = in.get<u8>() % kSlots;
     const u8 how = in.get<u8>();
     const u64 index = in.get<u8>() % 12;
     const u64 pos = (how & 2) ? in.get<u64>() & ((u64{1} << 40) - 1) : in.get<u16>();
     const u64 len = in.get<u16>() % 4096;
-    if (!p_.slots[s]) return;
+    if (!p_.slots[s]) return -EBADF;
     std::vector<u8> buf(len);
     const u64 offset = core::vfio_pci_index_to_offset(static_cast<u32>(index)) + pos;
     if (how & 1) {
       auto [p, n] = in.bytes(len);
       if (n != 0) std::memcpy(buf.data(), p, n);
-      (void)emu_.write(*p_.slots[s], offset, buf.data(), len);
-    } else {
-      (void)emu_.read(*p_.slots[s], offset, buf.data(), len);
+      auto r = emu_.write(*p_.slots[s], offset, buf.data(), len);
+      return r ? static_cast<long>(*r) : -r.error();
     }
+    auto r = emu_.read(*p_.slots[s], offset, buf.data(), len);
+    if (!r) return -r.error();
+    // What was read goes into the result, so that both sides of a differential run read alike.
+    u64 sum = *r;
+    for (u64 i = 0; i < *r; ++i) sum = sum * 31 + buf[i];
+    return static_cast<long>(sum >> 1);
   }
 
   // What the tools would ask: none of it may crash, and the check must find no difference.
@@ -559,13 +687,46 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace vfio_emu::fuzz;
+  using vfio_emu::core::u8;
+  static u8 windows[2][kArgSize];
+  const u8 config = size != 0 ? data[0] : 0;
+  auto setup = [&](Process& p) {
+    p.limit = kLimits[(config >> 1) & 3];
+    p.read_ahead_enabled = !(config & 8);
+  };
+  Process process(devnull_fd(), windows[0]);
+  setup(process);
+  process.retry_protocol = config & 0x20;
+  Run run(machine(config & 1, config & 0x10, false), process);
   Input in(data, size);
-  const vfio_emu::core::u8 config = in.get<vfio_emu::core::u8>();
-  Process process(devnull_fd());
-  process.limit = kLimits[(config >> 1) & 3];
-  process.read_ahead_enabled = !(config & 8);
-  Run run(machine(config & 1, config & 0x10), process);
-  for (int ops = 0; !in.done() && ops < 256; ++ops) run.op(in);
+  (void)in.get<u8>();
+  if (!process.retry_protocol) {
+    for (int ops = 0; !in.done() && ops < 256; ++ops) (void)run.op(in);
+    run.finish();
+    run.check_caller_fds();
+    return 0;
+  }
+  // Through the CUSE retry protocol, the input must run as it does with direct access, on a
+  // twin machine: every ioctl, pread and pwrite with the same result and the same reply bytes,
+  // until the transport itself fails an ioctl (what it could not copy, its limits).
+  Process direct_process(devnull_fd(), windows[1]);
+  setup(direct_process);
+  Run direct(machine(config & 1, config & 0x10, true), direct_process);
+  Input direct_in(data, size);
+  (void)direct_in.get<u8>();
+  for (int ops = 0; !in.done() && ops < 256; ++ops) {
+    const Run::Outcome retried = run.op(in);
+    const Run::Outcome expected = direct.op(direct_in);
+    if (!process.transport_failed && !(retried == expected)) {
+      std::fprintf(stderr, "vfio-emu fuzz: op %d (ioctl %#x): through the CUSE retry protocol "
+                   "%ld, reading directly %ld%s\n", ops, retried.cmd, retried.result,
+                   expected.result, retried.reply != expected.reply ? " (replies differ)" : "");
+      __builtin_trap();
+    }
+  }
+  direct.finish();
   run.finish();
+  direct.check_caller_fds();
+  run.check_caller_fds();
   return 0;
 }

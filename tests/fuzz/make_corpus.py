@@ -378,8 +378,12 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     os.makedirs(out, exist_ok=True)
     for make in SEEDS:
+        seed = make().b
         with open(os.path.join(out, make.__name__), "wb") as f:
-            f.write(bytes(make().b))
+            f.write(bytes(seed))
+        # The same flow through the CUSE retry protocol (configuration bit 5).
+        with open(os.path.join(out, make.__name__ + "_retry"), "wb") as f:
+            f.write(bytes([seed[0] | 0x20]) + bytes(seed[1:]))
     write_dict(os.path.join(HERE, "core.dict"))
     return 0
 
