@@ -3,7 +3,8 @@
 # what is missing, builds, then does its job.
 #
 #   ./dev.sh demo     start the daemon and a client, show the mappings (the main job)
-#   ./dev.sh test     build with g++ and clang++ (-Werror), run every test, print "N passed, N failed"
+#   ./dev.sh test     build with g++ and clang++ (-Werror), run every test and the clang build's
+#                     bounded fuzz run, print "N passed, N failed"
 #   ./dev.sh build    just build (build/, g++)
 #   ./dev.sh bench    run the benchmarks (README.md, "Performance")
 set -euo pipefail
@@ -30,15 +31,26 @@ case "${1:-build}" in
     ;;
   test)
     extra=()
+    logs=(build/meson-logs/testlog.json)
     build build g++ gcc
+    clang_ok=0
     if build build-clang clang++ clang; then
       extra+=("build with clang++ -Werror:ok")
+      clang_ok=1
     else
       ninja -C build-clang | tail -30 || true
       extra+=("build with clang++ -Werror:fail")
     fi
     meson test -C build --no-rebuild --print-errorlogs --num-processes "$jobs" || true
-    exec scripts/test_summary.py build/meson-logs/testlog.json "${extra[@]}"
+    # The clang build's fuzz suite: a bounded libFuzzer run (tests/fuzz/README.md). Built only
+    # where clang has libFuzzer.
+    if [ "$clang_ok" = 1 ] && [ -x build-clang/tests/fuzz/core-fuzzer ]; then
+      meson test -C build-clang --no-rebuild --print-errorlogs --suite fuzz || true
+      logs+=(build-clang/meson-logs/testlog.json)
+    elif [ "$clang_ok" = 1 ]; then
+      echo "fuzz suite not built: clang++ has no -fsanitize=fuzzer" >&2
+    fi
+    exec scripts/test_summary.py "${logs[@]}" "${extra[@]}"
     ;;
   bench)
     configure build-release g++ gcc
@@ -51,7 +63,7 @@ case "${1:-build}" in
     exec scripts/demo.sh build
     ;;
   *)
-    sed -n '2,10p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

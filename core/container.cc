@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/cleanup.h"
 #include "core/dispatcher.h"
 #include "core/emulator.h"
 #include "core/log.h"
@@ -93,6 +94,9 @@ Result<long> set_iommu(Emulator& emu, File& file, IoctlCall& call) {
                             : make_spapr_driver(emu, c, type);
     std::lock_guard clock(c.mu);
     size_t attached = 0;
+    Cleanup detach([&] {
+      for (size_t i = 0; i < attached; ++i) driver->detach_group(*c.groups[i]);
+    });
     Status st;
     for (Group* g : c.groups) {
       st = driver->attach_group(*g, call);
@@ -100,10 +104,10 @@ Result<long> set_iommu(Emulator& emu, File& file, IoctlCall& call) {
       ++attached;
     }
     if (!st) {
-      for (size_t i = 0; i < attached; ++i) driver->detach_group(*c.groups[i]);
       ret = st.error();
       continue;
     }
+    detach.cancel();
     c.driver = std::move(driver);
     return long{0};
   }
@@ -145,6 +149,7 @@ Status container_attach_group(Emulator& emu, const std::shared_ptr<Container>& c
     if (d->bound_file != nullptr)
       return reject(call, EPERM, "group {}: device {} is bound to an iommufd", g.id(),
                     d->spec().bdf);
+  c.groups.reserve(c.groups.size() + 1);  // so that nothing can fail after the driver's attach
   if (c.driver) {
     std::lock_guard clock(c.mu);
     Status st = c.driver->attach_group(g, call);

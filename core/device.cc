@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/cleanup.h"
 #include "core/dispatcher.h"
 #include "core/container.h"
 #include "core/spapr.h"
@@ -113,16 +114,14 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
   const u64 out = call.arg + offsetof(vfio_device_bind_iommufd, out_devid);
   TRY(call.mem->will_write(out, sizeof(u32)));
   const u32 devid = TRY(iommufd_bind_device(emu, *ctx, dev, call));
-  Status st = copy_to_user(call, out, &devid, sizeof(devid));
-  if (!st) {
-    iommufd_unbind_device(emu, *ctx, devid);
-    return Err{st.error()};
-  }
-  df.irqs = open_device_irqs(dev);
+  Cleanup unbind([&] { iommufd_unbind_device(emu, *ctx, devid); });
+  TRY(copy_to_user(call, out, &devid, sizeof(devid)));
+  call.detail += fmt::format(" -> devid={:#x}", devid);
+  df.irqs = open_device_irqs(dev);  // the last step that can fail
+  unbind.cancel();
   df.ictx = std::move(ctx);
   df.devid = devid;
   dev.bound_file = &df;
-  call.detail += fmt::format(" -> devid={:#x}", devid);
   return 0;
 }
 
@@ -170,7 +169,7 @@ Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
     return Err{st.error()};
   }
   df.pt_id = hwpt;
-  call.detail += fmt::format(" -> hwpt={:#x}", hwpt);
+  note_result(call, " -> hwpt={:#x}", hwpt);
   return 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "core/container.h"
 #include "core/device.h"
@@ -321,6 +322,28 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
   (void)iommu::TableBudget::take_refusal();  // a refusal seen from here on is this call's
   const Command* c = nullptr;
   Result<long> result = err(ENOTTY);
+  try {
+    result = dispatch(file, call, &c);
+  } catch (const std::bad_alloc&) {
+    // Linux's errno for a failed allocation. The handlers undo what they did on every error
+    // path, this one included, so the call has changed nothing.
+    result = err(ENOMEM);
+    try {
+      result = reject(call, ENOMEM, "cmd {:#x} arg {:#x}: out of memory", call.cmd, call.arg);
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  try {
+    account(c, call, result);
+  } catch (const std::bad_alloc&) {
+    // The call's result stands; only its trace record or log line is lost.
+  }
+  return result;
+}
+
+Result<long> Emulator::dispatch(File& file, IoctlCall& call, const Command** command) {
+  const Command*& c = *command;
+  Result<long> result = err(ENOTTY);
   switch (file.kind()) {
     case NodeKind::kContainer: {
       c = find_command(NodeKind::kContainer, Backend::kNone, call.cmd);
@@ -392,7 +415,6 @@ Result<long> Emulator::ioctl(File& file, IoctlCall& call) {
       break;
     }
   }
-  account(c, call, result);
   return result;
 }
 

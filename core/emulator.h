@@ -82,7 +82,8 @@ class Emulator {
                                      u64* conflict = nullptr);
   // The last close of an open file: releases everything it held, as Linux does.
   void release(const std::shared_ptr<File>& file);
-  // Errors: whatever the command returns; ENOTTY for an unknown command.
+  // Errors: whatever the command returns; ENOTTY for an unknown command; ENOMEM when an
+  // allocation fails (std::bad_alloc stops here, and the call has changed nothing).
   Result<long> ioctl(File& file, IoctlCall& call);
   // pread/pwrite on a device file (its regions). Errors: EINVAL (not bound, bad offset).
   Result<u64> read(File& file, u64 offset, void* buf, u64 len);
@@ -116,6 +117,9 @@ class Emulator {
   const CommandCounters& counters() const { return counters_; }
 
  private:
+  // The command of `call` on `file`, with the size rules of its node; sets *command to the entry
+  // of the command table that served it (nullptr: unknown).
+  Result<long> dispatch(File& file, IoctlCall& call, const Command** command);
   void account(const Command* c, IoctlCall& call, const Result<long>& result);
 
   Topology topology_;

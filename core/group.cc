@@ -68,17 +68,18 @@ Result<long> set_container(Emulator& emu, File& file, IoctlCall& call) {
   if (g.has_iommu())
     return reject(call, EINVAL, "group {} already has a {}", g.id(),
                   g.container ? "container" : "iommufd");
+  // The trace detail is completed before the change: nothing may fail after it.
   if (target && target->kind() == NodeKind::kContainer) {
     auto& cf = static_cast<ContainerFile&>(*target);
-    TRY(container_attach_group(emu, cf.container, g, call));
     call.detail += fmt::format(" container={}", cf.container->id());
+    TRY(container_attach_group(emu, cf.container, g, call));
     return 0;
   }
   if (target && target->kind() == NodeKind::kIommufd) {
     auto& f = static_cast<IommufdFile&>(*target);
+    call.detail += " iommufd";
     TRY(iommufd_attach_group(emu, f.ctx, g, call));
     g.ictx = f.ctx;
-    call.detail += " iommufd";
     return 0;
   }
   return reject(call, EBADFD, "fd {} is {} (want a container or an iommufd)", fd,

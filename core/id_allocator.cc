@@ -1,5 +1,7 @@
 #include "core/id_allocator.h"
 
+#include <new>
+
 #include <cerrno>
 #include <iterator>
 
@@ -18,7 +20,12 @@ Result<u32> IdAllocator::alloc() {
 void IdAllocator::free(u32 id) {
   if (id < first_ || id >= next_ || freed_.count(id) != 0) return;
   if (id + u64{1} != next_) {
-    freed_.insert(id);
+    // Freeing runs in release paths, after the change it undoes is made: it must not fail. If
+    // the set cannot take the id, the id is simply never handed out again.
+    try {
+      freed_.insert(id);
+    } catch (const std::bad_alloc&) {
+    }
     return;
   }
   // The highest id in use: the free ids just below it join the free top of the range, so that

@@ -8,6 +8,8 @@
 #include <spdlog/logger.h>
 #include <sys/types.h>
 
+#include <iterator>
+#include <new>
 #include <string>
 #include <string_view>
 
@@ -41,6 +43,16 @@ void configure_rejection_log_limit(const LogRateLimitConfig& config);
 template <class... A>
 Err reject(const IoctlCall& call, int e, fmt::format_string<A...> f, A&&... args) {
   return reject_message(call, e, fmt::format(f, std::forward<A>(args)...));
+}
+
+// Appends what the call produced (" -> iova=0x1000") to call.detail, for the trace, once the
+// call has changed state: an allocation failure here loses the text, never the call's result.
+template <class... A>
+void note_result(IoctlCall& call, fmt::format_string<A...> f, A&&... args) noexcept {
+  try {
+    fmt::format_to(std::back_inserter(call.detail), f, std::forward<A>(args)...);
+  } catch (const std::bad_alloc&) {
+  }
 }
 
 }  // namespace vfio_emu::core

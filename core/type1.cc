@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstring>
 
+#include "core/cleanup.h"
 #include "core/dispatcher.h"
 #include "core/emulator.h"
 #include "core/iova_list.h"
@@ -174,8 +175,11 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
     }
   }
 
-  TRY(replay(call, g, *fresh));
+  // The entry first: if the replay fails it goes again, and nothing is left to undo after it.
   domains_.push_back(DomainEntry{fresh, {&g}});
+  Cleanup forget([&] { domains_.pop_back(); });
+  TRY(replay(call, g, *fresh));
+  forget.cancel();
   iova_list_ = std::move(list);
   recompute_pgsize_bitmap();
   return {};
@@ -188,44 +192,42 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
 Status Type1Driver::replay(IoctlCall& call, Group& g, HwDomain& fresh) {
   const u64 limit = call.env->memlock_limit();
   std::vector<Type1Dma*> pinned;  // newly, by this replay
-  auto unwind = [&] {
+  Cleanup unwind([&] {
     for (Type1Dma* dma : pinned) {
       emu_.locked_memory().uncharge(dma->owner, dma->locked);
       dma->locked = 0;
     }
-  };
+  });
   for (auto& [iova, dma] : dmas_) {
     if (!dma.iommu_mapped) {
       // Only the caller's own memory can be looked at; another owner's pins as it maps.
       if (dma.owner == call.caller.pid) {
         const u64 accessible = call.env->dma_accessible(dma.vaddr, dma.size, dma.prot);
         if (accessible < dma.size) {
-          unwind();
           return reject(call, EFAULT, "group {}: pinning mapping {:#x}..{:#x} for the new "
                         "domain: no {} access at vaddr {:#x}", g.id(), dma.iova, dma.last(),
                         (dma.prot & iommu::kProtWrite) ? "writable" : "readable",
                         dma.vaddr + accessible);
         }
       }
+      pinned.push_back(&dma);  // before the charge, which cannot be undone if this throws
       Status charged = emu_.locked_memory().charge(dma.owner, dma.size, limit, dma.lock_cap);
       if (!charged) {
-        unwind();
         return reject(call, ENOMEM, "group {}: pinning mapping {:#x}..{:#x} for the new domain: "
                       "RLIMIT_MEMLOCK {:#x} exceeded", g.id(), dma.iova, dma.last(), limit);
       }
       dma.locked = dma.size;
-      pinned.push_back(&dma);
     }
     const u64 output = dma.iommu_mapped ? dma.output : dma.vaddr;
     auto r = fresh.hw->map(dma.iova, output, dma.size, dma.prot | iommu::kProtCache);
     if (!r) {
-      unwind();
-      // `fresh` goes away with its tables
+      // `fresh` goes away with its tables; `unwind` gives back what was pinned
       return reject(call, r.error(), "container {}: group {}: replaying {:#x}..{:#x} into the "
                     "new domain failed{}", container_.id(), g.id(), dma.iova, dma.last(),
                     table_limit_note(r.error()));
     }
   }
+  unwind.cancel();
   for (Type1Dma* dma : pinned) dma->output = dma->vaddr;
   for (auto& [iova, dma] : dmas_) dma.iommu_mapped = true;
   return {};
@@ -486,8 +488,12 @@ Result<long> Type1Driver::map_dma(IoctlCall& call) {
   dma.prot = prot;
   dma.owner = call.caller.pid;
   dma.lock_cap = call.env->capable(CAP_IPC_LOCK);
-  if (!domains_.empty()) TRY(pin_and_map(call, dma));
-  dmas_.emplace(dma.iova, dma);
+  // Recorded first: the record is the allocation that can fail, and it is simply dropped if
+  // pinning or mapping fails.
+  auto recorded = dmas_.emplace(dma.iova, dma).first;
+  Cleanup unrecord([&] { dmas_.erase(recorded); });
+  if (!domains_.empty()) TRY(pin_and_map(call, recorded->second));
+  unrecord.cancel();
   --dma_avail_;
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstring>
+#include <new>
 #include <utility>
 
 #include "iommu/fault_injection.h"
@@ -75,6 +76,13 @@ void* TableMemory::allocate(std::size_t table_bytes, std::size_t meta_bytes) {
   if (bytes == kPage) {
     p = page_from_pool();
   } else {
+    // Room for every block release() may keep (each is at least two pages), so that releasing
+    // never allocates.
+    try {
+      spare_blocks_.reserve(kSpareBlockBytes / (2 * kPage));
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
     p = nullptr;
     for (auto it = spare_blocks_.begin(); it != spare_blocks_.end(); ++it) {
       if (it->second != bytes) continue;
@@ -104,7 +112,8 @@ void TableMemory::release(void* p, std::size_t table_bytes, std::size_t meta_byt
   assert(all_zero(p, bytes) && "a table must be empty when it is released");
   if (bytes == kPage) {
     page_to_pool(p);
-  } else if (spare_block_bytes_ + bytes <= kSpareBlockBytes) {
+  } else if (spare_block_bytes_ + bytes <= kSpareBlockBytes &&
+             spare_blocks_.size() < spare_blocks_.capacity()) {
     spare_blocks_.emplace_back(p, bytes);
     spare_block_bytes_ += bytes;
   } else {
@@ -135,10 +144,23 @@ void* TableMemory::page_from_pool() {
   std::uint8_t* base = map_aligned_chunk();
   if (base == nullptr) return nullptr;
   const auto key = reinterpret_cast<std::uintptr_t>(base);
-  Chunk& c = chunks_[key];
-  c.base = base;
-  c.bump = 1;
-  c.used = 1;
+  // Everything the chunk's bookkeeping will ever need is allocated now, so that a failure is
+  // nullptr here (ENOMEM for the walk, which undoes its work) and releasing a page never
+  // allocates: with_room_ holds each chunk at most once, a free list at most every page.
+  try {
+    with_room_.reserve(chunks_.size() + 1);
+    std::vector<std::uint16_t> free_list;
+    free_list.reserve(kPagesPerChunk);
+    Chunk& c = chunks_[key];
+    c.base = base;
+    c.bump = 1;
+    c.used = 1;
+    c.free_list = std::move(free_list);
+  } catch (const std::bad_alloc&) {
+    chunks_.erase(key);
+    munmap(base, kChunk);
+    return nullptr;
+  }
   with_room_.push_back(key);
   return base;
 }

@@ -4,6 +4,7 @@
 // Devices of one IOMMU group share a HWPT within a context, as Linux's iommufd_group does: the
 // first device attaches the group, the others must attach to the same HWPT, and a replace moves
 // them all.
+#include "core/cleanup.h"
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
 #include "core/iommufd/user_copy.h"
@@ -36,13 +37,10 @@ std::vector<IommufdDevice*> attached_group_members(IommufdCtx& ctx, const Iommuf
 // IOAS, owned by the device. Errors: EADDRINUSE. All-or-nothing.
 Status reserve_regions(IoctlCall& call, Ioas& ioas, IommufdDevice& d) {
   std::lock_guard lock(ioas.mu);
-  for (const iommu::IovaRange& r : unit_of(d)->reserved_regions()) {
-    Status st = ioas.iopt.reserve(call, r, &d, "reserved region of device " + d.dev->spec().bdf);
-    if (!st) {
-      ioas.iopt.remove_reserved(&d);
-      return st;
-    }
-  }
+  Cleanup unreserve([&] { ioas.iopt.remove_reserved(&d); });
+  for (const iommu::IovaRange& r : unit_of(d)->reserved_regions())
+    TRY(ioas.iopt.reserve(call, r, &d, "reserved region of device " + d.dev->spec().bdf));
+  unreserve.cancel();
   return {};
 }
 
@@ -74,21 +72,18 @@ Status do_replace(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt, IommufdDev
   if (old == hwpt) return {};
   const std::vector<IommufdDevice*> members = attached_group_members(ctx, d);
   const bool new_ioas = hwpt->ioas != old->ioas;
+  size_t reserved = 0;
+  Cleanup unreserve([&] {
+    for (size_t j = 0; j < reserved; ++j) unreserve_regions(*hwpt->ioas, *members[j]);
+  });
   if (new_ioas) {
-    for (size_t i = 0; i < members.size(); ++i) {
-      Status st = reserve_regions(call, *hwpt->ioas, *members[i]);
-      if (!st) {
-        for (size_t j = 0; j < i; ++j) unreserve_regions(*hwpt->ioas, *members[j]);
-        return st;
-      }
+    for (IommufdDevice* m : members) {
+      TRY(reserve_regions(call, *hwpt->ioas, *m));
+      ++reserved;
     }
   }
-  Status st = check_unit(call, *hwpt, d);  // iommu_group_replace_domain()
-  if (!st) {
-    if (new_ioas)
-      for (IommufdDevice* m : members) unreserve_regions(*hwpt->ioas, *m);
-    return st;
-  }
+  TRY(check_unit(call, *hwpt, d));  // iommu_group_replace_domain()
+  unreserve.cancel();
   for (IommufdDevice* m : members) {
     if (new_ioas) unreserve_regions(*old->ioas, *m);
     m->hwpt = hwpt;
@@ -122,11 +117,9 @@ Result<std::shared_ptr<Hwpt>> auto_get_domain(IommufdCtx& ctx, const std::shared
   if (!replace) TRY(check_group(ctx, call, nullptr, d));
   auto hwpt = TRY(hwpt_paging_alloc(ctx, ioas, d, !replace, call));
   if (replace) {
-    Status st = do_replace(ctx, hwpt, d, call);
-    if (!st) {
-      hwpt_destroy(ctx, hwpt);
-      return Err{st.error()};
-    }
+    Cleanup destroy([&] { hwpt_destroy(ctx, hwpt); });
+    TRY(do_replace(ctx, hwpt, d, call));
+    destroy.cancel();
   }
   hwpt->auto_domain = true;
   return hwpt;
@@ -138,11 +131,9 @@ Status hwpt_attach(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt, IommufdDe
                    IoctlCall& call) {
   TRY(check_group(ctx, call, hwpt.get(), d));
   TRY(reserve_regions(call, *hwpt->ioas, d));
-  Status st = check_unit(call, *hwpt, d);  // iommu_attach_group()
-  if (!st) {
-    unreserve_regions(*hwpt->ioas, d);
-    return st;
-  }
+  Cleanup unreserve([&] { unreserve_regions(*hwpt->ioas, d); });
+  TRY(check_unit(call, *hwpt, d));  // iommu_attach_group()
+  unreserve.cancel();
   d.hwpt = hwpt;
   ++hwpt->users;
   return {};

@@ -4,6 +4,7 @@
 // A HWPT is one IOMMU domain on the unit of the device it was made for, registered with the
 // emulator (Emulator::create_domain) and kept filled with its IOAS's areas. Only plain paging
 // HWPTs exist: the simulated units offer no nesting and no dirty tracking.
+#include "core/cleanup.h"
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
 #include "core/iommufd/user_copy.h"
@@ -29,10 +30,10 @@ Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shar
   auto hwpt = std::make_shared<Hwpt>();
   hwpt->ioas = ioas;
   const u32 id = TRY(ctx.insert(hwpt, call));
+  Cleanup erase([&] { ctx.erase(id); });
   auto created = ctx.emu.create_domain(unit, std::shared_ptr<std::mutex>(ioas, &ioas->mu),
                                        fmt::format("iommufd {} hwpt {}", ctx.id, id));
   if (!created) {
-    ctx.erase(id);
     if (created.error() == ENOSPC)
       return reject(call, ENOSPC, "IOMMU unit {} has run out of domain ids (CAP.ND)",
                     unit->name());
@@ -40,24 +41,18 @@ Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shar
   }
   hwpt->domain = created.take();
   hwpt->enforce_cache_coherency = unit->enforces_cache_coherency();
-  if (immediate_attach) {
-    Status st = hwpt_attach(ctx, hwpt, dev, call);
-    if (!st) {
-      ctx.erase(id);
-      return Err{st.error()};
-    }
-  }
-  Status st;
+  if (immediate_attach) TRY(hwpt_attach(ctx, hwpt, dev, call));
+  Cleanup detach([&] {
+    if (immediate_attach) hwpt_detach(ctx, dev);
+  });
   {
     std::lock_guard lock(ioas->mu);
-    st = ioas->iopt.add_domain(call, *hwpt->domain->hw, hwpt.get());
-    if (st) ioas->hwpts.push_back(hwpt.get());
+    ioas->hwpts.reserve(ioas->hwpts.size() + 1);  // nothing can fail after add_domain
+    TRY(ioas->iopt.add_domain(call, *hwpt->domain->hw, hwpt.get()));
+    ioas->hwpts.push_back(hwpt.get());
   }
-  if (!st) {
-    if (immediate_attach) hwpt_detach(ctx, dev);
-    ctx.erase(id);
-    return Err{st.error()};
-  }
+  detach.cancel();
+  erase.cancel();
   ++ioas->users;
   return hwpt;
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "core/cleanup.h"
 #include "core/emulator.h"
 #include "core/reject.h"
 
@@ -90,6 +91,7 @@ Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who) {
   std::lock_guard lock(mu_);
   const IovaList before = pinned_union();
   holders_[holder] = pages;
+  Cleanup forget([&] { holders_.erase(holder); });
   IovaList newly = pinned_union();
   for (const IovaRange& r : before) newly = subtract(newly, r);
   IoctlCall& call = *who.call;
@@ -106,7 +108,6 @@ Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who) {
                                                                    writable ? iommu::kProtWrite
                                                                             : iommu::kProtRead);
     if (ok < len) {
-      holders_.erase(holder);
       return reject(call, EFAULT, "pinning vaddr {:#x} size {:#x}: no {} mapping at {:#x}", addr,
                     len, access_name(writable), addr + ok);
     }
@@ -116,13 +117,13 @@ Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who) {
     const u64 limit = own ? call.env->memlock_limit() : memlock_limit_;
     Status st = locked_.charge(account_key(), delta * kPageSize, limit, false);
     if (!st) {
-      holders_.erase(holder);
       return reject(call, ENOMEM,
                     "pinning {:#x} pages of vaddr {:#x}: RLIMIT_MEMLOCK {:#x} exceeded ({:#x} "
                     "bytes locked {})", delta, uptr, limit, locked_.charged(account_key()),
                     account == AccountMode::kUser ? "by the user" : "by the process");
     }
   }
+  forget.cancel();
   charged_pages_ += delta;
   return {};
 }
@@ -267,14 +268,16 @@ Status IoPagetable::map_into(IoctlCall& call, iommu::Domain& d, const Area& a) c
 Status IoPagetable::fill(IoctlCall& call, const Area& a) {
   if (domains_.empty()) return {};  // a lazy reference: nothing is pinned without a domain
   TRY(a.pages->pin(a.id, a.page_indexes(), Pinner{&call}));
-  for (size_t i = 0; i < domains_.size(); ++i) {
-    Status st = map_into(call, *domains_[i], a);
-    if (!st) {
-      for (size_t j = 0; j < i; ++j) (void)domains_[j]->unmap(a.iova, a.last);
-      a.pages->unpin(a.id);
-      return st;
-    }
+  size_t mapped = 0;
+  Cleanup undo([&] {
+    for (size_t j = 0; j < mapped; ++j) (void)domains_[j]->unmap(a.iova, a.last);
+    a.pages->unpin(a.id);
+  });
+  for (iommu::Domain* d : domains_) {
+    TRY(map_into(call, *d, a));
+    ++mapped;
   }
+  undo.cancel();
   return {};
 }
 
@@ -304,8 +307,9 @@ Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 l
   } else {
     TRY(check_iova(call, at, length));
   }
-  // iopt_insert_area for each slice, back to back.
-  std::vector<Area> fresh;
+  // iopt_insert_area for each slice, back to back. The areas join areas_ at the end by moving
+  // their nodes (std::map::merge allocates nothing), so nothing can fail after they are filled.
+  std::map<u64, Area> fresh;
   u64 cur = at;
   for (const Slice& s : slices) {
     if ((prot & iommu::kProtWrite) && !s.pages->writable)
@@ -321,17 +325,20 @@ Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 l
     a.pages = s.pages;
     a.start_byte = s.start_byte;
     a.prot = prot;
-    fresh.push_back(a);
+    fresh.emplace(a.iova, std::move(a));
     cur += s.length;
   }
-  for (size_t i = 0; i < fresh.size(); ++i) {
-    Status st = fill(call, fresh[i]);
-    if (!st) {
-      for (size_t j = 0; j < i; ++j) unfill(fresh[j]);
-      return st;
-    }
+  std::vector<const Area*> filled;
+  filled.reserve(fresh.size());
+  Cleanup unfill_all([&] {
+    for (const Area* a : filled) unfill(*a);
+  });
+  for (const auto& [area_iova, a] : fresh) {
+    TRY(fill(call, a));
+    filled.push_back(&a);
   }
-  for (Area& a : fresh) areas_.emplace(a.iova, std::move(a));
+  unfill_all.cancel();
+  areas_.merge(fresh);
   *iova = at;
   return {};
 }
@@ -424,36 +431,28 @@ Status IoPagetable::add_domain(IoctlCall& call, iommu::Domain& d, const void* ow
   // No area may lie outside the domain's aperture.
   IovaList outside{IovaRange{0, kU64Max}};
   for (const IovaRange& r : d.aperture()) outside = subtract(outside, r);
-  for (const IovaRange& r : outside) {
-    Status st = reserve(call, r, owner, "IOVA outside the aperture");
-    if (!st) {
-      remove_reserved(owner);
-      return st;
-    }
-  }
   const bool first = domains_.empty();
   std::vector<const Area*> done;
-  Status st;
-  for (const auto& [iova, a] : areas_) {
-    if (first) {
-      st = a.pages->pin(a.id, a.page_indexes(), Pinner{&call});
-      if (!st) break;
-    }
-    st = map_into(call, d, a);
-    if (!st) {
-      if (first) a.pages->unpin(a.id);
-      break;
-    }
-    done.push_back(&a);
-  }
-  if (!st) {
+  done.reserve(areas_.size());
+  domains_.reserve(domains_.size() + 1);  // nothing can fail once the areas are in
+  Cleanup undo([&] {
     for (const Area* a : done) {
       (void)d.unmap(a->iova, a->last);
       if (first) a->pages->unpin(a->id);
     }
     remove_reserved(owner);
-    return st;
+  });
+  for (const IovaRange& r : outside) TRY(reserve(call, r, owner, "IOVA outside the aperture"));
+  for (const auto& [iova, a] : areas_) {
+    if (first) TRY(a.pages->pin(a.id, a.page_indexes(), Pinner{&call}));
+    Cleanup unpin([&, &a = a] {
+      if (first) a.pages->unpin(a.id);
+    });
+    TRY(map_into(call, d, a));
+    unpin.cancel();
+    done.push_back(&a);
   }
+  undo.cancel();
   iova_alignment_ = alignment;
   domains_.push_back(&d);
   return {};

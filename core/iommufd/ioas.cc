@@ -148,7 +148,7 @@ Result<long> ioas_map(Emulator& emu, File& file, IoctlCall& call) {
   TRY(map_user_pages(emu, ctx_of(file), *ioas, call, cmd.user_va, cmd.length, &iova,
                      prot_of(cmd.flags), !(cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA)));
   cmd.iova = iova;
-  call.detail += fmt::format(" -> iova={:#x}", iova);
+  note_result(call, " -> iova={:#x}", iova);
   // Linux leaves the mapping in place when the struct cannot be written back.
   TRY(respond(call, sizeof(cmd)));
   return 0;
@@ -187,7 +187,7 @@ Result<long> ioas_copy(Emulator&, File& file, IoctlCall& call) {
                       !(cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA)));
   }
   cmd.dst_iova = iova;
-  call.detail += fmt::format(" -> dst_iova={:#x}", iova);
+  note_result(call, " -> dst_iova={:#x}", iova);
   TRY(respond(call, sizeof(cmd)));
   return 0;
 }

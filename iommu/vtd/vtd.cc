@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <new>
 
 namespace vfio_emu::iommu::vtd {
 namespace {
@@ -89,7 +90,11 @@ Result<std::unique_ptr<Domain>> VtdUnit::create_domain() {
     did_used_[did] = true;
     ++in_use_;
   }
-  std::unique_ptr<VtdDomain> domain(new VtdDomain(shared_from_this(), did));
+  std::unique_ptr<VtdDomain> domain(new (std::nothrow) VtdDomain(shared_from_this(), did));
+  if (!domain) {
+    release_domain_id(did);
+    return err(ENOMEM);
+  }
   Status st = domain->table_.init();
   if (!st) return Err{st.error()};  // ~VtdDomain gives the id back
   return std::unique_ptr<Domain>(std::move(domain));
