@@ -43,6 +43,16 @@ u64 LockedMemory::charged(pid_t pid) const {
   return it == bytes_.end() ? 0 : it->second;
 }
 
+std::vector<std::pair<pid_t, u64>> LockedMemory::charges() const {
+  std::vector<std::pair<pid_t, u64>> all;
+  {
+    std::lock_guard lock(mu_);
+    all.assign(bytes_.begin(), bytes_.end());
+  }
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 // ---- OpenFileCounts --------------------------------------------------------------------------
 
 Status OpenFileCounts::add(uid_t uid) {

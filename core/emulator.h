@@ -40,6 +40,8 @@ class LockedMemory {
   Status charge(pid_t pid, u64 bytes, u64 limit, bool cap_ipc_lock);
   void uncharge(pid_t pid, u64 bytes);
   u64 charged(pid_t pid) const;
+  // Every key with a charge, in key order (for the tools).
+  std::vector<std::pair<pid_t, u64>> charges() const;
 
  private:
   mutable std::mutex mu_;
