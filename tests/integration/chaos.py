@@ -303,7 +303,14 @@ def main():
                     print("\n".join(thread_states(pid)))
                 wait_for_release(rig, check)
                 time.sleep(opts.settle)
-                check_nothing_held(rig, check)
+                stats = check_nothing_held(rig, check)
+                if stats is not None:
+                    # What the run reached: the daemon's own counts per command.
+                    calls = sum(c["calls"] for c in stats["ioctls"])
+                    never = sorted(f"{c['command']}/{c['node']}" for c in stats["ioctls"]
+                                   if c["calls"] == c["errors"])
+                    print(f"chaos.py: the daemon served {calls} ioctls of "
+                          f"{len(stats['ioctls'])} commands; never successful: {never}")
                 after = resources(pid)
                 kinds_after = fd_kinds(pid)
                 levels = log_levels(rig.daemon_log())

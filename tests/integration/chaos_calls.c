@@ -505,14 +505,17 @@ static void build_set_container(struct chaos_thread *t, struct call *c)
 /* A device name as GET_DEVICE_FD takes it: a BDF of chaos_machine.toml (most are the built-in
  * machine's too), sometimes with options, sometimes long, sometimes not terminated before the
  * end of the page. */
-static void build_device_name(struct chaos_thread *t, struct call *c)
-{
-	static const char *const names[] = {
+static const char *const device_names[] = {
 		"0000:00:01.0", "0000:00:01.1", "0000:00:02.0", "0000:05:00.0", "0000:06:00.0",
-		"0000:07:00.0", "0001:00:00.0", "0002:00:00.0", "0000:00:04.0", "0000:09:00.0",
+		"0000:07:00.0", "0001:00:00.0", "0002:00:00.0", "0000:00:04.0", "0000:0a:00.0",
+		"0000:0f:00.0", "0001:01:00.0", "0000:12:00.0", "0000:13:00.0", "0000:09:00.0",
 		"0000:00:01.0 vf_token=00000000-0000-0000-0000-000000000000",
 		"0000:00:01.0 unknown=1", "", " ", "0000:00:01.0\n",
-	};
+};
+#define NDEVICE_NAMES ((int)(sizeof(device_names) / sizeof(device_names[0])))
+
+static void build_device_name(struct chaos_thread *t, struct call *c)
+{
 	c->style = ARG_PTR;
 	c->hdr = HDR_NONE;
 	if (chance(t, 5)) {
@@ -522,7 +525,7 @@ static void build_device_name(struct chaos_thread *t, struct call *c)
 		c->len = n;
 		return;
 	}
-	const char *name = names[below(t, sizeof(names) / sizeof(names[0]))];
+	const char *name = device_names[below(t, NDEVICE_NAMES)];
 	c->len = strlen(name) + 1;
 	memcpy(c->buf.b, name, c->len);
 }
@@ -1305,13 +1308,24 @@ static int open_node_fd(struct chaos_thread *t, int node, int flags)
 	return fd;
 }
 
+/* Closes the thread's group fds: a thread holds at most one group at a time, so that some
+ * groups are free for others (a held group makes BIND of its devices EBUSY). */
+static void close_groups(struct chaos_thread *t)
+{
+	for (int i = 0; i < CHAOS_SLOTS; i++)
+		if (t->slot[i].fd >= 0 && t->slot[i].kind == KIND_GROUP)
+			close_slot(t, i);
+}
+
 static void open_step(struct chaos_thread *t)
 {
-	static const int kinds[] = {KIND_CONTAINER, KIND_GROUP, KIND_GROUP, KIND_DEVICE,
+	static const int kinds[] = {KIND_CONTAINER, KIND_CONTAINER, KIND_GROUP, KIND_DEVICE,
 				    KIND_DEVICE, KIND_IOMMU};
 	int node = random_node(t, kinds[below(t, 6)]);
 	if (node < 0)
 		return;
+	if (t->cfg->nodes[node].kind == KIND_GROUP)
+		close_groups(t);
 	int flags = O_RDWR;
 	if (chance(t, 5))
 		flags = chance(t, 50) ? O_RDONLY : O_WRONLY;
@@ -1324,6 +1338,10 @@ static void open_step(struct chaos_thread *t)
 
 static void close_step(struct chaos_thread *t)
 {
+	if (chance(t, 40)) {
+		close_groups(t); /* held briefly: their devices can be bound meanwhile */
+		return;
+	}
 	int i = (int)below(t, CHAOS_SLOTS);
 	close_slot(t, i);
 }
@@ -1623,8 +1641,10 @@ static void sequence_container(struct chaos_thread *t)
 		static const unsigned long types[] = {VFIO_TYPE1v2_IOMMU, VFIO_TYPE1_IOMMU,
 						      VFIO_SPAPR_TCE_v2_IOMMU,
 						      VFIO_SPAPR_TCE_IOMMU};
-		int first = chance(t, 80) ? 0 : (int)below(t, 2);
-		for (int i = first; i < 4; i++) {
+		/* The group's unit takes only one family: try them from a random start. */
+		int first = (int)below(t, 4);
+		for (int k = 0; k < 4; k++) {
+			int i = (first + k) % 4;
 			if (valid_call(t, fds[0], KIND_CONTAINER, nodes[0], "VFIO_SET_IOMMU", NULL,
 				       0, types[i]) != 0)
 				continue;
@@ -1707,6 +1727,7 @@ static void sequence_cdev(struct chaos_thread *t)
 {
 	int fds[2], owned[2], nodes[2];
 	enum chaos_kind kinds[2] = {KIND_DEVICE, KIND_IOMMU};
+	close_groups(t); /* BIND is EBUSY while the device's group is open */
 	fds[0] = get_fd(t, KIND_DEVICE, chance(t, 30), &nodes[0], &owned[0]);
 	fds[1] = get_fd(t, KIND_IOMMU, chance(t, 50), &nodes[1], &owned[1]);
 	if (fds[0] >= 0 && fds[1] >= 0) {
@@ -1715,6 +1736,14 @@ static void sequence_cdev(struct chaos_thread *t)
 		if (valid_call(t, dev, KIND_DEVICE, nodes[0], "VFIO_DEVICE_BIND_IOMMUFD", &bind, 16,
 			       0) == 0) {
 			remember_id(t->devid, &t->next_devid, bind.out_devid);
+			struct iommu_hw_info hw = {
+				.size = sizeof(hw),
+				.dev_id = bind.out_devid,
+				.data_len = sizeof(struct iommu_hw_info_vtd),
+				.data_uptr = (uintptr_t)(t->rw + CHAOS_ARENA_RW / 2),
+			};
+			valid_call(t, iommufd, KIND_IOMMU, nodes[1], "IOMMU_GET_HW_INFO", &hw,
+				   sizeof(hw), 0);
 			struct iommu_ioas_alloc a = {.size = sizeof(a)};
 			if (valid_call(t, iommufd, KIND_IOMMU, nodes[1], "IOMMU_IOAS_ALLOC", &a,
 				       sizeof(a), 0) == 0) {
@@ -1818,6 +1847,15 @@ static void sequence_compat(struct chaos_thread *t)
 				       sizeof(map), 0) == 0)
 				remember_range(t, map.iova, map.size);
 		}
+		struct chaos_range last = t->mapped[(t->next_mapped - 1) % CHAOS_POOL];
+		struct vfio_iommu_type1_dma_unmap unmap = {
+			.argsz = sizeof(unmap), .iova = last.iova, .size = last.length};
+		if (chance(t, 30)) {
+			unmap.flags = VFIO_DMA_UNMAP_FLAG_ALL;
+			unmap.iova = unmap.size = 0;
+		}
+		valid_call(t, fd, KIND_IOMMU, nodes[0], "VFIO_IOMMU_UNMAP_DMA", &unmap, sizeof(unmap),
+			   0);
 		struct iommu_vfio_ioas get = {.size = sizeof(get), .op = IOMMU_VFIO_IOAS_GET};
 		if (valid_call(t, fd, KIND_IOMMU, nodes[0], "IOMMU_VFIO_IOAS", &get, sizeof(get),
 			       0) == 0)
@@ -1836,7 +1874,32 @@ static void sequence_group_device(struct chaos_thread *t)
 	enum chaos_kind kinds[3] = {KIND_CONTAINER, KIND_GROUP, KIND_DEVICE};
 	fds[0] = get_fd(t, KIND_CONTAINER, 0, &nodes[0], &owned[0]);
 	fds[1] = get_fd(t, KIND_GROUP, 1, &nodes[1], &owned[1]);
-	fds[2] = get_fd(t, KIND_DEVICE, 0, &nodes[2], &owned[2]);
+	fds[2] = -1;
+	owned[2] = 0;
+	nodes[2] = -1;
+	/* The cdev of a device of the group, found as the GET_DEVICE_FD shim finds it: the names the
+	 * group's devices have answer with N of vfio/devices/vfioN, the others ENODEV. */
+	for (int i = 0, start = (int)below(t, NDEVICE_NAMES); fds[1] >= 0 && i < NDEVICE_NAMES; i++) {
+		const char *name = device_names[(start + i) % NDEVICE_NAMES];
+		char copy[64];
+		snprintf(copy, sizeof(copy), "%s", name);
+		long n = valid_call(t, fds[1], KIND_GROUP, nodes[1], "VFIO_EMU_GROUP_DEVICE", copy,
+				    strlen(copy) + 1, 0);
+		if (n < 0)
+			continue;
+		char cdev[64];
+		snprintf(cdev, sizeof(cdev), "vfio/devices/vfio%ld", n);
+		for (int k = 0; k < t->cfg->nnodes; k++)
+			if (strcmp(t->cfg->nodes[k].name, cdev) == 0)
+				nodes[2] = k;
+		break;
+	}
+	if (nodes[2] >= 0) {
+		fds[2] = open_node_fd(t, nodes[2], O_RDWR);
+		owned[2] = fds[2] >= 0;
+	} else {
+		fds[2] = get_fd(t, KIND_DEVICE, 0, &nodes[2], &owned[2]);
+	}
 	if (fds[0] >= 0 && fds[1] >= 0 && fds[2] >= 0 &&
 	    valid_call(t, fds[1], KIND_GROUP, nodes[1], "VFIO_GROUP_SET_CONTAINER", &fds[0],
 		       sizeof(int), 0) == 0 &&
