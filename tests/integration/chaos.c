@@ -14,11 +14,13 @@
  *
  *   chaos NODE_DIR [--seconds S] [--max-ops N] [--processes P] [--threads T]
  *         [--fd-passing-threads N] [--kill-interval-ms MS] [--no-kills] [--no-forks]
- *         [--mutate-percent P] [--hang-seconds S] [--seed N]
+ *         [--mutate-percent P] [--hang-seconds S] [--seed N] [--fd-passing-percent P]
  *         [--foreign-dir DIR [--stall-pid PID]]
  *
  * --fd-passing-threads N: threads 0..N-1 of each process may issue ioctls that pass fds (default
  *   2, so at most P*N at once: 64 concurrent ones deadlock the daemon, a known bug).
+ *   --fd-passing-percent P makes P% of those threads' steps such ioctls (default 0: only the
+ *   natural mix, a few percent).
  * --foreign-dir DIR: nodes of another vfio-emud ($VFIO_EMU_DEV2 by default), passed as fd
  *   arguments. --stall-pid PID: SIGSTOP that daemon for the run, so its nodes are fds of a stalled
  *   FUSE filesystem (a known bug wedges a worker of ours then; off by default).
@@ -51,6 +53,7 @@ struct options {
 	int kill_interval_ms;
 	int kills, forks;
 	int mutate_pct;
+	int fd_passing_pct;
 	double hang_seconds;
 	uint64_t seed;
 	const char *foreign_dir;
@@ -590,6 +593,7 @@ static void usage(void)
 		"usage: chaos NODE_DIR [--seconds S] [--max-ops N] [--processes P] [--threads T]\n"
 		"             [--fd-passing-threads N] [--kill-interval-ms MS] [--no-kills]\n"
 		"             [--no-forks] [--mutate-percent P] [--hang-seconds S] [--seed N]\n"
+		"             [--fd-passing-percent P]\n"
 		"             [--foreign-dir DIR [--stall-pid PID]]\n");
 	exit(2);
 }
@@ -629,6 +633,8 @@ static void parse(int argc, char **argv)
 			opt.kill_interval_ms = atoi(v);
 		else if (strcmp(a, "--mutate-percent") == 0)
 			opt.mutate_pct = atoi(v);
+		else if (strcmp(a, "--fd-passing-percent") == 0)
+			opt.fd_passing_pct = atoi(v);
 		else if (strcmp(a, "--hang-seconds") == 0)
 			opt.hang_seconds = atof(v);
 		else if (strcmp(a, "--seed") == 0)
@@ -658,6 +664,7 @@ int main(int argc, char **argv)
 	cfg.fd_passing_threads = opt.fd_passing_threads;
 	cfg.forks = opt.forks;
 	cfg.mutate_pct = opt.mutate_pct;
+	cfg.fd_passing_pct = opt.fd_passing_pct;
 	cfg.shared = mmap(NULL, sizeof(struct chaos_shared), PROT_READ | PROT_WRITE,
 			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (cfg.shared == MAP_FAILED)

@@ -78,6 +78,7 @@ struct chaos_config {
 	int fd_passing_threads; /* per process: threads 0..n-1 may issue ioctls that pass fds */
 	int forks;              /* whether threads fork children */
 	int mutate_pct;         /* how often a valid argument is mutated */
+	int fd_passing_pct;     /* extra fd-passing ioctls: this share of a passing thread's steps */
 	int inherited[8];       /* fds the supervisor opened for all (another daemon's nodes) */
 	int ninherited;
 	struct chaos_shared *shared;

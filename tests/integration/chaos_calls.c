@@ -1428,7 +1428,10 @@ static void reopen_other_step(struct chaos_thread *t)
 
 /* ---- reads, writes, mmap -------------------------------------------------------------------- */
 
-static void rw_step(struct chaos_thread *t, int fd, enum chaos_kind kind, int node)
+/* `own`: fd is one of this thread's node slots. Other fds (borrowed ones may have become a pipe
+ * or an eventfd meanwhile) get no plain read/write: those could block for good; pread, pwrite
+ * and mmap fail at once on pipes, sockets and eventfds. */
+static void rw_step(struct chaos_thread *t, int fd, enum chaos_kind kind, int node, int own)
 {
 	uint8_t *buf = t->rw + CHAOS_ARENA_RW / 2;
 	size_t len = chance(t, 80) ? 1 + below(t, 64) : below(t, 8192);
@@ -1438,7 +1441,10 @@ static void rw_step(struct chaos_thread *t, int fd, enum chaos_kind kind, int no
 	int activity = ACT_RW;
 	begin(t, activity, kind, node, 0);
 	errno = 0;
-	switch (below(t, 7)) {
+	unsigned how = (unsigned)below(t, 7);
+	if (how == 3 && (!own || kind == KIND_OTHER))
+		how = 0;
+	switch (how) {
 	case 0:
 	case 1:
 		r = pread(fd, buf, len, offset);
@@ -2034,9 +2040,33 @@ static void fork_step(struct chaos_thread *t)
 
 /* ---- one step ------------------------------------------------------------------------------- */
 
+/* An ioctl that passes an fd, on a node of the kind that takes it (opened if the thread has
+ * none): for --fd-passing-percent, which makes them as frequent as wanted. */
+static void fd_passing_ioctl(struct chaos_thread *t)
+{
+	static const char *const names[] = {"VFIO_GROUP_SET_CONTAINER", "VFIO_DEVICE_BIND_IOMMUFD",
+					    "VFIO_EMU_DEVICE_USE_GROUP", "IOMMU_IOAS_MAP_FILE"};
+	int index = command_index(names[below(t, 4)]);
+	enum chaos_kind kind = commands[index].kinds & K(GROUP)	   ? KIND_GROUP :
+			       commands[index].kinds & K(DEVICE) ? KIND_DEVICE :
+								   KIND_IOMMU;
+	int node, owned;
+	int fd = get_fd(t, kind, 1, &node, &owned);
+	if (fd < 0)
+		return;
+	if (owned)
+		adopt(t, fd, kind, node);
+	table_ioctl(t, fd, kind, node, index);
+}
+
 void chaos_step(struct chaos_thread *t)
 {
 	add(&t->counts->ops, 1);
+	if (t->may_pass_fds && t->cfg->fd_passing_pct > 0 &&
+	    chance(t, (unsigned)t->cfg->fd_passing_pct)) {
+		fd_passing_ioctl(t);
+		return;
+	}
 	unsigned r = (unsigned)below(t, 1000);
 	if (r < 30) {
 		open_step(t);
@@ -2068,7 +2098,7 @@ void chaos_step(struct chaos_thread *t)
 	}
 	/* Something on an fd: usually one of this thread's nodes, sometimes another thread's
 	 * (which may be closed or reused meanwhile), sometimes not a node at all. */
-	int fd = -1, node = -1;
+	int fd = -1, node = -1, own = 0;
 	enum chaos_kind kind = KIND_OTHER;
 	unsigned which = (unsigned)below(t, 100);
 	if (which < 4) {
@@ -2084,13 +2114,14 @@ void chaos_step(struct chaos_thread *t)
 		fd = s->fd;
 		kind = s->kind;
 		node = s->node;
+		own = 1;
 	}
 	if (fd < 0) {
 		open_step(t);
 		return;
 	}
 	if (r < 100) {
-		rw_step(t, fd, kind, node);
+		rw_step(t, fd, kind, node, own);
 		return;
 	}
 	unsigned how = (unsigned)below(t, 100);
