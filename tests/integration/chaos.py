@@ -14,20 +14,22 @@
    close() returns), lets it settle, and checks with the `vfio-emu` tool that it holds nothing:
    `check` passes; `list` shows no open file, container, iommufd context or domain, no group
    held, no device opened or bound; `maps` is empty; `stats` shows no domain, no table memory and
-   no locked-memory charge. Then its fds, threads and RSS must be within a small slack of what
-   they were after start.
-5. Prints the counts (ioctls, errors by errno, kills, forks) and the daemon's resources before and
-   after.
+   no locked-memory charge; `trace` and `faults` of everything the run did can be read.
+5. Does 3-4 again (--rounds, default 2, share --seconds). The daemon's fds, threads and RSS after
+   the first round must be within a constant slack of what they were after start (thread pools
+   and caches it starts on first use), and every later round must add nothing beyond a small
+   slack to the first: what grows with the load is a leak.
+6. Prints the counts (ioctls, errors by errno, kills, forks), what never succeeded, and the
+   daemon's resources after start and after each round.
 
     python3 chaos.py --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu \\
         --chaos build/tests/integration/it-chaos [--config tests/integration/chaos_machine.toml]
-        [--seconds 20] [--processes 4] [--threads 4] [--fd-passing-threads 2] [--seed N]
-        [--no-foreign] [--stall-foreign] [--slack-fds N] [--slack-threads N] [--slack-rss-mib N]
-        [-- EXTRA CHAOS ARGS]
+        [--seconds 20] [--rounds 2] [--processes 4] [--threads 4] [--fd-passing-threads 2]
+        [--seed N] [--no-foreign] [--stall-foreign] [-- EXTRA CHAOS ARGS]
 
---fd-passing-threads and --stall-foreign turn on inputs that hit known bugs being fixed
-separately: more than ~16 threads passing fds at once (64 deadlock the daemon), and passing fds of
-a stalled FUSE filesystem (the second daemon, SIGSTOPped for the run).
+--fd-passing-threads (with `-- --fd-passing-percent P`) and --stall-foreign turn on inputs of
+known bugs (fixed on main since): many threads passing fds at once (64 deadlocked the daemon),
+and fds of a stalled FUSE filesystem (the second daemon, SIGSTOPped for the run).
 """
 
 import argparse
@@ -49,7 +51,9 @@ def parse_args():
     p.add_argument("--tool", required=True)
     p.add_argument("--chaos", required=True, help="the it-chaos program")
     p.add_argument("--config", help="topology file for the daemon under test")
-    p.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 20)))
+    p.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 20)),
+                   help="of chaos in all, shared by the rounds")
+    p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--processes", type=int, default=4)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--fd-passing-threads", type=int, default=2,
@@ -61,12 +65,17 @@ def parse_args():
                    help="SIGSTOP the second daemon for the run (known bug: wedges a worker)")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds to let the daemon settle before each measurement")
-    # What a daemon may hold after a run that it did not before: the exit watcher's thread, epoll
-    # and eventfd (cuse/exit_watcher.h), idle FUSE workers (libfuse keeps up to 4), malloc arenas
+    # What a daemon may hold after its first round that it did not after start: what it starts
+    # on first use (the exit watcher's thread, epoll and eventfd; 4 deferred-call threads and a
+    # closer thread for fd arguments), idle FUSE workers (libfuse keeps up to 4), malloc arenas
     # of the threads that served the run.
     p.add_argument("--slack-fds", type=int, default=4)
-    p.add_argument("--slack-threads", type=int, default=4)
+    p.add_argument("--slack-threads", type=int, default=10)
     p.add_argument("--slack-rss-mib", type=float, default=16)
+    # What a later round may add to the first: nothing but noise.
+    p.add_argument("--growth-fds", type=int, default=2)
+    p.add_argument("--growth-threads", type=int, default=2)
+    p.add_argument("--growth-rss-mib", type=float, default=8)
     p.add_argument("extra", nargs="*", help="more arguments for the chaos program (after --)")
     opts = p.parse_args()
     opts.client = None  # harness.Rig's mapping client: not used here
@@ -234,9 +243,9 @@ def log_levels(log):
     return counts
 
 
-def run_chaos(opts, rig, foreign, check):
-    """Runs the chaos program; returns its summary (dict) or None."""
-    args = [opts.chaos, rig.dev, "--seconds", str(opts.seconds), "--processes",
+def run_chaos(opts, rig, foreign, check, seconds):
+    """Runs the chaos program for `seconds`; returns its summary (dict) or None."""
+    args = [opts.chaos, rig.dev, "--seconds", str(seconds), "--processes",
             str(opts.processes), "--threads", str(opts.threads), "--fd-passing-threads",
             str(opts.fd_passing_threads), *opts.extra]
     if opts.seed is not None:
@@ -248,7 +257,7 @@ def run_chaos(opts, rig, foreign, check):
     env = dict(os.environ)
     env.pop("VFIO_EMU_DEV2", None)
     # The program bounds itself (--seconds, then at most ~30 s of stopping and reaping).
-    limit = opts.seconds + 90
+    limit = seconds + 90
     print("chaos.py: running " + " ".join(args), flush=True)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             text=True)
@@ -275,6 +284,48 @@ def run_chaos(opts, rig, foreign, check):
     return summary
 
 
+def one_round(opts, rig, foreign, check, seconds):
+    """A chaos run and the checks after it; returns its summary and the daemon's resources."""
+    pid = rig.daemon.pid
+    with Monitor(rig) as monitor:
+        summary = run_chaos(opts, rig, foreign, check, seconds)
+    print(f"chaos.py: the tool ran {monitor.runs} times during the run")
+    check.expect(monitor.failures, [], "tool calls during the run that failed")
+    if rig.daemon.poll() is not None:
+        check.true(False, f"the daemon exited ({rig.daemon.returncode}) during the run")
+        raise RuntimeError("the daemon is gone")
+    if check.failures:
+        print("chaos.py: the daemon's threads after the failed run:")
+        print("\n".join(thread_states(pid)))
+    wait_for_release(rig, check)
+    time.sleep(opts.settle)
+    stats = check_nothing_held(rig, check)
+    if stats is not None:
+        # What the run reached: the daemon's own counts per command.
+        calls = sum(c["calls"] for c in stats["ioctls"])
+        never = sorted(f"{c['command']}/{c['node']}" for c in stats["ioctls"]
+                       if c["calls"] == c["errors"])
+        print(f"chaos.py: the daemon has served {calls} ioctls of {len(stats['ioctls'])} "
+              f"commands; never successful: {never}")
+    if summary is not None:
+        print(f"chaos.py: {summary['ioctls']} ioctls ({summary['fd_passing_ioctls']} passing "
+              f"fds), {summary['kills']} processes killed, {summary['forks']} forks; ioctl "
+              f"results {summary['ioctl_results']}")
+    return summary, resources(pid), fd_kinds(pid)
+
+
+def compare(check, what, before, after, fds, threads, rss_mib, kinds):
+    check.true(after["fds"] <= before["fds"] + fds,
+               f"{what}: daemon fds {before['fds']} -> {after['fds']} (slack {fds}); {kinds}")
+    check.true(after["threads"] <= before["threads"] + threads,
+               f"{what}: daemon threads {before['threads']} -> {after['threads']} (slack "
+               f"{threads})")
+    slack_kib = int(rss_mib * 1024)
+    check.true(after["rss_kib"] <= before["rss_kib"] + slack_kib,
+               f"{what}: daemon VmRSS {before['rss_kib']} -> {after['rss_kib']} KiB (slack "
+               f"{slack_kib} KiB)")
+
+
 def main():
     opts = parse_args()
     check = Checker("chaos")
@@ -288,52 +339,25 @@ def main():
                 rig.start_daemon(*(["--config", opts.config] if opts.config else []))
                 pid = rig.daemon.pid
                 time.sleep(opts.settle)
-                before = resources(pid)
-                kinds_before = fd_kinds(pid)
-                with Monitor(rig) as monitor:
-                    summary = run_chaos(opts, rig, foreign, check)
-                print(f"chaos.py: the tool ran {monitor.runs} times during the run")
-                check.expect(monitor.failures, [], "tool calls during the run that failed")
-                if rig.daemon.poll() is not None:
-                    check.true(False, f"the daemon exited ({rig.daemon.returncode}) during the "
-                                      f"run")
-                    raise RuntimeError("the daemon is gone")
-                if check.failures:
-                    print("chaos.py: the daemon's threads after the failed run:")
-                    print("\n".join(thread_states(pid)))
-                wait_for_release(rig, check)
-                time.sleep(opts.settle)
-                stats = check_nothing_held(rig, check)
-                if stats is not None:
-                    # What the run reached: the daemon's own counts per command.
-                    calls = sum(c["calls"] for c in stats["ioctls"])
-                    never = sorted(f"{c['command']}/{c['node']}" for c in stats["ioctls"]
-                                   if c["calls"] == c["errors"])
-                    print(f"chaos.py: the daemon served {calls} ioctls of "
-                          f"{len(stats['ioctls'])} commands; never successful: {never}")
-                after = resources(pid)
-                kinds_after = fd_kinds(pid)
+                start = resources(pid)
+                print(f"chaos.py: daemon pid {pid} after start: {start}, fds {fd_kinds(pid)}")
+                rounds = []
+                for n in range(max(1, opts.rounds)):
+                    print(f"chaos.py: round {n + 1}", flush=True)
+                    summary, res, kinds = one_round(opts, rig, foreign, check,
+                                                    opts.seconds / max(1, opts.rounds))
+                    print(f"chaos.py: daemon pid {pid} after round {n + 1}: {res}, fds {kinds}")
+                    if n == 0:
+                        compare(check, "round 1 against the start", start, res, opts.slack_fds,
+                                opts.slack_threads, opts.slack_rss_mib, kinds)
+                    else:
+                        compare(check, f"round {n + 1} against round 1", rounds[0], res,
+                                opts.growth_fds, opts.growth_threads, opts.growth_rss_mib, kinds)
+                    rounds.append(res)
                 levels = log_levels(rig.daemon_log())
-                print(f"chaos.py: daemon pid {pid} before the run: {before}, fds {kinds_before}")
-                print(f"chaos.py: daemon pid {pid} after the run:  {after}, fds {kinds_after}")
                 print(f"chaos.py: daemon log lines by level: {levels}")
-                check.true(after["fds"] <= before["fds"] + opts.slack_fds,
-                           f"daemon fds {before['fds']} -> {after['fds']} (slack "
-                           f"{opts.slack_fds}); before {kinds_before}, after {kinds_after}")
-                check.true(after["threads"] <= before["threads"] + opts.slack_threads,
-                           f"daemon threads {before['threads']} -> {after['threads']} (slack "
-                           f"{opts.slack_threads})")
-                slack_kib = int(opts.slack_rss_mib * 1024)
-                check.true(after["rss_kib"] <= before["rss_kib"] + slack_kib,
-                           f"daemon VmRSS {before['rss_kib']} -> {after['rss_kib']} KiB (slack "
-                           f"{slack_kib} KiB)")
                 check.expect(levels.get("critical", 0) + levels.get("error", 0), 0,
                              "error/critical lines in the daemon log")
-                if summary is not None:
-                    print(f"chaos.py: {summary['ioctls']} ioctls "
-                          f"({summary['fd_passing_ioctls']} passing fds), "
-                          f"{summary['kills']} processes killed, {summary['forks']} forks; "
-                          f"ioctl results {summary['ioctl_results']}")
             except Exception:
                 print("---- daemon log (last 40 lines) ----", file=sys.stderr)
                 print("\n".join(rig.daemon_log().splitlines()[-40:]), file=sys.stderr)

@@ -118,9 +118,12 @@ static const char *node_name(const struct chaos_thread *t, int node)
 }
 
 /* An errno no call of ours should ever see: the daemon died (ENOTCONN), FUSE refused the reply
- * (EIO, EPROTO), or an errno no handler returns. */
-static int unexpected_errno(int e, enum chaos_kind kind)
+ * (EIO, EPROTO), or an errno no handler returns. `passes_fd`: EAGAIN is documented for calls
+ * whose fd arguments queue up beyond the daemon's limit (README, fd arguments). */
+static int unexpected_errno(int e, enum chaos_kind kind, int passes_fd)
 {
+	if (e == EAGAIN)
+		return !passes_fd;
 	switch (e) {
 	case 0:
 	case EPERM:
@@ -143,6 +146,7 @@ static int unexpected_errno(int e, enum chaos_kind kind)
 	case EMSGSIZE:
 	case EOPNOTSUPP:
 	case EBADFD:
+	case EADDRINUSE: /* iommufd: allowed IOVAs over reserved ones (iopt_set_allow_iova) */
 		return 0;
 	case EIO: /* a device with fail_reset after its RESET; nothing else gives EIO */
 		return kind != KIND_DEVICE;
@@ -1134,7 +1138,8 @@ static unsigned long place(struct chaos_thread *t, struct call *c, const uint8_t
 /* ioctl() with the bookkeeping: what the thread is doing (for the hang report), the counts, and
  * a problem report for an errno that should never come back. */
 static long issue(struct chaos_thread *t, int fd, enum chaos_kind kind, int node, int activity,
-		  unsigned long request, unsigned long arg, const uint8_t *shown, size_t shown_len)
+		  unsigned long request, unsigned long arg, const uint8_t *shown, size_t shown_len,
+		  int passes_fd)
 {
 	begin(t, activity, kind, node, request);
 	errno = 0;
@@ -1143,7 +1148,7 @@ static long issue(struct chaos_thread *t, int fd, enum chaos_kind kind, int node
 	end(t);
 	add(&t->counts->ioctls, 1);
 	count_errno(t->counts->ioctl_errno, e);
-	if (unexpected_errno(e, kind)) {
+	if (unexpected_errno(e, kind, passes_fd)) {
 		char bytes[2 * 64 + 1] = "";
 		if (shown != NULL)
 			hex_bytes(bytes, sizeof(bytes), shown, shown_len < 64 ? shown_len : 64);
@@ -1199,7 +1204,7 @@ static void table_ioctl(struct chaos_thread *t, int fd, enum chaos_kind kind, in
 	if (passes_fd)
 		add(&t->counts->fd_arg_ioctls, 1);
 	long r = issue(t, fd, kind, node, index, cmd->request, arg, c.style == ARG_PTR ? c.buf.b : NULL,
-		       c.len);
+		       c.len, passes_fd);
 	if (r >= 0)
 		harvest(t, cmd, &c, where, readable);
 }
@@ -1231,7 +1236,7 @@ static void garbage_ioctl(struct chaos_thread *t, int fd, enum chaos_kind kind, 
 		arg = chance(t, 50) ? below(t, 64) : rnd(t);
 		break;
 	}
-	issue(t, fd, kind, node, ACT_GARBAGE, request, arg, p, 64);
+	issue(t, fd, kind, node, ACT_GARBAGE, request, arg, p, 64, may_pass_fd_nr(nr));
 }
 
 /* ---- fds ------------------------------------------------------------------------------------ */
@@ -1480,7 +1485,7 @@ static void rw_step(struct chaos_thread *t, int fd, enum chaos_kind kind, int no
 	/* EBADF: an O_RDONLY/O_WRONLY node or a borrowed fd closed meanwhile; EACCES: mmap of a
 	 * write-only file; EISDIR: a directory of the mount (not a node). */
 	if (e != 0 && e != EBADF && e != EACCES && !(e == EISDIR && kind == KIND_OTHER) &&
-	    unexpected_errno(e, kind))
+	    unexpected_errno(e, kind, 0))
 		chaos_problem(t->cfg, "%s on %s (%s, fd %d) by pid %d: errno %d (%s)",
 			      chaos_activity_name(activity), node_name(t, node),
 			      chaos_kind_name(kind), fd, (int)getpid(), e, strerror(e));
@@ -1509,10 +1514,11 @@ static long valid_call(struct chaos_thread *t, int fd, enum chaos_kind kind, int
 	uint8_t *p = t->rw;
 	if (arg != NULL)
 		memcpy(p, arg, arg_len);
-	if (commands[index].passes_fd || request == VFIO_DEVICE_SET_IRQS)
+	int passes_fd = commands[index].passes_fd || request == VFIO_DEVICE_SET_IRQS;
+	if (passes_fd)
 		add(&t->counts->fd_arg_ioctls, 1);
 	long r = issue(t, fd, kind, node, index, request, arg ? (uintptr_t)p : value, arg ? p : NULL,
-		       arg_len);
+		       arg_len, passes_fd);
 	if (arg != NULL)
 		memcpy(arg, p, arg_len);
 	return r;
