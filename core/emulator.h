@@ -133,7 +133,8 @@ class Emulator {
     std::weak_ptr<File> file;
     uid_t uid;  // counted in open_files_ until the release
   };
-  mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out)
+  mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out; taken
+                                    // inside mu by release)
   std::unordered_map<u64, OpenFile> files_;
   std::vector<std::weak_ptr<HwDomain>> domains_;
 
