@@ -44,6 +44,16 @@ u64 LockedMemory::charged(pid_t pid) const {
   return it == bytes_.end() ? 0 : it->second;
 }
 
+std::vector<std::pair<pid_t, u64>> LockedMemory::charges() const {
+  std::vector<std::pair<pid_t, u64>> all;
+  {
+    std::lock_guard lock(mu_);
+    all.assign(bytes_.begin(), bytes_.end());
+  }
+  std::sort(all.begin(), all.end());
+  return all;
+}
+
 // ---- OpenFileCounts --------------------------------------------------------------------------
 
 Status OpenFileCounts::add(uid_t uid) {
@@ -209,9 +219,9 @@ void Emulator::release(const std::shared_ptr<File>& file) {
         release_iommufd_file(*this, static_cast<IommufdFile&>(*file));
         break;
     }
-  }
-  {
-    std::lock_guard lock(registry_mu_);
+    // Out of the registry before Emulator::mu is given up: whoever takes mu next (the tools'
+    // inspect) must not meet a half-released file, such as an iommufd file without a context.
+    std::lock_guard registry(registry_mu_);
     auto it = files_.find(file->id());
     if (it != files_.end()) {
       open_files_.remove(it->second.uid);

@@ -40,6 +40,8 @@ class LockedMemory {
   Status charge(pid_t pid, u64 bytes, u64 limit, bool cap_ipc_lock);
   void uncharge(pid_t pid, u64 bytes);
   u64 charged(pid_t pid) const;
+  // Every key with a charge, in key order (for the tools).
+  std::vector<std::pair<pid_t, u64>> charges() const;
 
  private:
   mutable std::mutex mu_;
@@ -135,7 +137,8 @@ class Emulator {
     std::weak_ptr<File> file;
     uid_t uid;  // counted in open_files_ until the release
   };
-  mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out)
+  mutable std::mutex registry_mu_;  // files_ and domains_ (never held while calling out; taken
+                                    // inside mu by release)
   std::unordered_map<u64, OpenFile> files_;
   std::vector<std::weak_ptr<HwDomain>> domains_;
 

@@ -166,11 +166,12 @@ Result<bool> device_matches(IoctlCall& call, const Device& dev, std::string_view
         continue;
       }
       if (vf_token || !rest.starts_with(kVfTokenArg))
-        return reject(call, EINVAL, "device {}: unknown or repeated option at \"{}\"", bdf, rest);
+        return reject(call, EINVAL, "device {}: unknown or repeated option at {}", bdf,
+                      quoted(rest));
       rest.remove_prefix(kVfTokenArg.size());
       if (rest.size() < kUuidStringLen || !uuid_is_valid(rest.substr(0, kUuidStringLen)))
-        return reject(call, EINVAL, "device {}: vf_token \"{}\" is not a UUID", bdf,
-                      rest.substr(0, kUuidStringLen));
+        return reject(call, EINVAL, "device {}: vf_token {} is not a UUID", bdf,
+                      quoted(rest.substr(0, kUuidStringLen)));
       vf_token = true;
       rest.remove_prefix(kUuidStringLen);
     }
@@ -185,12 +186,12 @@ Result<bool> device_matches(IoctlCall& call, const Device& dev, std::string_view
 Result<Device*> device_from_name(IoctlCall& call, const Group& g, const std::string& name) {
   for (const auto& d : g.devices())
     if (TRY(device_matches(call, *d, name))) return d.get();
-  return reject(call, ENODEV, "group {} has no device \"{}\"", g.id(), name);
+  return reject(call, ENODEV, "group {} has no device {}", g.id(), quoted(name));
 }
 
 Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
   const std::string name = TRY(read_device_name(call));
-  call.detail = fmt::format("name=\"{}\"", name);
+  call.detail = "name=" + quoted(name);
   Group& g = group_of(file);
   const Device* dev = TRY(device_from_name(call, g, name));
   const std::string& bdf = dev->spec().bdf;
@@ -210,7 +211,7 @@ Result<long> get_device_fd(Emulator& emu, File& file, IoctlCall& call) {
 // supervisor). The name is matched as GET_DEVICE_FD matches it.
 Result<long> group_device(Emulator&, File& file, IoctlCall& call) {
   const std::string name = TRY(read_device_name(call));
-  call.detail = fmt::format("name=\"{}\"", name);
+  call.detail = "name=" + quoted(name);
   const Device* dev = TRY(device_from_name(call, group_of(file), name));
   return long{dev->spec().cdev_index};
 }

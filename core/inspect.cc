@@ -691,6 +691,14 @@ Json stats(Emulator& emu) {
   }
   j["unknown_ioctls"] = {{"calls", counters.unknown.calls.load()},
                          {"errors", counters.unknown.errors.load()}};
+  // Negative keys are iommufd's per-user counts (core/iommufd/iommufd.h).
+  j["locked_memory"] = Json::array();
+  for (const auto& [key, bytes] : emu.locked_memory().charges()) {
+    if (key >= 0)
+      j["locked_memory"].push_back({{"pid", key}, {"bytes", bytes}});
+    else
+      j["locked_memory"].push_back({{"uid", -1 - static_cast<long long>(key)}, {"bytes", bytes}});
+  }
   return j;
 }
 

@@ -11,6 +11,23 @@
 
 namespace vfio_emu::core {
 
+std::string quoted(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (const char ch : bytes) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += ch;
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  out += '"';
+  return out;
+}
+
 std::string_view errno_name(int e) {
   switch (e) {
     case EPERM: return "EPERM";

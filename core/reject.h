@@ -20,6 +20,11 @@ namespace vfio_emu::core {
 // "EINVAL", "ENOENT", ... (or the number for anything unusual).
 std::string_view errno_name(int e);
 
+// Bytes a caller passed (a device name), for a log line or a trace detail: in double quotes,
+// every byte that is not printable ASCII (and the quote and backslash) as \xNN. A caller must
+// not be able to write lines into the log, nor invalid UTF-8 into the control protocol's JSON.
+std::string quoted(std::string_view bytes);
+
 // Logs "<node> pid <pid> <command>: <message>: <ERRNO>" at info level (rate-limited per caller,
 // see rejection_log_allowed) and returns Err{e}.
 Err reject_message(const IoctlCall& call, int e, const std::string& message);

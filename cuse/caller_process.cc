@@ -16,6 +16,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "cuse/exit_watcher.h"
+
 namespace vfio_emu::cuse {
 namespace {
 
@@ -71,6 +73,8 @@ struct MapsFile {
 // kept with a pidfd of its process, and is used only while that process is alive: a pid cannot
 // be reused before its process is reaped, at which point the pidfd reports it gone. (An exec
 // replaces the mm: queries on the old one fail with ESRCH, and the file is opened afresh.)
+// An entry is dropped when its process exits (the ExitWatcher tells): files and pidfds are kept
+// only for live callers.
 class MapsFiles {
  public:
   // The maps file of `pid` (maps.fd < 0 if the process is gone or its file cannot be opened).
@@ -108,9 +112,18 @@ class MapsFiles {
       f->maps.fd = -1;
       return f;
     }
+    // Dropped when the process exits. The watcher gets a pidfd of its own: an in-flight user of
+    // this entry may still ask f->pidfd whether the process lives.
+    const int watched = fcntl(f->pidfd.fd, F_DUPFD_CLOEXEC, 0);
+    if (watched < 0) return f;  // used once, not kept
     std::lock_guard lock(mu_);
     if (files_.size() >= kMaxFiles) files_.clear();  // in-flight users keep theirs open
     files_[pid] = f;
+    std::weak_ptr<MapsFile> kept = f;
+    if (!ExitWatcher::instance().watch(watched, [this, pid, kept] { forget(pid, kept); })) {
+      files_.erase(pid);
+      close(watched);
+    }
     return f;
   }
 
@@ -121,6 +134,13 @@ class MapsFiles {
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
     return ::open(path, O_RDONLY | O_CLOEXEC);
+  }
+
+  // Drops the file of `pid` if it is still `kept` (it may have been replaced since).
+  void forget(pid_t pid, const std::weak_ptr<MapsFile>& kept) {
+    std::lock_guard lock(mu_);
+    auto it = files_.find(pid);
+    if (it != files_.end() && it->second == kept.lock()) files_.erase(it);
   }
 
   std::mutex mu_;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/log.h"
@@ -16,6 +17,7 @@
 #include "core/uapi/vfio_emu.h"
 #include "cuse/caller_process.h"
 #include "cuse/fd_probe.h"
+#include "cuse/exit_watcher.h"
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL  // Linux 6.9: a pidfd for a thread, not only a leader
@@ -61,48 +63,26 @@ ThreadGroups::ThreadGroups(size_t max_entries)
     : max_entries_(max_entries != 0 ? max_entries : default_max_entries()) {}
 
 size_t ThreadGroups::size() const {
-  std::lock_guard lock(mu_);
-  return cache_.size();
-}
-
-void ThreadGroups::make_room_locked() {
-  // The dead first, also every so often when there is room, so exited callers' pidfds do not
-  // linger until the cache fills.
-  if (cache_.size() >= max_entries_ || ++inserts_since_prune_ >= max_entries_ / 4) {
-    inserts_since_prune_ = 0;
-    for (auto it = cache_.begin(); it != cache_.end();) {
-      if (!alive(it->second.pidfd)) {
-        close(it->second.pidfd);
-        it = cache_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  if (cache_.size() < max_entries_) return;
-  // Many live callers: forget half of them (they are looked up again when they call).
-  size_t drop = cache_.size() / 2 + 1;
-  for (auto it = cache_.begin(); it != cache_.end() && drop > 0; --drop) {
-    close(it->second.pidfd);
-    it = cache_.erase(it);
-  }
-}
-
-ThreadGroups::~ThreadGroups() {
-  for (auto& [tid, e] : cache_) close(e.pidfd);
+  std::lock_guard lock(cache_->mu);
+  return cache_->entries.size();
 }
 
 pid_t ThreadGroups::tgid_of(pid_t tid) {
   if (tid <= 0) return 0;
   {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(tid);
-    if (it != cache_.end()) {
+    std::lock_guard lock(cache_->mu);
+    auto it = cache_->entries.find(tid);
+    if (it != cache_->entries.end()) {
+      // Dead but not yet dropped by the watcher (it closes the pidfd): a reused tid.
       if (alive(it->second.pidfd)) return it->second.tgid;
-      close(it->second.pidfd);
-      cache_.erase(it);
+      cache_->entries.erase(it);
     }
   }
+  // The daemon's own threads (its identify ioctls, its closes of the fds it fetched) are not
+  // cached: the cache is for clients, and would hold a pidfd for each of the daemon's threads.
+  char own_task[64];
+  std::snprintf(own_task, sizeof(own_task), "/proc/self/task/%d", tid);
+  if (access(own_task, F_OK) == 0) return getpid();
   // The pidfd first, the lookup second, the liveness check last: if the tid was reused in
   // between, the pidfd (of the old thread) is dead and nothing is cached.
   const int pidfd = pidfd_open_thread(tid);
@@ -112,10 +92,34 @@ pid_t ThreadGroups::tgid_of(pid_t tid) {
     close(pidfd);
     return 0;
   }
-  std::lock_guard lock(mu_);
-  if (cache_.count(tid) == 0) make_room_locked();
-  auto [it, inserted] = cache_.emplace(tid, Entry{pidfd, tgid});
-  if (!inserted) close(pidfd);
+  {
+    std::lock_guard lock(cache_->mu);
+    // Full of live callers: this one is answered, not cached (it is looked up again next time).
+    if (cache_->entries.size() >= max_entries_) {
+      close(pidfd);
+      return tgid;
+    }
+    if (!cache_->entries.emplace(tid, Entry{pidfd, tgid}).second) {
+      close(pidfd);  // another request of the thread cached it meanwhile
+      return tgid;
+    }
+  }
+  // Dropped as soon as the thread exits. The pidfd is compared: by then the tid may have been
+  // cached again, for a new thread.
+  std::weak_ptr<Cache> weak = cache_;
+  if (!ExitWatcher::instance().watch(pidfd, [weak, tid, pidfd] {
+        if (auto cache = weak.lock()) {
+          std::lock_guard lock(cache->mu);
+          auto it = cache->entries.find(tid);
+          if (it != cache->entries.end() && it->second.pidfd == pidfd) cache->entries.erase(it);
+        }
+      })) {
+    // Not watched: not kept either.
+    std::lock_guard lock(cache_->mu);
+    auto it = cache_->entries.find(tid);
+    if (it != cache_->entries.end() && it->second.pidfd == pidfd) cache_->entries.erase(it);
+    close(pidfd);
+  }
   return tgid;
 }
 

@@ -227,7 +227,8 @@ class Rig:
 
     def daemon_log(self):
         try:
-            with open(self.log) as f:
+            # errors="replace": the daemon may log bytes a client sent (a device name, say).
+            with open(self.log, errors="replace") as f:
                 return f.read()
         except OSError:
             return ""

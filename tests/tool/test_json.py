@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """`vfio-emu --json`, field by field, against what the mapping client mapped: list, maps,
 translate (mapped and unmapped), pt (4K/2M/1G leaves at levels 1/2/3, TCE entries), check,
-status, stats, faults and trace."""
+status, stats (locked memory too), faults and trace."""
 
 import json
+import time
 
 from harness import GIB, KIB, MIB, hexs, main
 
@@ -254,6 +255,29 @@ def test(rig, check):
     check_translate(rig, check, ready, vtd[1], tce[1])
     check_pt(rig, check, ready, vtd[1], tce[1])
     check_rest(rig, check, ready, vtd, tce)
+    check_locked_memory(rig, check, ready, tce)
+
+
+def check_locked_memory(rig, check, ready, tce):
+    """The client's charge: the VT-d pages it mapped and what its sPAPR container charged
+    (registered memory and TCE tables); nothing once it has exited."""
+    lst = rig.tool_json(check, "list")
+    s = rig.tool_json(check, "stats")
+    if lst is None or s is None:
+        return
+    tce_c = find(lst["containers"], id=tce[0])
+    vtd_mapped = 12 * KIB + 2 * MIB + GIB
+    check.expect(s["locked_memory"],
+                 [{"pid": ready["pid"], "bytes": vtd_mapped + tce_c["locked_bytes"]}],
+                 "stats: locked_memory while the client holds its mappings")
+    rig.stop_client()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        s = rig.tool_json(check, "stats")
+        if s is None or s["locked_memory"] == []:
+            break
+        time.sleep(0.05)
+    check.expect(s and s["locked_memory"], [], "stats: locked_memory after the client exited")
 
 
 if __name__ == "__main__":
