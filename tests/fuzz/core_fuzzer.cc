@@ -242,13 +242,13 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
     if (auto f = slot_file(fd)) return f;
     return Err{EBADF};
   }
-  Result<core::UniqueFd> take_foreign(int fd) override {
+  Result<core::UniqueFd> take_eventfd(int fd) override {
     int source = -1;
     if (fd == kEventFd) {
       if (eventfd_ < 0) eventfd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       source = eventfd_;
     } else if (fd == kForeignFileFd || slot_file(fd)) {
-      source = devnull_;
+      return Err{EINVAL};  // open, but no eventfd: never taken (as the transport)
     }
     if (source < 0) return Err{EBADF};
     const int dup = ::fcntl(source, F_DUPFD_CLOEXEC, 0);
@@ -378,10 +378,9 @@ core::Emulator& machine(bool builtin, bool few_dma_entries, bool twin) {
   static std::unique_ptr<core::Emulator> machines[8];
   auto& m = machines[(builtin ? 1 : 0) | (few_dma_entries ? 2 : 0) | (twin ? 4 : 0)];
   if (!m) {
-    core::EmulatorOptions options;
-    if (few_dma_entries) options.dma_entry_limit = 8;  // type1's ENOSPC within reach
-    m = std::make_unique<core::Emulator>(builtin ? core::Topology::builtin() : fuzz_topology(),
-                                         options);
+    core::Topology topology = builtin ? core::Topology::builtin() : fuzz_topology();
+    if (few_dma_entries) topology.limits.dma_entry_limit = 8;  // type1's ENOSPC within reach
+    m = std::make_unique<core::Emulator>(std::move(topology));
   }
   for (const auto& g : m->groups()) {
     for (const auto& d : g->devices()) {
