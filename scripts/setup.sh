@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ clang meson ninja-build pkg-config python3
+  g++ clang libclang-rt-14-dev meson ninja-build pkg-config python3
   libfuse3-dev fuse3
   libspdlog-dev libfmt-dev
   catch2 libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
