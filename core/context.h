@@ -14,7 +14,7 @@
 #include <string_view>
 
 #include "core/unique_fd.h"
-#include "iommu/result.h"
+#include "base/result.h"
 #include "iommu/types.h"
 
 namespace vfio_emu::core {
@@ -24,20 +24,6 @@ using iommu::u16;
 using iommu::u32;
 using iommu::u64;
 using iommu::u8;
-
-// Not an errno: the CUSE retry protocol needs more of the caller's memory before the handler can
-// go on. The transport answers FUSE_IOCTL_RETRY and runs the handler again from the start when
-// the data arrives, which is why handlers read everything before they change anything.
-constexpr int kNeedRetry = kFirstInternalCode + 1;
-
-// Not an errno: the handler needs an fd argument resolved, and the transport can do that only off
-// the threads that serve requests (identifying a file is itself a request to this daemon, and no
-// request thread may wait on one). The transport runs the call again from the start on a thread of
-// its own. Like kNeedRetry, it may come only before the handler has changed anything.
-constexpr int kNeedDefer = kFirstInternalCode + 2;
-
-// Whether `e` is one of the codes above rather than an answer for the caller.
-constexpr bool is_internal_code(int e) { return e == kNeedRetry || e == kNeedDefer; }
 
 struct Caller {
   pid_t tid = 0;   // the calling thread, as the request names it (0: not visible to us)

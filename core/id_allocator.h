@@ -5,7 +5,7 @@
 
 #include <set>
 
-#include "iommu/result.h"
+#include "base/result.h"
 #include "iommu/types.h"
 
 namespace vfio_emu::core {

@@ -13,12 +13,10 @@
 #include <string>
 #include <string_view>
 
+#include "base/errno_name.h"
 #include "core/context.h"
 
 namespace vfio_emu::core {
-
-// "EINVAL", "ENOENT", ... (or the number for anything unusual).
-std::string_view errno_name(int e);
 
 // Bytes a caller passed (a device name), for a log line or a trace detail: in double quotes,
 // every byte that is not printable ASCII (and the quote and backslash) as \xNN. A caller must

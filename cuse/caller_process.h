@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "iommu/result.h"
+#include "base/result.h"
 #include "iommu/types.h"
 
 namespace vfio_emu::cuse {

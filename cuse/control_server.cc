@@ -23,7 +23,7 @@
 
 #include "core/inspect.h"
 #include "core/log.h"
-#include "core/reject.h"
+#include "base/errno_name.h"
 #include "cuse/control_arguments.h"
 
 namespace vfio_emu::cuse {
@@ -39,7 +39,7 @@ constexpr size_t kPageRows = 1000;
 constexpr size_t kMaxPageRows = 10000;
 
 Json failure(const std::string& error, int err_no) {
-  return {{"ok", false}, {"error", error}, {"errno", std::string(core::errno_name(err_no))}};
+  return {{"ok", false}, {"error", error}, {"errno", std::string(errno_name(err_no))}};
 }
 
 // Replies never throw on their way out: a string that is not UTF-8 is sent with U+FFFD.

@@ -13,7 +13,7 @@
 
 #include <string>
 
-#include "iommu/result.h"
+#include "base/result.h"
 
 namespace vfio_emu::cuse {
 

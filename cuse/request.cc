@@ -204,13 +204,13 @@ Status RequestCaller::read(u64 addr, void* dst, std::size_t len) {
     }
     ask_in(addr, len);
     if (next_in_.size() > kMaxRetryIovecs || total(next_in_) > kMaxRetryBytes) return err(ENOMEM);
-    return err(core::kNeedRetry);
+    return err(kNeedRetry);
   }
   Status st = caller_.tid > 0 ? process_read(caller_.tid, addr, dst, len) : err(ESRCH);
   if (st || st.error() == EFAULT) return st;
   // The caller cannot be reached directly (another pid namespace, no ptrace rights).
   unreachable_ = true;
-  if (fallback_) return err(core::kNeedRetry);
+  if (fallback_) return err(kNeedRetry);
   logger("cuse")->warn("pid {}: cannot read its memory directly (errno {}); use --arg-access "
                        "retry or auto with CUSE", caller_.tid, st.error());
   return err(EPERM);
@@ -230,7 +230,7 @@ Status RequestCaller::will_write(u64 addr, std::size_t len) {
   if (next_out_.size() + next_in_.size() > kMaxRetryIovecs || total(next_out_) > kMaxRetryBytes ||
       total(next_in_) > kMaxRetryBytes)
     return err(ENOMEM);
-  return err(core::kNeedRetry);
+  return err(kNeedRetry);
 }
 
 Status RequestCaller::write(u64 addr, const void* src, std::size_t len) {
@@ -293,7 +293,7 @@ Result<std::shared_ptr<core::File>> RequestCaller::resolve(int fd) {
   }
   // Which open file it is: only the kernel knows, and it asks this daemon. Not on a request
   // thread, which must never wait on a request to its own daemon.
-  if (on_request_thread_) return err(core::kNeedDefer);
+  if (on_request_thread_) return err(kNeedDefer);
   core::UniqueFd local = TRY(fetch_caller_fd(fd));
   // The caller may have put another file behind the number since the probe.
   auto again = probe_own_fd(local.get());
@@ -365,13 +365,13 @@ IoctlReply IoctlService::run(const IoctlRequest& rq, RequestCaller& rc, bool ret
   auto r = emu_.ioctl(*rq.file, call);
   if (conflict != nullptr) *conflict = call.conflict;
   IoctlReply reply;
-  if (!r && r.error() == core::kNeedRetry) {
+  if (!r && r.error() == kNeedRetry) {
     reply.kind = IoctlReply::Kind::kRetry;
     reply.in_iovs = rc.next_in();
     reply.out_iovs = rc.next_out();
     return reply;
   }
-  if (!r && r.error() == core::kNeedDefer) {
+  if (!r && r.error() == kNeedDefer) {
     reply.kind = IoctlReply::Kind::kDefer;
     return reply;
   }

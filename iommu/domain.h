@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "iommu/result.h"
+#include "base/result.h"
 #include "iommu/types.h"
 
 namespace vfio_emu::iommu {

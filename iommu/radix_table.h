@@ -37,7 +37,7 @@
 #include <cstring>
 
 #include "iommu/domain.h"
-#include "iommu/result.h"
+#include "base/result.h"
 #include "iommu/table_memory.h"
 #include "iommu/types.h"
 

@@ -8,14 +8,15 @@
 #include <cstdint>
 #include <string_view>
 
+#include "base/ints.h"
+
 namespace vfio_emu::iommu {
 
-using u8 = std::uint8_t;
-using u16 = std::uint16_t;
-using u32 = std::uint32_t;
-using u64 = std::uint64_t;
-
-constexpr u64 kU64Max = ~u64{0};
+using vfio_emu::kU64Max;
+using vfio_emu::u16;
+using vfio_emu::u32;
+using vfio_emu::u64;
+using vfio_emu::u8;
 
 // [first, last], inclusive. An empty range cannot be represented on purpose: callers check sizes.
 struct IovaRange {

@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "iommu/result.h"
+#include "base/result.h"
 
 namespace vfio_emu::test {
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "iommu/result.h"
+#include "base/result.h"
 
 namespace vfio_emu::test {
 

@@ -302,7 +302,7 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
       transport_failed = true;
       return Err{ENOMEM};
     }
-    return Err{core::kNeedRetry};
+    return Err{kNeedRetry};
   }
 
   void dirty(u64 off, size_t len) {
@@ -576,7 +576,7 @@ class Run {
       call.env = &p_;
       auto r = emu_.ioctl(*p_.slots[s], call);
       out.result = r ? *r : -r.error();
-      if (r || r.error() != core::kNeedRetry) break;
+      if (r || r.error() != kNeedRetry) break;
       if (!p_.retry_protocol) {
         std::fprintf(stderr, "vfio-emu fuzz: ioctl %#x asked for more of the caller's memory "
                      "(kNeedRetry) from a transport that reads it directly\n", cmd);

@@ -7,13 +7,15 @@
 //   Result<u64> unmap(...);
 //   u64 bytes = TRY(domain.unmap(first, last));
 //
-// The lowest layer (iommu/) owns this header; core/, cuse/ and tools/ use it too.
+// base/ is below every layer: iommu/, core/, cuse/ and tools/ all speak it.
 #pragma once
 
 #include <cerrno>
 #include <new>
 #include <type_traits>
 #include <utility>
+
+#include "base/ints.h"
 
 namespace vfio_emu {
 
@@ -25,6 +27,20 @@ struct Err {
 };
 
 constexpr int kFirstInternalCode = 100000;
+
+// Not an errno: the CUSE retry protocol needs more of the caller's memory before the handler can
+// go on. The transport answers FUSE_IOCTL_RETRY and runs the handler again from the start when
+// the data arrives, which is why handlers read everything before they change anything.
+constexpr int kNeedRetry = kFirstInternalCode + 1;
+
+// Not an errno: the handler needs an fd argument resolved, and the transport can do that only off
+// the threads that serve requests (identifying a file is itself a request to this daemon, and no
+// request thread may wait on one). The transport runs the call again from the start on a thread of
+// its own. Like kNeedRetry, it may come only before the handler has changed anything.
+constexpr int kNeedDefer = kFirstInternalCode + 2;
+
+// Whether `e` is one of the codes above rather than an answer for the caller.
+constexpr bool is_internal_code(int e) { return e == kNeedRetry || e == kNeedDefer; }
 
 [[nodiscard]] constexpr Err err(int code) { return Err{code}; }
 
