@@ -6,19 +6,21 @@
 #include <algorithm>
 
 #include "core/cleanup.h"
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/emulator.h"
+#include "core/node_type.h"
 #include "core/log.h"
 #include "core/reject.h"
 #include "core/spapr.h"
 #include "core/type1.h"
 #include "core/uapi/vfio.h"
+#include "core/vfio_iommu_rules.h"
 
 namespace vfio_emu::core {
 
 using namespace uapi;
 
-namespace {
+namespace container_ioctl {
 
 // The IOMMU driver families; groups of a family's models can share a container.
 enum class Family : u8 { kType1, kSpapr };
@@ -35,15 +37,9 @@ bool family_claims(Family f, u32 type) {
 
 long family_check_extension_unset(Family f, u32 ext) {
   if (f == Family::kSpapr) return spapr_check_extension_unset(ext);
-  // vfio_iommu_type1_check_extension with no iommu_data.
-  switch (ext) {
-    case VFIO_TYPE1_IOMMU:
-    case VFIO_TYPE1v2_IOMMU:
-    case VFIO_UNMAP_ALL:
-      return 1;
-    default:
-      return 0;  // DMA_CC and UPDATE_VADDR need a set-up container; nesting is gone
-  }
+  // vfio_iommu_type1_check_extension with no iommu_data: DMA_CC and UPDATE_VADDR need a set-up
+  // container.
+  return type1_check_extension(ext, false, false);
 }
 
 // Which drivers may serve the container: Linux walks every registered driver the container may
@@ -117,18 +113,52 @@ Result<long> set_iommu(Emulator& emu, File& file, IoctlCall& call) {
   return reject(call, ret, "type {}: attaching the container's groups failed", type);
 }
 
-constexpr Command kContainerCommands[] = {
-    {VFIO_GET_API_VERSION, "VFIO_GET_API_VERSION", NodeKind::kContainer, Backend::kNone,
-     ArgKind::kNone, 0, 0, get_api_version},
-    {VFIO_CHECK_EXTENSION, "VFIO_CHECK_EXTENSION", NodeKind::kContainer, Backend::kNone,
-     ArgKind::kValue, 0, 0, check_extension},
-    {VFIO_SET_IOMMU, "VFIO_SET_IOMMU", NodeKind::kContainer, Backend::kNone, ArgKind::kValue, 0, 0,
-     set_iommu},
+}  // namespace container_ioctl
+
+namespace {
+
+Backend backend_of(const IommuDriver& d) {
+  switch (d.type()) {
+    case VFIO_TYPE1_IOMMU:
+    case VFIO_TYPE1v2_IOMMU:
+      return Backend::kType1;
+    default:
+      return Backend::kSpapr;
+  }
+}
+
+class ContainerNodeType final : public NodeType {
+ public:
+  Result<std::shared_ptr<File>> open(Emulator&, const NodeInfo&, u64 id, const Caller& caller,
+                                     u64*) const override {
+    return std::shared_ptr<File>(
+        std::make_shared<ContainerFile>(id, caller.pid, std::make_shared<Container>(id)));
+  }
+  void release(Emulator&, const std::shared_ptr<File>&) const override {
+    // Groups keep the container (and its driver) alive until they leave.
+  }
+  // The container's own commands, or else its IOMMU driver's (under the container's mu, after
+  // the driver's own prologue); without a driver every other command is EINVAL.
+  Result<Route> route(Emulator&, File& file, IoctlCall& call) const override {
+    Route r;
+    if (find_command(NodeKind::kContainer, Backend::kNone, call.cmd) != nullptr) return r;
+    Container& ct = *static_cast<ContainerFile&>(file).container;
+    r.lock = std::unique_lock(ct.mu);
+    if (!ct.driver)
+      return reject(call, EINVAL, "cmd {:#x}: no IOMMU driver set (VFIO_SET_IOMMU first)",
+                    call.cmd);
+    TRY(ct.driver->ioctl_prologue(call));
+    r.backend = backend_of(*ct.driver);
+    return r;
+  }
 };
 
 }  // namespace
 
-std::span<const Command> container_commands() { return kContainerCommands; }
+const NodeType& container_node_type() {
+  static const ContainerNodeType type;
+  return type;
+}
 
 Status container_attach_group(Emulator& emu, const std::shared_ptr<Container>& cp, Group& g,
                               IoctlCall& call) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "core/command.h"
 #include "core/objects.h"
 
 namespace vfio_emu::core {
@@ -14,8 +15,9 @@ Status container_attach_group(Emulator& emu, const std::shared_ptr<Container>& c
 // vfio_group_detach_container: the last group releases the driver and all mappings.
 void container_detach_group(Emulator& emu, Group& g);
 
-// The group file's release (vfio_group_fops_release): the group leaves its container or its
-// iommufd and can be opened again (Emulator::mu held).
-void release_group(Emulator& emu, Group& g);
+// The ioctls of /dev/vfio/vfio itself (its IOMMU driver's are the driver's methods).
+namespace container_ioctl {
+IoctlHandler get_api_version, check_extension, set_iommu;
+}
 
 }  // namespace vfio_emu::core

@@ -100,8 +100,9 @@ struct IoctlCall {
   FdResolver* fds = nullptr;
   CallerEnv* env = nullptr;
 
-  // iommufd commands: the dispatcher has applied the `size` rules (too small: EINVAL; non-zero
-  // bytes past the kernel struct: E2BIG) and read the struct, zero-extended, into ucmd.
+  // A struct argument, zero-extended, as the command's ArgRule read it (core/command.h): VFIO's
+  // argsz rule, or iommufd's `size` rules (too small: EINVAL; non-zero bytes past the kernel
+  // struct: E2BIG). user_size: the caller's argsz or size.
   u32 user_size = 0;
   alignas(8) std::array<u8, 256> ucmd{};
   template <class T>
@@ -112,15 +113,6 @@ struct IoctlCall {
   // iommufd_ucmd_respond: copies min(user size, ksize) bytes of ucmd back. Errors: EFAULT.
   Status respond(std::size_t ksize) const {
     return mem->write(arg, ucmd.data(), user_size < ksize ? user_size : ksize);
-  }
-
-  // Reads a struct whose first `minsz` bytes are mandatory: copies min(sizeof(T), minsz) bytes
-  // and zero-fills the rest, as the kernel's copy_from_user(&s, arg, minsz) leaves them.
-  // Errors: EFAULT, kNeedRetry.
-  template <class T>
-  Status read_min(T* s, std::size_t minsz) const {
-    *s = T{};
-    return mem->read(arg, s, minsz < sizeof(T) ? minsz : sizeof(T));
   }
 };
 

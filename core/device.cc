@@ -6,14 +6,17 @@
 #include <cstring>
 
 #include "core/cleanup.h"
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/container.h"
+#include "core/device_irqs.h"
 #include "core/spapr.h"
 #include "core/uapi/vfio_emu.h"
 #include "core/emulator.h"
+#include "core/group.h"
 #include "core/iommufd/iommufd.h"
 #include "core/iommufd/user_copy.h"
 #include "core/log.h"
+#include "core/node_type.h"
 #include "core/reject.h"
 #include "core/uapi/vfio.h"
 
@@ -21,25 +24,9 @@ namespace vfio_emu::core {
 
 using namespace uapi;
 
-namespace {
+namespace device_ioctl {
 
 DeviceFile& file_of(File& f) { return static_cast<DeviceFile&>(f); }
-
-// copy_struct_from_user's tail rule: the bytes from `from` to `size` must be zero.
-// Errors: E2BIG, EFAULT.
-Status check_zero_tail(IoctlCall& call, u64 from, u64 size) {
-  u8 chunk[256];
-  for (u64 off = from; off < size;) {
-    const u64 n = std::min<u64>(sizeof(chunk), size - off);
-    TRY(copy_from_user(call, call.arg + off, chunk, n));
-    for (u64 i = 0; i < n; ++i)
-      if (chunk[i] != 0)
-        return reject(call, E2BIG, "argsz {:#x}: byte {:#x} past the {:#x}-byte struct is not "
-                      "zero", size, off + i, from);
-    off += n;
-  }
-  return {};
-}
 
 // iommu_device_claim_dma_owner: the group's DMA belongs to one iommufd context at a time.
 const Device* group_owned_elsewhere(const Device& dev, const IommufdCtx* ctx) {
@@ -56,12 +43,9 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
   Device& dev = *df.device;
   constexpr u32 minsz = offsetof(vfio_device_bind_iommufd, out_devid) + 4;  // 16
-  u32 argsz = 0;
-  TRY(copy_from_user(call, call.arg, &argsz, sizeof(argsz)));
-  if (argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", argsz, minsz);
-  vfio_device_bind_iommufd bind{};
-  TRY(copy_from_user(call, call.arg, &bind, std::min<u64>(argsz, sizeof(bind))));
-  TRY(check_zero_tail(call, sizeof(bind), argsz));
+  // An extensible struct: copy_struct_from_user on its argsz.
+  TRY(read_sized_struct(call, minsz, sizeof(vfio_device_bind_iommufd)));
+  const auto bind = call.ucmd_as<vfio_device_bind_iommufd>();
   call.detail = fmt::format("flags={:#x} iommufd={} token_uuid_ptr={:#x}", bind.flags,
                             bind.iommufd, bind.token_uuid_ptr);
   if (bind.iommufd < 0 || (bind.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN))
@@ -131,9 +115,9 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
 // which these devices refuse (they have no PASID capability, so no pasid_attach_ioas).
 template <class T>
 Status read_pt_request(IoctlCall& call, const DeviceFile& df, T* s, u32 minsz, u32 pasid_flag) {
-  TRY(read_min(call, s, minsz));
+  (void)minsz;  // argsz >= minsz (ArgRule::kArgsz)
+  *s = call.ucmd_as<T>();
   call.detail = fmt::format("flags={:#x}", s->flags);
-  if (s->argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", s->argsz, minsz);
   if (s->flags & ~pasid_flag) return reject(call, EINVAL, "flags {:#x}", s->flags);
   if (s->flags & pasid_flag)
     return reject(call, EOPNOTSUPP, "device {} has no PASID support", df.device->spec().bdf);
@@ -189,11 +173,8 @@ Result<long> detach_pt(Emulator& emu, File& file, IoctlCall& call) {
 // ---- vfio-pci information ioctls ---------------------------------------------------------------
 
 Result<long> get_info(Emulator&, File&, IoctlCall& call) {
-  constexpr u32 minsz = offsetof(vfio_device_info, num_irqs) + 4;  // 16
-  vfio_device_info info;
-  TRY(read_min(call, &info, minsz));
+  auto info = call.ucmd_as<vfio_device_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x}", info.argsz);
-  if (info.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", info.argsz, minsz);
   // No capability: no zPCI, and AtomicOps need a PCIe device.
   info.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
   info.num_regions = VFIO_PCI_NUM_REGIONS;
@@ -206,10 +187,8 @@ Result<long> get_info(Emulator&, File&, IoctlCall& call) {
 
 Result<long> get_region_info(Emulator&, File&, IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_region_info, offset) + 8;  // 32
-  vfio_region_info info;
-  TRY(read_min(call, &info, minsz));
+  auto info = call.ucmd_as<vfio_region_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x} index={:#x}", info.argsz, info.index);
-  if (info.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", info.argsz, minsz);
   switch (info.index) {
     case VFIO_PCI_CONFIG_REGION_INDEX:
       info.offset = vfio_pci_index_to_offset(info.index);
@@ -246,11 +225,10 @@ Result<long> get_region_info(Emulator&, File&, IoctlCall& call) {
 
 Result<long> get_irq_info(Emulator&, File& file, IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_irq_info, count) + 4;  // 16
-  vfio_irq_info info;
-  TRY(read_min(call, &info, minsz));
+  auto info = call.ucmd_as<vfio_irq_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x} index={:#x}", info.argsz, info.index);
-  if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS)
-    return reject(call, EINVAL, "argsz {:#x} index {:#x}", info.argsz, info.index);
+  if (info.index >= VFIO_PCI_NUM_IRQS)
+    return reject(call, EINVAL, "index {:#x} >= {:#x}", info.index, VFIO_PCI_NUM_IRQS);
   Device& dev = *file_of(file).device;
   if (info.index == VFIO_PCI_ERR_IRQ_INDEX && !is_pcie(dev))
     return reject(call, EINVAL, "index {:#x}: the error IRQ needs a PCIe device", info.index);
@@ -299,11 +277,8 @@ Result<bool> check_feature(IoctlCall& call, u32 flags, u64 argsz, u32 supported,
 Result<long> device_feature(Emulator&, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
   constexpr u32 minsz = offsetof(vfio_device_feature, flags) + 4;  // 8
-  vfio_device_feature feature;
-  TRY(read_min(call, &feature, minsz));
+  const auto feature = call.ucmd_as<vfio_device_feature>();  // argsz >= minsz (kArgsz)
   call.detail = fmt::format("argsz={:#x} flags={:#x}", feature.argsz, feature.flags);
-  if (feature.argsz < minsz)
-    return reject(call, EINVAL, "argsz {:#x} < {:#x}", feature.argsz, minsz);
   constexpr u32 known = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_SET |
                         VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE;
   if (feature.flags & ~known)
@@ -362,14 +337,6 @@ Result<long> device_feature(Emulator&, File& file, IoctlCall& call) {
   }
 }
 
-// vfio_device_fops_unl_ioctl brackets every ioctl of an open device with runtime PM get/put:
-// a device in low power wakes up for it.
-template <Handler H>
-Result<long> awake(Emulator& emu, File& file, IoctlCall& call) {
-  const AwakeScope awake(file_of(file).irqs.get());
-  return H(emu, file, call);
-}
-
 // ---- VFIO_EMU_DEVICE_USE_GROUP ----------------------------------------------------------------
 
 // What VFIO_GROUP_GET_DEVICE_FD's vfio_df_group_open does, for a cdev file that `vfio-emu run`'s
@@ -419,30 +386,9 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
   return 0;
 }
 
-constexpr Command kDeviceCommands[] = {
-    {VFIO_EMU_DEVICE_USE_GROUP, "VFIO_EMU_DEVICE_USE_GROUP", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kValue, 0, 0, use_group},
-    {VFIO_DEVICE_GET_INFO, "VFIO_DEVICE_GET_INFO", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, offsetof(vfio_device_info, num_irqs) + 4, 0, awake<get_info>},
-    {VFIO_DEVICE_GET_REGION_INFO, "VFIO_DEVICE_GET_REGION_INFO", NodeKind::kDevice,
-     Backend::kNone, ArgKind::kStruct, sizeof(vfio_region_info), 0, awake<get_region_info>},
-    {VFIO_DEVICE_GET_IRQ_INFO, "VFIO_DEVICE_GET_IRQ_INFO", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, sizeof(vfio_irq_info), 0, awake<get_irq_info>},
-    {VFIO_DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, offsetof(vfio_irq_set, count) + 4, 0, awake<set_irqs_ioctl>},
-    {VFIO_DEVICE_RESET, "VFIO_DEVICE_RESET", NodeKind::kDevice, Backend::kNone, ArgKind::kNone, 0,
-     0, awake<reset>},
-    {VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, offsetof(vfio_device_feature, flags) + 4, 0, awake<device_feature>},
-    {VFIO_DEVICE_BIND_IOMMUFD, "VFIO_DEVICE_BIND_IOMMUFD", NodeKind::kDevice, Backend::kNone,
-     ArgKind::kStruct, offsetof(vfio_device_bind_iommufd, out_devid) + 4, 0, bind_iommufd},
-    {VFIO_DEVICE_ATTACH_IOMMUFD_PT, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", NodeKind::kDevice,
-     Backend::kNone, ArgKind::kStruct, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4, 0,
-     awake<attach_pt>},
-    {VFIO_DEVICE_DETACH_IOMMUFD_PT, "VFIO_DEVICE_DETACH_IOMMUFD_PT", NodeKind::kDevice,
-     Backend::kNone, ArgKind::kStruct, offsetof(vfio_device_detach_iommufd_pt, flags) + 4, 0,
-     awake<detach_pt>},
-};
+}  // namespace device_ioctl
+
+namespace {
 
 // ---- pread / pwrite ----------------------------------------------------------------------------
 
@@ -516,8 +462,6 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
 
 }  // namespace
 
-std::span<const Command> device_commands() { return kDeviceCommands; }
-
 void release_device_file(Emulator& emu, DeviceFile& f) {
   if (f.bound()) {
     iommufd_unbind_device(emu, *f.ictx, f.devid);
@@ -546,6 +490,58 @@ Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64
 
 Result<u64> device_write(Emulator& emu, DeviceFile& f, u64 offset, const void* buf, u64 len) {
   return region_rw(emu, f, offset, nullptr, static_cast<const u8*>(buf), len);
+}
+
+namespace {
+
+class DeviceNodeType final : public NodeType {
+ public:
+  Result<std::shared_ptr<File>> open(Emulator& emu, const NodeInfo& node, u64 id,
+                                     const Caller& caller, u64*) const override {
+    Device* d = emu.device_by_cdev(node.index);
+    if (d == nullptr) return err(ENODEV);
+    std::lock_guard lock(emu.mu);
+    ++d->cdev_opens;
+    return std::shared_ptr<File>(std::make_shared<DeviceFile>(id, caller.pid, d));
+  }
+
+  void release(Emulator& emu, const std::shared_ptr<File>& file) const override {
+    auto& df = static_cast<DeviceFile&>(*file);
+    release_device_file(emu, df);
+    --df.device->cdev_opens;
+  }
+
+  // vfio_device_fops_unl_ioctl: BIND (and our USE_GROUP) come first; every other ioctl, known
+  // or not, is EINVAL until access is granted, and then runs with the device awake (runtime PM
+  // get/put around it: a device in low power wakes up for it).
+  Status admit(Emulator& emu, File& file, IoctlCall& call, const Command* c,
+               Route& route) const override {
+    if (c != nullptr && c->has(kBeforeBind)) return {};
+    auto& df = static_cast<DeviceFile&>(file);
+    {
+      std::lock_guard lock(emu.mu);
+      if (!df.access_granted())
+        return reject(call, EINVAL, "cmd {:#x}: device not bound (VFIO_DEVICE_BIND_IOMMUFD "
+                      "first)", call.cmd);
+    }
+    route.hold = std::make_shared<AwakeScope>(df.irqs.get());
+    return {};
+  }
+
+  Result<u64> read(Emulator& emu, File& file, u64 offset, void* buf, u64 len) const override {
+    return device_read(emu, static_cast<DeviceFile&>(file), offset, buf, len);
+  }
+  Result<u64> write(Emulator& emu, File& file, u64 offset, const void* buf,
+                    u64 len) const override {
+    return device_write(emu, static_cast<DeviceFile&>(file), offset, buf, len);
+  }
+};
+
+}  // namespace
+
+const NodeType& device_node_type() {
+  static const DeviceNodeType type;
+  return type;
 }
 
 }  // namespace vfio_emu::core

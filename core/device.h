@@ -16,11 +16,12 @@
 
 #include <memory>
 
-#include "core/device_irqs.h"
+#include "core/command.h"
 #include "core/objects.h"
 
 namespace vfio_emu::core {
 
+class DeviceIrqs;
 class IommufdCtx;
 
 class DeviceFile final : public File {
@@ -56,6 +57,12 @@ void release_device_file(Emulator& emu, DeviceFile& f);
 // BAR0; EFAULT for a config space access that does not fit in its 256 bytes (vfio_config_do_rw).
 Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64 len);
 Result<u64> device_write(Emulator& emu, DeviceFile& f, u64 offset, const void* buf, u64 len);
+
+// The device cdev's ioctls (VFIO_DEVICE_SET_IRQS is set_irqs_ioctl, core/device_irqs.h).
+namespace device_ioctl {
+IoctlHandler use_group, get_info, get_region_info, get_irq_info, reset, device_feature,
+    bind_iommufd, attach_pt, detach_pt;
+}
 
 // VFIO_PCI_INDEX_TO_OFFSET.
 constexpr u64 kVfioPciOffsetShift = 40;

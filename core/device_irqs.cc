@@ -15,7 +15,7 @@
 #include <unordered_map>
 
 #include "core/device.h"
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/emulator.h"
 #include "core/iommufd/user_copy.h"
 #include "core/log.h"
@@ -630,14 +630,13 @@ Result<long> set_irqs_ioctl(Emulator&, File& file, IoctlCall& call) {
   DeviceFile& df = static_cast<DeviceFile&>(file);
   Device& dev = *df.device;
   constexpr u32 minsz = offsetof(vfio_irq_set, count) + 4;  // 20
-  vfio_irq_set hdr;
-  TRY(read_min(call, &hdr, minsz));
+  const auto hdr = call.ucmd_as<vfio_irq_set>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x} flags={:#x} index={:#x} start={:#x} count={:#x}",
                             hdr.argsz, hdr.flags, hdr.index, hdr.start, hdr.count);
   const u32 max = irq_count(dev, hdr.index);
 
   // vfio_set_irqs_validate_and_prepare.
-  if (hdr.argsz < minsz || hdr.index >= VFIO_PCI_NUM_IRQS ||
+  if (hdr.index >= VFIO_PCI_NUM_IRQS ||
       hdr.count >= std::numeric_limits<u32>::max() - hdr.start ||
       (hdr.flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)))
     return reject(call, EINVAL, "argsz {:#x} flags {:#x} index {:#x} start {:#x} count {:#x}",

@@ -1,6 +1,8 @@
-// The emulated VFIO/iommufd machine: the nodes a transport presents, and open / ioctl / read /
-// write / release on them. Transport-agnostic: the daemon drives it through CUSE or FUSE, the
-// unit tests drive it in-process.
+// The emulated VFIO/iommufd machine: the registry of its nodes, groups, devices, open files and
+// IOMMU domains, and open / ioctl / read / write / release on them. Transport-agnostic: the daemon
+// drives it through CUSE or FUSE, the unit tests drive it in-process. What a node kind does is
+// its own (core/node_type.h); what an ioctl does is the command table's (core/commands.cc,
+// served by core/dispatcher.cc).
 #pragma once
 
 #include <map>
@@ -12,7 +14,8 @@
 #include <vector>
 
 #include "core/context.h"
-#include "core/dispatcher.h"
+#include "core/command.h"
+#include "core/locked_memory.h"
 #include "core/objects.h"
 #include "core/topology.h"
 #include "core/trace.h"
@@ -30,22 +33,6 @@ struct NodeInfo {
   u32 index = 0;  // group id, or cdev index for devices
   u32 mode = 0;   // permission bits, as Linux creates the node
   std::optional<u32> uid, gid;  // owner; unset: the daemon's user
-};
-
-// Locked-memory accounting per process (Linux: mm->locked_vm), for the pages VFIO would pin.
-class LockedMemory {
- public:
-  // Charges `bytes` to `pid`. Errors: ENOMEM if that would exceed `limit` (bytes) and the
-  // caller lacks CAP_IPC_LOCK.
-  Status charge(pid_t pid, u64 bytes, u64 limit, bool cap_ipc_lock);
-  void uncharge(pid_t pid, u64 bytes);
-  u64 charged(pid_t pid) const;
-  // Every key with a charge, in key order (for the tools).
-  std::vector<std::pair<pid_t, u64>> charges() const;
-
- private:
-  mutable std::mutex mu_;
-  std::unordered_map<pid_t, u64> bytes_;
 };
 
 // Open node files per uid (Limits::open_files_per_uid), for the ENFILE of open(2).

@@ -4,12 +4,14 @@
 #include <cstring>
 #include <string_view>
 
+#include "core/group.h"
+
 #include "core/container.h"
 #include "core/device.h"
-#include "core/dispatcher.h"
 #include "core/emulator.h"
 #include "core/iommufd/iommufd.h"
 #include "core/log.h"
+#include "core/node_type.h"
 #include "core/reject.h"
 #include "core/uapi/vfio.h"
 #include "core/uapi/vfio_emu.h"
@@ -18,7 +20,7 @@ namespace vfio_emu::core {
 
 using namespace uapi;
 
-namespace {
+namespace group_ioctl {
 
 constexpr u64 kPageSize = 4096;
 
@@ -35,10 +37,8 @@ Result<long> get_status(Emulator& emu, File& file, IoctlCall& call) {
   constexpr u32 minsz = sizeof(vfio_group_status);
   // Announced first: under the CUSE retry protocol one round then brings the struct both ways.
   TRY(call.mem->will_write(call.arg, minsz));
-  vfio_group_status status;
-  TRY(call.read_min(&status, minsz));
-  if (status.argsz < minsz)
-    return reject(call, EINVAL, "argsz {:#x} < {:#x}", status.argsz, minsz);
+  TRY(read_argsz_struct(call, minsz));
+  auto status = call.ucmd_as<vfio_group_status>();
   Group& g = group_of(file);
   {
     std::lock_guard lock(emu.mu);
@@ -216,20 +216,7 @@ Result<long> group_device(Emulator&, File& file, IoctlCall& call) {
   return long{dev->spec().cdev_index};
 }
 
-constexpr Command kGroupCommands[] = {
-    {VFIO_GROUP_GET_STATUS, "VFIO_GROUP_GET_STATUS", NodeKind::kGroup, Backend::kNone,
-     ArgKind::kStruct, sizeof(vfio_group_status), 0, get_status},
-    {VFIO_GROUP_SET_CONTAINER, "VFIO_GROUP_SET_CONTAINER", NodeKind::kGroup, Backend::kNone,
-     ArgKind::kInt, sizeof(std::int32_t), 0, set_container},
-    {VFIO_GROUP_UNSET_CONTAINER, "VFIO_GROUP_UNSET_CONTAINER", NodeKind::kGroup, Backend::kNone,
-     ArgKind::kNone, 0, 0, unset_container},
-    {VFIO_GROUP_GET_DEVICE_FD, "VFIO_GROUP_GET_DEVICE_FD", NodeKind::kGroup, Backend::kNone,
-     ArgKind::kString, 0, 0, get_device_fd},
-    {VFIO_EMU_GROUP_DEVICE, "VFIO_EMU_GROUP_DEVICE", NodeKind::kGroup, Backend::kNone,
-     ArgKind::kString, 0, 0, group_device},
-};
-
-}  // namespace
+}  // namespace group_ioctl
 
 void release_group(Emulator& emu, Group& g) {
   if (g.ictx) {
@@ -242,6 +229,53 @@ void release_group(Emulator& emu, Group& g) {
   g.released_file.reset();
 }
 
-std::span<const Command> group_commands() { return kGroupCommands; }
+namespace {
+
+class GroupNodeType final : public NodeType {
+ public:
+  Result<std::shared_ptr<File>> open(Emulator& emu, const NodeInfo& node, u64 id,
+                                     const Caller& caller, u64* conflict) const override {
+    auto log = logger("core");
+    Group* g = emu.group_by_id(node.index);
+    if (g == nullptr) return err(ENODEV);
+    std::lock_guard lock(emu.mu);
+    if (g->open_file != nullptr) {
+      if (rejection_log_allowed(*log, caller.pid))
+        log->info("{} pid {} open: group {} is already open: EBUSY", node.path, caller.pid,
+                  g->id());
+      if (conflict != nullptr) *conflict = g->open_file->id();
+      return err(EBUSY);
+    }
+    // vfio_group_fops_open (6.6+): EBUSY while a device is in use through its cdev, i.e.
+    // bound (cdev_device_open_cnt is raised by BIND, not by open).
+    for (const auto& d : g->devices()) {
+      if (d->bound_file != nullptr) {
+        if (rejection_log_allowed(*log, caller.pid))
+          log->info("{} pid {} open: device {} of group {} is bound through its cdev: EBUSY",
+                    node.path, caller.pid, d->spec().bdf, g->id());
+        if (conflict != nullptr) *conflict = d->bound_file->id();
+        return err(EBUSY);
+      }
+    }
+    auto file = std::make_shared<GroupFile>(id, caller.pid, g);
+    g->open_file = file.get();
+    return std::shared_ptr<File>(std::move(file));
+  }
+
+  void release(Emulator& emu, const std::shared_ptr<File>& file) const override {
+    Group& g = *static_cast<GroupFile&>(*file).group;
+    if (g.device_users != 0)
+      g.released_file = file;  // device fds obtained through it hold it: release later
+    else
+      release_group(emu, g);
+  }
+};
+
+}  // namespace
+
+const NodeType& group_node_type() {
+  static const GroupNodeType type;
+  return type;
+}
 
 }  // namespace vfio_emu::core

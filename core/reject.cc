@@ -4,7 +4,7 @@
 #include <memory>
 #include <mutex>
 
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/log.h"
 #include "core/log_rate_limit.h"
 #include "iommu/table_memory.h"

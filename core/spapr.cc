@@ -12,11 +12,13 @@
 #include <bit>
 #include <cstddef>
 
-#include "core/dispatcher.h"
+#include "core/cleanup.h"
+#include "core/command.h"
 #include "core/emulator.h"
 #include "core/log.h"
 #include "core/reject.h"
 #include "core/uapi/vfio.h"
+#include "core/vfio_iommu_rules.h"
 
 namespace vfio_emu::core {
 
@@ -67,13 +69,6 @@ u64 table_charge_bytes(u32 page_shift, u64 window_size, u32 levels, u32 max_leve
   return bytes + bytes;
 }
 
-Prot prot_of(u32 flags) {
-  Prot p = 0;
-  if (flags & VFIO_DMA_MAP_FLAG_READ) p |= iommu::kProtRead;
-  if (flags & VFIO_DMA_MAP_FLAG_WRITE) p |= iommu::kProtWrite;
-  return p;
-}
-
 // A log line for a call that does not fail but does something a caller may not expect (a
 // positive non-zero result, a region left registered), in reject()'s format.
 template <class... A>
@@ -85,22 +80,20 @@ void note(const IoctlCall& call, fmt::format_string<A...> f, A&&... args) {
               fmt::format(f, std::forward<A>(args)...));
 }
 
-// copy_from_user of the first `minsz` bytes of the argument.
+// The argument, read after the driver's own first checks (ArgRule::kHandler): the first `minsz`
+// bytes, refused with EINVAL if argsz is below minsz.
 template <class T>
-Status read_arg(const IoctlCall& call, T* s, u32 minsz) {
-  Status st = call.read_min(s, minsz);
-  if (!st)
-    return reject(call, st.error(), "cannot read {:#x} bytes of the argument at {:#x}", minsz,
-                  call.arg);
+Status read_arg(IoctlCall& call, T* s, u32 minsz) {
+  TRY(read_argsz_struct(call, minsz));
+  *s = call.ucmd_as<T>();
   return {};
 }
 
-// read_arg, then the checks every sPAPR argument without defined flags makes, in this order:
-// argsz below minsz, then any flag set (both EINVAL).
+// read_arg, then the check every sPAPR argument without defined flags makes: any flag set is
+// EINVAL.
 template <class T>
-Status read_flagless_arg(const IoctlCall& call, T* s, u32 minsz) {
+Status read_flagless_arg(IoctlCall& call, T* s, u32 minsz) {
   TRY(read_arg(call, s, minsz));
-  if (s->argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", s->argsz, minsz);
   if (s->flags) return reject(call, EINVAL, "flags {:#x}: none are defined", s->flags);
   return {};
 }
@@ -351,7 +344,6 @@ Result<long> SpaprDriver::get_info(IoctlCall& call) {
   vfio_iommu_spapr_tce_info info;
   TRY(read_arg(call, &info, minsz));
   call.detail = fmt::format("argsz={:#x}", info.argsz);
-  if (info.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", info.argsz, minsz);
   const TceConfig& cfg = unit_config();
   // The uAPI fields are 32 bits wide: Linux assigns, and so truncates, like this.
   info.dma32_window_start = static_cast<u32>(cfg.dma32_window_start);
@@ -426,13 +418,9 @@ Result<long> SpaprDriver::register_memory(IoctlCall& call) {
   }
   // mm_iommu_new: charge, pin (FOLL_WRITE), then look for an overlap.
   TRY(charge(call, reg.size));
-  auto undo = [&](Err e) {
-    uncharge(reg.size);
-    return e;
-  };
+  Cleanup uncharge_unless_registered([&] { uncharge(reg.size); });
   if (reg.size == 0)  // vzalloc(0) of the page array fails
-    return undo(reject(call, ENOMEM, "vaddr {:#x}: size 0 (no page array to allocate)",
-                       reg.vaddr));
+    return reject(call, ENOMEM, "vaddr {:#x}: size 0 (no page array to allocate)", reg.vaddr);
   const u64 accessible = call.env->dma_accessible(reg.vaddr, reg.size, iommu::kProtWrite);
   if (accessible < reg.size) {
     // pin_user_pages() returns the pages it pinned when it pinned some of its chunk; that count
@@ -440,9 +428,8 @@ Result<long> SpaprDriver::register_memory(IoctlCall& call) {
     const u64 bad_page = accessible >> kPageShift;
     const u64 pinned_in_chunk = bad_page % kPinChunkPages;
     if (pinned_in_chunk == 0)
-      return undo(reject(call, EFAULT, "vaddr {:#x} size {:#x}: no writable page at {:#x}",
-                         reg.vaddr, reg.size, reg.vaddr + accessible));
-    uncharge(reg.size);
+      return reject(call, EFAULT, "vaddr {:#x} size {:#x}: no writable page at {:#x}", reg.vaddr,
+                    reg.size, reg.vaddr + accessible);
     note(call, "vaddr {:#x} size {:#x}: no writable page at {:#x}; pin_user_pages() pinned {:#x} "
          "page(s) of its chunk, and Linux returns that count", reg.vaddr, reg.size,
          reg.vaddr + accessible, pinned_in_chunk);
@@ -451,9 +438,10 @@ Result<long> SpaprDriver::register_memory(IoctlCall& call) {
   const IovaRange want{reg.vaddr, reg.vaddr + (reg.size - 1)};
   for (const SpaprRegion& r : regions_)
     if (want.overlaps(IovaRange{r.vaddr, r.last()}))
-      return undo(reject(call, EINVAL, "vaddr {:#x} size {:#x} overlaps registered {:#x}+{:#x}",
-                         reg.vaddr, reg.size, r.vaddr, r.size));
+      return reject(call, EINVAL, "vaddr {:#x} size {:#x} overlaps registered {:#x}+{:#x}",
+                    reg.vaddr, reg.size, r.vaddr, r.size);
   regions_.push_back(SpaprRegion{reg.vaddr, reg.size, true});
+  uncharge_unless_registered.cancel();
   enabled_ = true;
   return 0;
 }
@@ -492,14 +480,9 @@ Result<long> SpaprDriver::map_dma(IoctlCall& call) {
   if (!enabled_)
     return reject(call, EPERM, "container {} is not enabled ({})", container_.id(),
                   v2_ ? "register memory first" : "VFIO_IOMMU_ENABLE first");
-  constexpr u32 minsz = sizeof(vfio_iommu_type1_dma_map);  // 32
+  TRY(read_argsz_struct(call, sizeof(vfio_iommu_type1_dma_map)));
   vfio_iommu_type1_dma_map map;
-  TRY(read_arg(call, &map, minsz));
-  call.detail = fmt::format("flags={:#x} vaddr={:#x} iova={:#x} size={:#x}", map.flags, map.vaddr,
-                            map.iova, map.size);
-  if (map.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", map.argsz, minsz);
-  if (map.flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))
-    return reject(call, EINVAL, "flags {:#x}: only READ and WRITE", map.flags);
+  TRY(dma_map_argument(call, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE, &map));
   TRY(create_default_window(call));
   WindowInfo w;
   if (!find_window(map.iova, &w))
@@ -508,7 +491,7 @@ Result<long> SpaprDriver::map_dma(IoctlCall& call) {
   if ((map.size | map.vaddr) & (page - 1))
     return reject(call, EINVAL, "vaddr {:#x} size {:#x} not aligned to the window's {:#x} pages",
                   map.vaddr, map.size, page);
-  const Prot prot = prot_of(map.flags);
+  const Prot prot = dma_map_prot(map.flags);
   if (prot == 0) return reject(call, EINVAL, "flags {:#x}: READ and/or WRITE needed", map.flags);
   // iommu_tce_put_param_check() is a macro evaluating to (check_ioba() || check_gpa()): it is 1
   // on failure, and the ioctl returns that 1. Only a misaligned iova gets this far.
@@ -563,9 +546,9 @@ Result<long> SpaprDriver::unmap_dma(IoctlCall& call) {
   if (!enabled_)
     return reject(call, EPERM, "container {} is not enabled", container_.id());
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dma_unmap, size) + 8;  // 24
+  TRY(read_argsz_struct(call, minsz));
   vfio_iommu_type1_dma_unmap unmap;
-  TRY(read_flagless_arg(call, &unmap, minsz));  // sPAPR has no unmap flags
-  call.detail = fmt::format("iova={:#x} size={:#x}", unmap.iova, unmap.size);
+  TRY(dma_unmap_argument(call, 0, &unmap));  // sPAPR has no unmap flags
   TRY(create_default_window(call));
   WindowInfo w;
   if (!find_window(unmap.iova, &w))
@@ -736,60 +719,5 @@ bool spapr_pe_frozen(const Group& g) {
   std::lock_guard lock(g.container->mu);
   return g.eeh_state == EehState::kFrozen;
 }
-
-}  // namespace vfio_emu::core
-
-// ---- command table -----------------------------------------------------------------------
-
-namespace vfio_emu::core {
-namespace {
-
-// The dispatcher holds the container's mu and has checked that the driver is sPAPR.
-SpaprDriver& spapr_of(File& f) {
-  return static_cast<SpaprDriver&>(*static_cast<ContainerFile&>(f).container->driver);
-}
-Result<long> sp_get_info(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).get_info(c); }
-Result<long> sp_map_dma(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).map_dma(c); }
-Result<long> sp_unmap_dma(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).unmap_dma(c); }
-Result<long> sp_enable(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).enable(c); }
-Result<long> sp_disable(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).disable(c); }
-Result<long> sp_register(Emulator&, File& f, IoctlCall& c) {
-  return spapr_of(f).register_memory(c);
-}
-Result<long> sp_unregister(Emulator&, File& f, IoctlCall& c) {
-  return spapr_of(f).unregister_memory(c);
-}
-Result<long> sp_create(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).create_window(c); }
-Result<long> sp_remove(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).remove_window(c); }
-Result<long> sp_eeh_pe_op(Emulator&, File& f, IoctlCall& c) { return spapr_of(f).eeh_pe_op(c); }
-
-using namespace uapi;
-constexpr Command kSpaprCommands[] = {
-    {VFIO_IOMMU_SPAPR_TCE_GET_INFO, "VFIO_IOMMU_SPAPR_TCE_GET_INFO", NodeKind::kContainer,
-     Backend::kSpapr, ArgKind::kStruct, 16, 0, sp_get_info},
-    {VFIO_IOMMU_MAP_DMA, "VFIO_IOMMU_MAP_DMA", NodeKind::kContainer, Backend::kSpapr,
-     ArgKind::kStruct, sizeof(vfio_iommu_type1_dma_map), 0, sp_map_dma},
-    {VFIO_IOMMU_UNMAP_DMA, "VFIO_IOMMU_UNMAP_DMA", NodeKind::kContainer, Backend::kSpapr,
-     ArgKind::kStruct, 24, 0, sp_unmap_dma},
-    {VFIO_IOMMU_ENABLE, "VFIO_IOMMU_ENABLE", NodeKind::kContainer, Backend::kSpapr, ArgKind::kNone,
-     0, 0, sp_enable},
-    {VFIO_IOMMU_DISABLE, "VFIO_IOMMU_DISABLE", NodeKind::kContainer, Backend::kSpapr,
-     ArgKind::kNone, 0, 0, sp_disable},
-    {VFIO_IOMMU_SPAPR_REGISTER_MEMORY, "VFIO_IOMMU_SPAPR_REGISTER_MEMORY", NodeKind::kContainer,
-     Backend::kSpapr, ArgKind::kStruct, sizeof(vfio_iommu_spapr_register_memory), 0, sp_register},
-    {VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
-     NodeKind::kContainer, Backend::kSpapr, ArgKind::kStruct,
-     sizeof(vfio_iommu_spapr_register_memory), 0, sp_unregister},
-    {VFIO_IOMMU_SPAPR_TCE_CREATE, "VFIO_IOMMU_SPAPR_TCE_CREATE", NodeKind::kContainer,
-     Backend::kSpapr, ArgKind::kStruct, sizeof(vfio_iommu_spapr_tce_create), 0, sp_create},
-    {VFIO_IOMMU_SPAPR_TCE_REMOVE, "VFIO_IOMMU_SPAPR_TCE_REMOVE", NodeKind::kContainer,
-     Backend::kSpapr, ArgKind::kStruct, sizeof(vfio_iommu_spapr_tce_remove), 0, sp_remove},
-    {VFIO_EEH_PE_OP, "VFIO_EEH_PE_OP", NodeKind::kContainer, Backend::kSpapr, ArgKind::kStruct, 12,
-     0, sp_eeh_pe_op},
-};
-
-}  // namespace
-
-std::span<const Command> spapr_commands() { return kSpaprCommands; }
 
 }  // namespace vfio_emu::core

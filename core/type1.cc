@@ -9,12 +9,13 @@
 #include <cstring>
 
 #include "core/cleanup.h"
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/emulator.h"
 #include "core/iova_list.h"
 #include "core/log.h"
 #include "core/reject.h"
 #include "core/uapi/vfio.h"
+#include "core/vfio_iommu_rules.h"
 
 namespace vfio_emu::core {
 
@@ -41,13 +42,6 @@ bool bitmap_size_ok(u64 npages, u64 bitmap_size) {
 }
 
 int ffs64(u64 v) { return __builtin_ctzll(v); }
-
-Prot prot_of(u32 flags) {
-  Prot p = 0;
-  if (flags & VFIO_DMA_MAP_FLAG_READ) p |= iommu::kProtRead;
-  if (flags & VFIO_DMA_MAP_FLAG_WRITE) p |= iommu::kProtWrite;
-  return p;
-}
 
 }  // namespace
 
@@ -77,14 +71,20 @@ Type1Dma* Type1Driver::find_overlap(u64 first, u64 last) {
   return it->second.last() >= first ? &it->second : nullptr;
 }
 
+Status Type1Driver::check_no_bisect(const IoctlCall& call, u64 first, u64 last) {
+  if (Type1Dma* d = find_overlap(first, first); d && d->iova != first)
+    return reject(call, EINVAL, "iova {:#x} starts inside mapping {:#x}+{:#x}", first, d->iova,
+                  d->size);
+  if (Type1Dma* d = find_overlap(last, last); d && d->last() != last)
+    return reject(call, EINVAL, "end {:#x} ends inside mapping {:#x}+{:#x}", last, d->iova,
+                  d->size);
+  return {};
+}
+
 void Type1Driver::recompute_pgsize_bitmap() {
   u64 bitmap = ~u64{0};
   for (const auto& d : domains_) bitmap &= d.domain->hw->page_sizes();
-  if (bitmap & ~kPageMask) {  // sizes below the CPU page collapse into it
-    bitmap &= kPageMask;
-    bitmap |= kPageSize;
-  }
-  pgsize_bitmap_ = bitmap;
+  pgsize_bitmap_ = type1_pgsize_bitmap(bitmap);
 }
 
 std::vector<IovaRange> Type1Driver::build_iova_list(
@@ -268,21 +268,11 @@ void Type1Driver::detach_group(Group& g) {
 }
 
 long Type1Driver::check_extension(u32 ext) const {
-  switch (ext) {
-    case VFIO_TYPE1_IOMMU:
-    case VFIO_TYPE1v2_IOMMU:
-    case VFIO_UNMAP_ALL:
-      return 1;
-    case VFIO_UPDATE_VADDR:
-      return has_emulated() ? 0 : 1;
-    case VFIO_DMA_CC_IOMMU:
-      // 1 when every domain enforces coherency (VT-d with snoop control does); 1 with none.
-      for (const auto& d : domains_)
-        if (!d.domain->unit->enforces_cache_coherency()) return 0;
-      return 1;
-    default:
-      return 0;
-  }
+  // DMA_CC: 1 when every domain enforces coherency (VT-d with snoop control does); 1 with none.
+  const bool dma_cc = std::all_of(domains_.begin(), domains_.end(), [](const DomainEntry& d) {
+    return d.domain->unit->enforces_cache_coherency();
+  });
+  return type1_check_extension(ext, !has_emulated(), dma_cc);
 }
 
 Status Type1Driver::pin_and_map(IoctlCall& call, Type1Dma& dma) {
@@ -339,10 +329,7 @@ void Type1Driver::remove_dma(std::map<u64, Type1Dma>::iterator it) {
 // ---- VFIO_IOMMU_GET_INFO ---------------------------------------------------------------------
 
 Result<long> Type1Driver::get_info(IoctlCall& call) {
-  constexpr u32 minsz = offsetof(vfio_iommu_type1_info, iova_pgsizes) + 8;  // 16
-  vfio_iommu_type1_info info;
-  TRY(call.read_min(&info, minsz));
-  if (info.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", info.argsz, minsz);
+  const auto info = call.ucmd_as<vfio_iommu_type1_info>();  // argsz >= minsz (ArgRule::kArgsz)
 
   // The capability chain, as vfio_info_cap_add builds it: each capability 8-byte aligned, in
   // the order MIGRATION, DMA_AVAIL, IOVA_RANGE; `next` offsets are relative to the chain start.
@@ -419,20 +406,15 @@ Result<long> Type1Driver::get_info(IoctlCall& call) {
 // ---- VFIO_IOMMU_MAP_DMA ----------------------------------------------------------------------
 
 Result<long> Type1Driver::map_dma(IoctlCall& call) {
-  constexpr u32 minsz = sizeof(vfio_iommu_type1_dma_map);  // offsetofend(size) = 32
   vfio_iommu_type1_dma_map map;
-  TRY(call.read_min(&map, minsz));
-  call.detail = fmt::format("flags={:#x} vaddr={:#x} iova={:#x} size={:#x}", map.flags, map.vaddr,
-                            map.iova, map.size);
-  constexpr u32 known = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR;
-  if (map.argsz < minsz || (map.flags & ~known))
-    return reject(call, EINVAL, "argsz {:#x} flags {:#x}", map.argsz, map.flags);
+  TRY(dma_map_argument(
+      call, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR, &map));
   if (map.size == 0) return reject(call, EINVAL, "iova {:#x}: size is zero", map.iova);
   IovaRange in, user;
   if (!iommu::make_range(map.iova, map.size, &in) || !iommu::make_range(map.vaddr, map.size, &user))
     return reject(call, EOVERFLOW, "iova {:#x} vaddr {:#x} size {:#x} wraps", map.iova, map.vaddr,
                   map.size);
-  const Prot prot = prot_of(map.flags);
+  const Prot prot = dma_map_prot(map.flags);
   const bool vaddr_update = map.flags & VFIO_DMA_MAP_FLAG_VADDR;
   if ((prot != 0 && vaddr_update) || (prot == 0 && !vaddr_update))
     return reject(call, EINVAL, "flags {:#x}: READ/WRITE needed, and not with VADDR", map.flags);
@@ -526,13 +508,10 @@ Status Type1Driver::or_dirty_bits(IoctlCall& call, const Type1Dma& dma, u64 base
 Result<long> Type1Driver::unmap_dma(IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dma_unmap, size) + 8;  // 24
   vfio_iommu_type1_dma_unmap unmap;
-  TRY(call.read_min(&unmap, minsz));
-  call.detail = fmt::format("flags={:#x} iova={:#x} size={:#x}", unmap.flags, unmap.iova,
-                            unmap.size);
-  constexpr u32 known =
-      VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL;
-  if (unmap.argsz < minsz || (unmap.flags & ~known))
-    return reject(call, EINVAL, "argsz {:#x} flags {:#x}", unmap.argsz, unmap.flags);
+  TRY(dma_unmap_argument(call,
+                         VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR |
+                             VFIO_DMA_UNMAP_FLAG_ALL,
+                         &unmap));
   const bool want_bitmap = unmap.flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
   const bool all = unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL;
   const bool invalidate_vaddr = unmap.flags & VFIO_DMA_UNMAP_FLAG_VADDR;
@@ -572,15 +551,7 @@ Result<long> Type1Driver::unmap_dma(IoctlCall& call) {
   if (want_bitmap && (!dirty_tracking_ || bitmap.pgsize != pgsize))
     return reject(call, EINVAL, "dirty bitmap: tracking {} / pgsize {:#x} (need {:#x})",
                   dirty_tracking_ ? "on" : "off", bitmap.pgsize, pgsize);
-  if (v2_ && !all) {
-    // v2 never bisects a mapping.
-    if (Type1Dma* d = find_overlap(unmap.iova, unmap.iova); d && d->iova != unmap.iova)
-      return reject(call, EINVAL, "iova {:#x} starts inside mapping {:#x}+{:#x}", unmap.iova,
-                    d->iova, d->size);
-    if (Type1Dma* d = find_overlap(iova_end, iova_end); d && d->last() != iova_end)
-      return reject(call, EINVAL, "end {:#x} ends inside mapping {:#x}+{:#x}", iova_end, d->iova,
-                    d->size);
-  }
+  if (v2_ && !all) TRY(check_no_bisect(call, unmap.iova, iova_end));  // v2 never bisects
 
   // Everything that can be refused has been; announce the writes before changing anything.
   TRY(call.mem->will_write(call.arg, minsz));
@@ -631,13 +602,12 @@ Result<long> Type1Driver::unmap_dma(IoctlCall& call) {
 Result<long> Type1Driver::dirty_pages(IoctlCall& call) {
   if (!v2_) return reject(call, EACCES, "dirty tracking needs a type1v2 container");
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dirty_bitmap, flags) + 4;  // 8
-  vfio_iommu_type1_dirty_bitmap db;
-  TRY(call.read_min(&db, minsz));
+  TRY(read_argsz_struct(call, minsz));
+  const auto db = call.ucmd_as<vfio_iommu_type1_dirty_bitmap>();
   constexpr u32 mask = VFIO_IOMMU_DIRTY_PAGES_FLAG_START | VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP |
                        VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
   call.detail = fmt::format("flags={:#x}", db.flags);
-  if (db.argsz < minsz || (db.flags & ~mask))
-    return reject(call, EINVAL, "argsz {:#x} flags {:#x}", db.argsz, db.flags);
+  if (db.flags & ~mask) return reject(call, EINVAL, "flags {:#x}", db.flags);
   if (__builtin_popcount(db.flags) != 1)
     return reject(call, EINVAL, "flags {:#x}: exactly one of START/STOP/GET_BITMAP", db.flags);
   const u64 pgsize = min_pgsize();
@@ -678,49 +648,12 @@ Result<long> Type1Driver::dirty_pages(IoctlCall& call) {
   if (range.size & (pgsize - 1))
     return reject(call, EINVAL, "size {:#x} not aligned to {:#x}", range.size, pgsize);
   if (!dirty_tracking_) return reject(call, EINVAL, "dirty tracking is not started");
-  if (Type1Dma* d = find_overlap(range.iova, range.iova); d && d->iova != range.iova)
-    return reject(call, EINVAL, "iova {:#x} starts inside mapping {:#x}+{:#x}", range.iova,
-                  d->iova, d->size);
-  if (Type1Dma* d = find_overlap(iova_end, iova_end); d && d->last() != iova_end)
-    return reject(call, EINVAL, "end {:#x} ends inside mapping {:#x}+{:#x}", iova_end, d->iova,
-                  d->size);
+  TRY(check_no_bisect(call, range.iova, iova_end));
   TRY(call.mem->will_write(data, range.bitmap.size));
   for (auto it = dmas_.lower_bound(range.iova); it != dmas_.end() && it->second.iova <= iova_end;
        ++it)
     TRY(or_dirty_bits(call, it->second, range.iova, data, pgsize));
   return 0;
 }
-
-}  // namespace vfio_emu::core
-
-// ---- command table -----------------------------------------------------------------------
-
-namespace vfio_emu::core {
-namespace {
-
-// The dispatcher holds the container's mu and has checked that the driver is type1.
-Type1Driver& type1_of(File& f) {
-  return static_cast<Type1Driver&>(*static_cast<ContainerFile&>(f).container->driver);
-}
-Result<long> t1_get_info(Emulator&, File& f, IoctlCall& c) { return type1_of(f).get_info(c); }
-Result<long> t1_map_dma(Emulator&, File& f, IoctlCall& c) { return type1_of(f).map_dma(c); }
-Result<long> t1_unmap_dma(Emulator&, File& f, IoctlCall& c) { return type1_of(f).unmap_dma(c); }
-Result<long> t1_dirty_pages(Emulator&, File& f, IoctlCall& c) { return type1_of(f).dirty_pages(c); }
-
-using namespace uapi;
-constexpr Command kType1Commands[] = {
-    {VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", NodeKind::kContainer, Backend::kType1,
-     ArgKind::kStruct, 16, 0, t1_get_info},
-    {VFIO_IOMMU_MAP_DMA, "VFIO_IOMMU_MAP_DMA", NodeKind::kContainer, Backend::kType1,
-     ArgKind::kStruct, sizeof(vfio_iommu_type1_dma_map), 0, t1_map_dma},
-    {VFIO_IOMMU_UNMAP_DMA, "VFIO_IOMMU_UNMAP_DMA", NodeKind::kContainer, Backend::kType1,
-     ArgKind::kStruct, 24, 0, t1_unmap_dma},
-    {VFIO_IOMMU_DIRTY_PAGES, "VFIO_IOMMU_DIRTY_PAGES", NodeKind::kContainer, Backend::kType1,
-     ArgKind::kStruct, 8, 0, t1_dirty_pages},
-};
-
-}  // namespace
-
-std::span<const Command> type1_commands() { return kType1Commands; }
 
 }  // namespace vfio_emu::core

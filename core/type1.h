@@ -60,6 +60,8 @@ class Type1Driver final : public IommuDriver {
   bool has_emulated() const { return !emulated_.empty(); }
   // Any mapping overlapping [first, last] (the lowest one), or nullptr.
   Type1Dma* find_overlap(u64 first, u64 last);
+  // EINVAL if [first, last] would cut a mapping at either end (type1v2 never bisects).
+  Status check_no_bisect(const IoctlCall& call, u64 first, u64 last);
   // Programs `dma` into every domain, pinning (charging) its pages first.
   Status pin_and_map(IoctlCall& call, Type1Dma& dma);
   // Maps every mapping into a domain being added (pinning those only recorded). Errors: EFAULT,

@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/id_allocator.h"
 #include "core/iommufd/io_pagetable.h"
 #include "core/iommufd/iommufd.h"
@@ -146,21 +146,5 @@ Status unmap_iova(IoctlCall& call, iopt::IoPagetable& iopt, u64 iova, u64 length
 
 // Undoes hwpt_attach (IommufdCtx::mu held); an automatic HWPT goes with its last device.
 void hwpt_detach(IommufdCtx& ctx, IommufdDevice& dev);
-
-// One row of an iommufd command table, as Linux's IOCTL_OP(_ioctl, _fn, _struct, _last): the
-// minimum size is offsetofend(_struct, _last), the kernel size sizeof(_struct).
-#define IOMMUFD_OP(ioctl, fn, type, last)                                                    \
-  Command {                                                                                  \
-    ioctl, #ioctl, NodeKind::kIommufd, Backend::kNone, ArgKind::kStruct,                     \
-        static_cast<u32>(offsetof(type, last) + sizeof(type::last)), sizeof(type), fn        \
-  }
-
-// The command tables of each file.
-std::span<const Command> iommufd_main_commands();
-std::span<const Command> iommufd_ioas_commands();
-std::span<const Command> iommufd_hwpt_commands();
-std::span<const Command> iommufd_device_commands();
-std::span<const Command> iommufd_viommu_commands();
-std::span<const Command> iommufd_vfio_ioas_commands();
 
 }  // namespace vfio_emu::core

@@ -7,6 +7,7 @@
 #include "core/cleanup.h"
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
@@ -211,7 +212,7 @@ void iommufd_detach_device(Emulator&, IommufdCtx& ctx, u32 devid) {
   if (auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt_detach(ctx, *d);
 }
 
-namespace {
+namespace idev_ioctl {
 
 // ---- IOMMU_GET_HW_INFO -------------------------------------------------------------------------
 
@@ -270,12 +271,6 @@ Result<long> get_hw_info(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
-constexpr Command kDeviceCommands[] = {
-    IOMMUFD_OP(IOMMU_GET_HW_INFO, get_hw_info, iommu_hw_info, __reserved),
-};
-
-}  // namespace
-
-std::span<const Command> iommufd_device_commands() { return kDeviceCommands; }
+}  // namespace idev_ioctl
 
 }  // namespace vfio_emu::core

@@ -7,6 +7,7 @@
 #include "core/cleanup.h"
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
@@ -68,7 +69,7 @@ void hwpt_destroy(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt) {
   ctx.erase(hwpt->id);
 }
 
-namespace {
+namespace hwpt_ioctl {
 
 constexpr u32 kValidAllocFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING |
                                  IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
@@ -209,18 +210,6 @@ Result<long> fault_queue_alloc(Emulator&, File&, IoctlCall& call) {
                 "create an fd in the caller");
 }
 
-constexpr Command kHwptCommands[] = {
-    IOMMUFD_OP(IOMMU_HWPT_ALLOC, hwpt_alloc, iommu_hwpt_alloc, __reserved),
-    IOMMUFD_OP(IOMMU_HWPT_SET_DIRTY_TRACKING, hwpt_set_dirty_tracking,
-               iommu_hwpt_set_dirty_tracking, __reserved),
-    IOMMUFD_OP(IOMMU_HWPT_GET_DIRTY_BITMAP, hwpt_get_dirty_bitmap,
-               iommu_hwpt_get_dirty_bitmap, data),
-    IOMMUFD_OP(IOMMU_HWPT_INVALIDATE, hwpt_invalidate, iommu_hwpt_invalidate, __reserved),
-    IOMMUFD_OP(IOMMU_FAULT_QUEUE_ALLOC, fault_queue_alloc, iommu_fault_alloc, out_fault_fd),
-};
-
-}  // namespace
-
-std::span<const Command> iommufd_hwpt_commands() { return kHwptCommands; }
+}  // namespace hwpt_ioctl
 
 }  // namespace vfio_emu::core

@@ -7,6 +7,7 @@
 
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
@@ -17,7 +18,7 @@ using namespace uapi;
 using iommu::IovaRange;
 using iommu::kU64Max;
 
-namespace {
+namespace ioas_ioctl {
 
 constexpr u32 kMapFlags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE |
                           IOMMU_IOAS_MAP_READABLE;
@@ -235,20 +236,7 @@ Result<long> ioas_change_process(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
-constexpr Command kIoasCommands[] = {
-    IOMMUFD_OP(IOMMU_IOAS_ALLOC, ioas_alloc, iommu_ioas_alloc, out_ioas_id),
-    IOMMUFD_OP(IOMMU_IOAS_ALLOW_IOVAS, ioas_allow_iovas, iommu_ioas_allow_iovas, allowed_iovas),
-    IOMMUFD_OP(IOMMU_IOAS_COPY, ioas_copy, iommu_ioas_copy, src_iova),
-    IOMMUFD_OP(IOMMU_IOAS_IOVA_RANGES, ioas_iova_ranges,
-               iommu_ioas_iova_ranges, out_iova_alignment),
-    IOMMUFD_OP(IOMMU_IOAS_MAP, ioas_map, iommu_ioas_map, iova),
-    IOMMUFD_OP(IOMMU_IOAS_UNMAP, ioas_unmap, iommu_ioas_unmap, length),
-    IOMMUFD_OP(IOMMU_IOAS_MAP_FILE, ioas_map_file, iommu_ioas_map_file, iova),
-    IOMMUFD_OP(IOMMU_IOAS_CHANGE_PROCESS, ioas_change_process,
-               iommu_ioas_change_process, __reserved),
-};
-
-}  // namespace
+}  // namespace ioas_ioctl
 
 Result<std::shared_ptr<iopt::Pages>> alloc_user_pages(Emulator& emu, IommufdCtx& ctx,
                                                       IoctlCall& call, u64 user_va, u64 length,
@@ -292,7 +280,5 @@ Status unmap_iova(IoctlCall& call, iopt::IoPagetable& iopt, u64 iova, u64 length
     return reject(call, EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
   return iopt.unmap(&call, iova, last, unmapped);
 }
-
-std::span<const Command> iommufd_ioas_commands() { return kIoasCommands; }
 
 }  // namespace vfio_emu::core

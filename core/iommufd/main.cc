@@ -1,4 +1,4 @@
-// The iommufd context: objects by id, IOMMU_DESTROY, IOMMU_OPTION, release, and the command table
+// The iommufd context: objects by id, IOMMU_DESTROY, IOMMU_OPTION, open and release of /dev/iommu
 // (drivers/iommu/iommufd/main.c).
 #include <linux/capability.h>
 
@@ -6,9 +6,12 @@
 
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
+#include "core/node_type.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
+#include "core/uapi/vfio.h"
 
 namespace vfio_emu::core {
 
@@ -84,6 +87,33 @@ void release_iommufd_file(Emulator&, IommufdFile& f) {
 pid_t iommufd_user_lock_key(uid_t uid) { return iopt::user_account_key(uid); }
 
 namespace {
+
+class IommufdNodeType final : public NodeType {
+ public:
+  Result<std::shared_ptr<File>> open(Emulator& emu, const NodeInfo&, u64 id, const Caller& caller,
+                                     u64*) const override {
+    return std::shared_ptr<File>(
+        std::make_shared<IommufdFile>(id, caller.pid, make_iommufd_ctx(emu, id)));
+  }
+  void release(Emulator& emu, const std::shared_ptr<File>& file) const override {
+    release_iommufd_file(emu, static_cast<IommufdFile&>(*file));
+  }
+  // Numbers below IOMMUFD_CMD_BASE are the VFIO container compatibility layer's.
+  Result<Route> route(Emulator&, File&, IoctlCall& call) const override {
+    Route r;
+    if ((call.cmd & 0xff) < uapi::IOMMUFD_CMD_BASE) r.backend = Backend::kIommufdCompat;
+    return r;
+  }
+};
+
+}  // namespace
+
+const NodeType& iommufd_node_type() {
+  static const IommufdNodeType type;
+  return type;
+}
+
+namespace iommufd_ioctl {
 
 // ---- IOMMU_DESTROY -----------------------------------------------------------------------------
 
@@ -164,25 +194,6 @@ Result<long> option(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
-constexpr Command kMainCommands[] = {
-    IOMMUFD_OP(IOMMU_DESTROY, destroy, iommu_destroy, id),
-    IOMMUFD_OP(IOMMU_OPTION, option, iommu_option, val64),
-};
-
-}  // namespace
-
-std::span<const Command> iommufd_main_commands() { return kMainCommands; }
-
-std::span<const Command> iommufd_commands() {
-  static const std::vector<Command> all = [] {
-    std::vector<Command> v;
-    for (auto table : {iommufd_main_commands(), iommufd_ioas_commands(), iommufd_hwpt_commands(),
-                       iommufd_device_commands(), iommufd_viommu_commands(),
-                       iommufd_vfio_ioas_commands()})
-      v.insert(v.end(), table.begin(), table.end());
-    return v;
-  }();
-  return all;
-}
+}  // namespace iommufd_ioctl
 
 }  // namespace vfio_emu::core

@@ -31,13 +31,6 @@ inline Status reply_to_user(IoctlCall& call, u64 addr, const void* src, std::siz
   return copy_to_user(call, addr, src, len);
 }
 
-// IoctlCall::read_min with the log line.
-template <class T>
-Status read_min(IoctlCall& call, T* s, std::size_t minsz) {
-  *s = T{};
-  return copy_from_user(call, call.arg, s, std::min(minsz, sizeof(T)));
-}
-
 // iommufd_ucmd_respond with the log line.
 inline Status respond(IoctlCall& call, std::size_t ksize) {
   return copy_to_user(call, call.arg, call.ucmd.data(),

@@ -11,10 +11,12 @@
 
 #include "core/emulator.h"
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
 #include "core/uapi/vfio.h"
+#include "core/vfio_iommu_rules.h"
 
 namespace vfio_emu::core {
 
@@ -37,7 +39,7 @@ void iommufd_detach_group(Emulator&, IommufdCtx&, Group&) {
   // The group only drops its reference to the context (Group::ictx); the compat IOAS stays.
 }
 
-namespace {
+namespace compat_ioctl {
 
 // get_compat_ioas. Errors: ENODEV.
 Result<std::shared_ptr<Ioas>> compat_ioas(IommufdCtx& ctx, IoctlCall& call) {
@@ -88,25 +90,18 @@ Result<long> compat_get_api_version(Emulator&, File&, IoctlCall&) {
 Result<long> compat_check_extension(Emulator&, File& file, IoctlCall& call) {
   const u64 ext = call.arg;
   call.detail = fmt::format("ext={:#x}", ext);
-  switch (ext) {
-    case VFIO_TYPE1_IOMMU:
-    case VFIO_TYPE1v2_IOMMU:
-    case VFIO_UNMAP_ALL:
-      return long{1};
-    case VFIO_NOIOMMU_IOMMU:
-      // IS_ENABLED(CONFIG_VFIO_NOIOMMU): set in the distribution kernels this emulates.
-      return long{1};
-    case VFIO_DMA_CC_IOMMU: {
-      // 1 when every HWPT of the compat IOAS enforces cache coherency (also with none).
-      auto ioas = TRY(compat_ioas(ctx_of(file), call));
-      std::lock_guard lock(ioas->mu);
-      for (const Hwpt* h : ioas->hwpts)
-        if (!h->enforce_cache_coherency) return long{0};
-      return long{1};
-    }
-    default:
-      return long{0};  // NESTING is gone; UPDATE_VADDR cannot be done safely
+  // IS_ENABLED(CONFIG_VFIO_NOIOMMU): set in the distribution kernels this emulates.
+  if (ext == VFIO_NOIOMMU_IOMMU) return long{1};
+  bool dma_cc = false;
+  if (ext == VFIO_DMA_CC_IOMMU) {
+    // 1 when every HWPT of the compat IOAS enforces cache coherency (also with none).
+    auto ioas = TRY(compat_ioas(ctx_of(file), call));
+    std::lock_guard lock(ioas->mu);
+    dma_cc = std::all_of(ioas->hwpts.begin(), ioas->hwpts.end(),
+                         [](const Hwpt* h) { return h->enforce_cache_coherency; });
   }
+  // UPDATE_VADDR cannot be done safely.
+  return type1_check_extension(static_cast<u32>(ext), false, dma_cc);
 }
 
 Result<long> compat_set_iommu(Emulator&, File& file, IoctlCall& call) {
@@ -140,20 +135,12 @@ Result<long> compat_set_iommu(Emulator&, File& file, IoctlCall& call) {
 u64 compat_pagesizes(const iopt::IoPagetable& iopt) {
   u64 bitmap = iommu::kU64Max;
   for (const iommu::Domain* d : iopt.domains()) bitmap &= d->page_sizes();
-  constexpr u64 kPageMask = ~(iopt::kPageSize - 1);
-  if (bitmap & ~kPageMask) {
-    bitmap &= kPageMask;
-    bitmap |= iopt::kPageSize;
-  }
-  return std::max(bitmap, iopt.iova_alignment());
+  return std::max(type1_pgsize_bitmap(bitmap), iopt.iova_alignment());
 }
 
 Result<long> compat_get_info(Emulator&, File& file, IoctlCall& call) {
-  constexpr u32 minsz = offsetof(vfio_iommu_type1_info, iova_pgsizes) + 8;  // 16
-  vfio_iommu_type1_info info;
-  TRY(read_min(call, &info, minsz));
+  auto info = call.ucmd_as<vfio_iommu_type1_info>();  // argsz >= 16 (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x}", info.argsz);
-  if (info.argsz < minsz) return reject(call, EINVAL, "argsz {:#x} < {:#x}", info.argsz, minsz);
   const u32 head = std::min<u32>(info.argsz, sizeof(info));
   auto ioas = TRY(compat_ioas(ctx_of(file), call));
   std::lock_guard lock(ioas->mu);
@@ -211,18 +198,10 @@ Result<long> compat_get_info(Emulator&, File& file, IoctlCall& call) {
 }
 
 Result<long> compat_map_dma(Emulator& emu, File& file, IoctlCall& call) {
-  constexpr u32 minsz = sizeof(vfio_iommu_type1_dma_map);  // 32
   vfio_iommu_type1_dma_map map;
-  TRY(read_min(call, &map, minsz));
-  call.detail = fmt::format("flags={:#x} vaddr={:#x} iova={:#x} size={:#x}", map.flags, map.vaddr,
-                            map.iova, map.size);
-  constexpr u32 supported = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
-  if (map.argsz < minsz || (map.flags & ~supported))
-    return reject(call, EINVAL, "argsz {:#x} flags {:#x}", map.argsz, map.flags);
+  TRY(dma_map_argument(call, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE, &map));
   // No READ/WRITE check: flags 0 maps with IOMMU_CACHE alone (a domain then refuses it).
-  Prot prot = 0;
-  if (map.flags & VFIO_DMA_MAP_FLAG_READ) prot |= iommu::kProtRead;
-  if (map.flags & VFIO_DMA_MAP_FLAG_WRITE) prot |= iommu::kProtWrite;
+  const Prot prot = dma_map_prot(map.flags);
   IommufdCtx& ctx = ctx_of(file);
   auto ioas = TRY(compat_ioas(ctx, call));
   u64 iova = map.iova;
@@ -232,15 +211,12 @@ Result<long> compat_map_dma(Emulator& emu, File& file, IoctlCall& call) {
 
 Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_iommu_type1_dma_unmap, size) + 8;  // 24
-  vfio_iommu_type1_dma_unmap unmap;
   // Announced before the read so that CUSE retry fetches and maps the struct in one round.
   TRY(call.mem->will_write(call.arg, minsz));
-  TRY(read_min(call, &unmap, minsz));
-  call.detail = fmt::format("flags={:#x} iova={:#x} size={:#x}", unmap.flags, unmap.iova,
-                            unmap.size);
-  if (unmap.argsz < minsz || (unmap.flags & ~VFIO_DMA_UNMAP_FLAG_ALL))
-    return reject(call, EINVAL, "argsz {:#x} flags {:#x} (only VFIO_DMA_UNMAP_FLAG_ALL is "
-                  "emulated)", unmap.argsz, unmap.flags);
+  TRY(read_argsz_struct(call, minsz));
+  // Only VFIO_DMA_UNMAP_FLAG_ALL is emulated.
+  vfio_iommu_type1_dma_unmap unmap;
+  TRY(dma_unmap_argument(call, VFIO_DMA_UNMAP_FLAG_ALL, &unmap));
   auto ioas = TRY(compat_ioas(ctx_of(file), call));
   std::lock_guard lock(ioas->mu);
   u64 unmapped = 0;
@@ -273,28 +249,6 @@ Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
-constexpr Command kVfioIoasCommands[] = {
-    IOMMUFD_OP(IOMMU_VFIO_IOAS, vfio_ioas, iommu_vfio_ioas, __reserved),
-};
-
-constexpr Command kCompatCommands[] = {
-    {VFIO_GET_API_VERSION, "VFIO_GET_API_VERSION", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kNone, 0, 0, compat_get_api_version},
-    {VFIO_CHECK_EXTENSION, "VFIO_CHECK_EXTENSION", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kValue, 0, 0, compat_check_extension},
-    {VFIO_SET_IOMMU, "VFIO_SET_IOMMU", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kValue, 0, 0, compat_set_iommu},
-    {VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kStruct, 16, 0, compat_get_info},
-    {VFIO_IOMMU_MAP_DMA, "VFIO_IOMMU_MAP_DMA", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kStruct, sizeof(vfio_iommu_type1_dma_map), 0, compat_map_dma},
-    {VFIO_IOMMU_UNMAP_DMA, "VFIO_IOMMU_UNMAP_DMA", NodeKind::kIommufd, Backend::kIommufdCompat,
-     ArgKind::kStruct, 24, 0, compat_unmap_dma},
-};
-
-}  // namespace
-
-std::span<const Command> iommufd_vfio_ioas_commands() { return kVfioIoasCommands; }
-std::span<const Command> iommufd_compat_commands() { return kCompatCommands; }
+}  // namespace compat_ioctl
 
 }  // namespace vfio_emu::core

@@ -3,6 +3,7 @@
 // vIOMMU (VT-d has no viommu ops), so no vIOMMU object can exist; each command fails where Linux
 // would fail for such hardware, after the same argument checks.
 #include "core/iommufd/ctx.h"
+#include "core/iommufd/ioctls.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
 
@@ -10,7 +11,7 @@ namespace vfio_emu::core {
 
 using namespace uapi;
 
-namespace {
+namespace viommu_ioctl {
 
 Result<long> viommu_alloc(Emulator&, File& file, IoctlCall& call) {
   auto& cmd = call.ucmd_as<iommu_viommu_alloc>();
@@ -62,15 +63,6 @@ Result<long> hw_queue_alloc(Emulator&, File&, IoctlCall& call) {
   return no_viommu(call, cmd.viommu_id);
 }
 
-constexpr Command kViommuCommands[] = {
-    IOMMUFD_OP(IOMMU_VIOMMU_ALLOC, viommu_alloc, iommu_viommu_alloc, out_viommu_id),
-    IOMMUFD_OP(IOMMU_VDEVICE_ALLOC, vdevice_alloc, iommu_vdevice_alloc, virt_id),
-    IOMMUFD_OP(IOMMU_VEVENTQ_ALLOC, veventq_alloc, iommu_veventq_alloc, out_veventq_fd),
-    IOMMUFD_OP(IOMMU_HW_QUEUE_ALLOC, hw_queue_alloc, iommu_hw_queue_alloc, length),
-};
-
-}  // namespace
-
-std::span<const Command> iommufd_viommu_commands() { return kViommuCommands; }
+}  // namespace viommu_ioctl
 
 }  // namespace vfio_emu::core

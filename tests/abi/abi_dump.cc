@@ -13,7 +13,7 @@
 //   command NAME number 0xNNNN node KIND backend BACKEND arg ARG min_size N kernel_size N
 #include <fmt/core.h>
 
-#include "core/dispatcher.h"
+#include "core/command.h"
 #include "core/uapi/layout.h"
 
 namespace {
