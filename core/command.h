@@ -1,5 +1,5 @@
 // The command table's row: what vfio-emu knows of one ioctl. The table itself, every ioctl of
-// every node kind in one place, is core/commands.cc; core/dispatcher.cc serves a call from it.
+// every node kind in one place, is core/commands.cc, which also serves a call from it.
 #pragma once
 
 #include <span>

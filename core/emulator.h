@@ -2,7 +2,7 @@
 // IOMMU domains, and open / ioctl / read / write / release on them. Transport-agnostic: the daemon
 // drives it through CUSE or FUSE, the unit tests drive it in-process. What a node kind does is
 // its own (core/node_type.h); what an ioctl does is the command table's (core/commands.cc,
-// served by core/dispatcher.cc).
+// which serves them too).
 #pragma once
 
 #include <map>

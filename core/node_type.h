@@ -1,6 +1,6 @@
 // The seam between the emulator (a registry of nodes and open files) and the node kinds: each
 // kind (container, group, device, iommufd) owns how its files are opened, released, and which
-// commands of the table serve an ioctl on them. core/emulator.cc and core/dispatcher.cc know the
+// commands of the table serve an ioctl on them. core/emulator.cc and core/commands.cc know the
 // kinds only through this interface; each kind implements it next to its handlers.
 #pragma once
 
