@@ -144,9 +144,10 @@ constexpr Command kCommands[] = {
     VFIO(VFIO_DEVICE_BIND_IOMMUFD, kDevice, Backend::kNone, kStruct, kHandler,
          offsetof(vfio_device_bind_iommufd, out_devid) + 4, kBeforeBind | kWaitsForClosedFile,
          device_ioctl::bind_iommufd),
-    VFIO(VFIO_DEVICE_ATTACH_IOMMUFD_PT, kDevice, Backend::kNone, kStruct, kArgsz,
+    // cdev-only: a device fd of the group path is ENOTTY before the argument is read.
+    VFIO(VFIO_DEVICE_ATTACH_IOMMUFD_PT, kDevice, Backend::kNone, kStruct, kHandler,
          offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4, kNoFlags, device_ioctl::attach_pt),
-    VFIO(VFIO_DEVICE_DETACH_IOMMUFD_PT, kDevice, Backend::kNone, kStruct, kArgsz,
+    VFIO(VFIO_DEVICE_DETACH_IOMMUFD_PT, kDevice, Backend::kNone, kStruct, kHandler,
          offsetof(vfio_device_detach_iommufd_pt, flags) + 4, kNoFlags, device_ioctl::detach_pt),
     VFIO(VFIO_EMU_DEVICE_USE_GROUP, kDevice, Backend::kNone, kValue, ArgRule::kNone, 0,
          kBeforeBind | kWaitsForClosedFile, device_ioctl::use_group),

@@ -112,10 +112,11 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
 // ---- VFIO_DEVICE_ATTACH_IOMMUFD_PT / DETACH ----------------------------------------------------
 
 // What vfio_df_ioctl_attach_pt and _detach_pt check first: argsz, flags, and the PASID flag,
-// which these devices refuse (they have no PASID capability, so no pasid_attach_ioas).
+// which these devices refuse (they have no PASID capability, so no pasid_attach_ioas). Read
+// here (ArgRule::kHandler): a device fd of the group path fails with ENOTTY before any of it.
 template <class T>
 Status read_pt_request(IoctlCall& call, const DeviceFile& df, T* s, u32 minsz, u32 pasid_flag) {
-  (void)minsz;  // argsz >= minsz (ArgRule::kArgsz)
+  TRY(read_argsz_struct(call, minsz));
   *s = call.ucmd_as<T>();
   call.detail = fmt::format("flags={:#x}", s->flags);
   if (s->flags & ~pasid_flag) return reject(call, EINVAL, "flags {:#x}", s->flags);

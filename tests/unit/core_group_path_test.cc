@@ -87,6 +87,13 @@ TEST_CASE("group path: the device fd works through the group's container", "[gro
   // cdev-only ioctls do not exist on it; BIND is refused; several fds per device are fine.
   vfio_device_attach_iommufd_pt at{sizeof(at), 0, 1, 0};
   CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOTTY);
+  // ... before their argument is looked at (vfio_device_fops_unl_ioctl never reaches the cdev
+  // handlers for them): a bad argsz, or no argument at all, is still ENOTTY.
+  vfio_device_detach_iommufd_pt dt{};
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt) == ENOTTY);
+  at.argsz = 0;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOTTY);
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, u64{0}) == ENOTTY);
   const int ictx = h.open("iommu");
   vfio_device_bind_iommufd b{};
   b.argsz = sizeof(b);
