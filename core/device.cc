@@ -8,7 +8,6 @@
 #include "core/cleanup.h"
 #include "core/dispatcher.h"
 #include "core/container.h"
-#include "core/spapr.h"
 #include "core/uapi/vfio_emu.h"
 #include "core/emulator.h"
 #include "core/iommufd/iommufd.h"
@@ -398,7 +397,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
   if (g.container && !g.container->driver)
     return reject(call, EINVAL, "group {}: container {} has no IOMMU set", g.id(),
                   g.container->id());
-  if (dev.bad_state || spapr_pe_frozen(g))
+  if (dev.bad_state || group_frozen(g))
     return reject(call, EIO, "device {} is in a bad state (a reset failed or its PE is frozen); "
                   "open_device fails", dev.spec().bdf);
   if (g.ictx) {
