@@ -1,5 +1,8 @@
 // What the inspect commands walk: every container and iommufd context reachable from an open
 // file or a group, and the registered domains by their tools id.
+//
+// The commands (core/inspect/*.h) are read-only; they take the locks in the documented order
+// (Emulator::mu, then a container's or an iommufd context's, then an IOAS's) and only briefly.
 #pragma once
 
 #include <map>
