@@ -9,7 +9,6 @@
 #include "core/command.h"
 #include "core/container.h"
 #include "core/device_irqs.h"
-#include "core/spapr.h"
 #include "core/uapi/vfio_emu.h"
 #include "core/emulator.h"
 #include "core/group.h"
@@ -366,7 +365,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
   if (g.container && !g.container->driver)
     return reject(call, EINVAL, "group {}: container {} has no IOMMU set", g.id(),
                   g.container->id());
-  if (dev.bad_state || spapr_pe_frozen(g))
+  if (dev.bad_state || group_frozen(g))
     return reject(call, EIO, "device {} is in a bad state (a reset failed or its PE is frozen); "
                   "open_device fails", dev.spec().bdf);
   if (g.ictx) {

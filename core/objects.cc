@@ -50,6 +50,12 @@ Group::Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit)
   for (const DeviceSpec& d : spec.devices) devices_.push_back(std::make_unique<Device>(d, this));
 }
 
+bool group_frozen(const Group& g) {
+  if (!g.container) return false;
+  std::lock_guard lock(g.container->mu);
+  return g.container->driver && g.container->driver->group_frozen(g);
+}
+
 Device* Group::device_by_name(const std::string& bdf) const {
   for (const auto& d : devices_)
     if (d->spec().bdf == bdf) return d.get();

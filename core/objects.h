@@ -11,10 +11,14 @@
 // A Domain (iommu/) is owned by exactly one driver object and used under that owner's lock.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,9 @@ class Emulator;
 class Group;
 class Container;
 class IommufdCtx;
+namespace inspect {
+class CheckReport;  // core/inspect/check.h
+}
 
 enum class NodeKind : u8 { kContainer, kGroup, kDevice, kIommufd };
 std::string_view node_kind_name(NodeKind k);
@@ -89,9 +96,6 @@ class Device {
   Group* group_;
 };
 
-// The partitionable-endpoint state of an EEH-capable (POWER) group.
-enum class EehState : u8 { kNormal, kFrozen };
-
 class Group {
  public:
   Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit);
@@ -112,14 +116,27 @@ class Group {
   std::shared_ptr<IommufdCtx> ictx;        // set by SET_CONTAINER with an iommufd fd
   bool has_iommu() const { return container != nullptr || ictx != nullptr; }
 
-  // EEH PE state (TCE groups), under the owning container's mu.
-  bool eeh_enabled = false;
-  EehState eeh_state = EehState::kNormal;
-
  private:
   u32 id_;
   std::shared_ptr<iommu::Unit> unit_;
   std::vector<std::unique_ptr<Device>> devices_;
+};
+
+// Whether the IOMMU driver of `g`'s container holds it frozen (see IommuDriver::group_frozen).
+// Call with Emulator::mu held, so that g.container cannot change; it takes the container's mu,
+// which comes after Emulator::mu in the lock order. The PE state lives under Container::mu
+// because VFIO_EEH_PE_OP runs under it and cannot take Emulator::mu; readers that hold
+// Emulator::mu come here instead of reading Device::bad_state.
+bool group_frozen(const Group& g);
+
+// One mapping of a container, as the tools list it (`maps`).
+struct MappingView {
+  u64 iova = 0;
+  u64 last = 0;
+  u64 vaddr = 0;                 // the user address it maps
+  pid_t owner = 0;               // the process whose memory it is
+  Prot prot = 0;
+  const char* state = "mapped";  // or "recorded" (not in the page tables), "vaddr-invalid"
 };
 
 // A container's IOMMU backend, as Linux's vfio_iommu_driver_ops. Every call is made with the
@@ -138,8 +155,24 @@ class IommuDriver {
   // Checks every driver ioctl gets before its command is even looked up (so an unknown command
   // can fail with it too), like the start of Linux's driver->ops->ioctl.
   virtual Status ioctl_prologue(const IoctlCall&) const { return {}; }
-  // The IOMMU domains this driver owns (for the tools).
+  // Whether the driver holds `g` frozen: an EEH partitionable endpoint (core/eeh.h) with its
+  // MMIO or DMA stopped, or held in reset. Its devices are then in a bad state (open_device
+  // fails with EIO). Only sPAPR groups have a PE.
+  virtual bool group_frozen(const Group&) const { return false; }
+
+  // ---- for the tools (core/inspect/) ----
+  // The IOMMU domains this driver owns.
   virtual std::vector<std::shared_ptr<HwDomain>> domains() const = 0;
+  // The driver's own fields of its container in `list` (those after "iommu" and "domains").
+  virtual nlohmann::ordered_json describe() const = 0;
+  // Calls `visit` with each mapping `maps` shows, in IOVA order from the first starting at or
+  // above `first` (only those of process `pid`, if set), until `visit` returns false.
+  virtual void visit_mappings(u64 first, std::optional<pid_t> pid,
+                              const std::function<bool(const MappingView&)>& visit) const = 0;
+  // `check`: compares the driver's page tables with its record of what they should hold,
+  // reporting each difference (and each table checked) to `report`. `where` names the
+  // container ("container 3").
+  virtual void check(const std::string& where, inspect::CheckReport& report) const = 0;
 };
 
 class Container : public std::enable_shared_from_this<Container> {

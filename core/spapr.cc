@@ -102,15 +102,6 @@ Status read_flagless_arg(IoctlCall& call, T* s, u32 minsz) {
 
 int SpaprRegion::page_shift() const { return std::countr_zero(vaddr | size); }
 
-u32 SpaprPeState::vfio_state() const {
-  // PowerNV reports a PE under a VFIO-requested reset as frozen (eeh_pe_reset freezes it first),
-  // never as VFIO_EEH_PE_STATE_RESET, which only a PHB-wide reset shows.
-  if (!mmio_frozen && !dma_frozen) return VFIO_EEH_PE_STATE_NORMAL;
-  if (mmio_frozen && dma_frozen) return VFIO_EEH_PE_STATE_STOPPED;
-  if (dma_frozen) return VFIO_EEH_PE_STATE_STOPPED_DMA;
-  return VFIO_EEH_PE_STATE_UNAVAIL;  // DMA running with MMIO stopped
-}
-
 // ---- driver life cycle -----------------------------------------------------------------------
 
 SpaprDriver::SpaprDriver(Emulator& emu, Container& container, u32 type)
@@ -120,7 +111,6 @@ SpaprDriver::~SpaprDriver() {
   // The groups have been detached (their windows cleared); the tables, the registered regions
   // and the v1 window charge are given back to the process that was charged.
   uncharge(locked_bytes());
-  for (Group* g : groups_) set_group_pe(*g, SpaprPeState{});
 }
 
 u32 SpaprDriver::type() const { return v2_ ? VFIO_SPAPR_TCE_v2_IOMMU : VFIO_SPAPR_TCE_IOMMU; }
@@ -143,21 +133,11 @@ std::vector<WindowInfo> SpaprDriver::windows() const {
   return tce().windows();
 }
 
-SpaprPeState SpaprDriver::pe_state(const Group& g) const {
-  auto it = pes_.find(&g);
-  return it == pes_.end() ? SpaprPeState{} : it->second;
-}
-
 u64 SpaprDriver::locked_bytes() const {
   u64 bytes = enable_charge_;
   for (const auto& [bus, b] : table_charge_) bytes += b;
   for (const SpaprRegion& r : regions_) bytes += r.size;
   return bytes;
-}
-
-void SpaprDriver::set_group_pe(Group& g, const SpaprPeState& pe) {
-  g.eeh_enabled = pe.enabled;
-  g.eeh_state = pe.normal() ? EehState::kNormal : EehState::kFrozen;
 }
 
 Status SpaprDriver::attach_group(Group& g, IoctlCall& call) {
@@ -213,8 +193,7 @@ Status SpaprDriver::attach_group(Group& g, IoctlCall& call) {
   for (const WindowInfo& w : tce().windows()) has_slot0 |= w.slot == 0;
   if (groups_.empty() && !has_slot0) def_window_pending_ = true;
   groups_.push_back(&g);
-  pes_[&g] = SpaprPeState{};
-  set_group_pe(g, SpaprPeState{});
+  eeh_.add(g);
   return {};
 }
 
@@ -233,9 +212,7 @@ void SpaprDriver::detach_group(Group& g) {
   // tce_iommu_release_ownership clears every TCE of every table the group used; the tables are
   // the container's, so its other groups lose those mappings too. The tables stay.
   clear_all_windows();
-  // Releasing the PE (eeh_dev_release -> eeh_pe_change_owner) recovers it if it is frozen.
-  pes_.erase(&g);
-  set_group_pe(g, SpaprPeState{});
+  eeh_.remove(g);  // the PE is released, and recovered if it is frozen
 }
 
 // ---- helpers shared by the ioctls ------------------------------------------------------------
@@ -644,52 +621,12 @@ Result<long> SpaprDriver::eeh_pe_op(IoctlCall& call) {
     TRY(read_arg(call, &op, errsz));
     call.detail += fmt::format(" type={} func={} addr={:#x} mask={:#x}", op.err.type,
                                op.err.func, op.err.addr, op.err.mask);
-    const int func = static_cast<int>(op.err.func);  // eeh_pe_inject_err takes an int
-    if (func < static_cast<int>(EEH_ERR_FUNC_MIN) || func > static_cast<int>(EEH_ERR_FUNC_MAX))
-      return reject(call, EINVAL, "INJECT_ERR: func {} is not {}..{}", func, EEH_ERR_FUNC_MIN,
-                    EEH_ERR_FUNC_MAX);
-    if (op.err.type != EEH_ERR_TYPE_32 && op.err.type != EEH_ERR_TYPE_64)  // pnv_eeh_err_inject
-      return reject(call, ERANGE, "INJECT_ERR: type {} is neither 32- nor 64-bit", op.err.type);
+    TRY(check_injected_error(call, op.err));
   }
   for (auto it = groups_.rbegin(); it != groups_.rend(); ++it) {
-    Group& g = **it;
-    SpaprPeState& pe = pes_[&g];
-    long ret = 0;
-    switch (op.op) {
-      case VFIO_EEH_PE_DISABLE:  // eeh_pe_set_option(EEH_OPT_DISABLE) does nothing
-        pe.enabled = false;
-        break;
-      case VFIO_EEH_PE_ENABLE:  // eeh_pe_change_owner: a frozen PE is thawed
-        pe.enabled = true;
-        pe.mmio_frozen = pe.dma_frozen = false;
-        break;
-      case VFIO_EEH_PE_UNFREEZE_IO:
-        pe.mmio_frozen = false;
-        break;
-      case VFIO_EEH_PE_UNFREEZE_DMA:
-        pe.dma_frozen = false;
-        break;
-      case VFIO_EEH_PE_GET_STATE:
-        ret = pe.vfio_state();
-        break;
-      case VFIO_EEH_PE_RESET_DEACTIVATE:  // reset released, devices re-enabled, PE thawed
-        pe.in_reset = false;
-        pe.mmio_frozen = pe.dma_frozen = false;
-        break;
-      case VFIO_EEH_PE_RESET_HOT:
-      case VFIO_EEH_PE_RESET_FUNDAMENTAL:  // the PE is frozen first, then held in reset
-        pe.mmio_frozen = pe.dma_frozen = true;
-        pe.in_reset = true;
-        break;
-      case VFIO_EEH_PE_CONFIGURE:  // pnv_eeh_configure_bridge: nothing to do
-        break;
-      case VFIO_EEH_PE_INJECT_ERR:  // the error freezes the PE
-        pe.mmio_frozen = pe.dma_frozen = true;
-        break;
-    }
-    set_group_pe(g, pe);
+    const long ret = eeh_.apply(**it, op.op);
     if (ret != 0) {
-      call.detail += fmt::format(" -> group {} state {}", g.id(), ret);
+      call.detail += fmt::format(" -> group {} state {}", (*it)->id(), ret);
       return ret;
     }
   }
@@ -712,12 +649,6 @@ long spapr_check_extension_unset(u32 ext) {
     default:
       return 0;
   }
-}
-
-bool spapr_pe_frozen(const Group& g) {
-  if (!g.container) return false;
-  std::lock_guard lock(g.container->mu);
-  return g.eeh_state == EehState::kFrozen;
 }
 
 }  // namespace vfio_emu::core

@@ -1,6 +1,6 @@
 // VFIO sPAPR TCE IOMMU backend (VFIO_SPAPR_TCE_IOMMU = v1, VFIO_SPAPR_TCE_v2_IOMMU = v2), as
 // Linux's drivers/vfio/vfio_iommu_spapr_tce.c (6.4+, "borrowing" table group ops), on the
-// simulated TCE tables, plus VFIO_EEH_PE_OP (the PowerNV EEH model of arch/powerpc/kernel/eeh.c).
+// simulated TCE tables, plus the VFIO_EEH_PE_OP ioctl on the PEs of its groups (core/eeh.h).
 //
 // A container has one TceDomain, on the TCE unit (PHB) of its first group; every group of the
 // container is behind that unit and shares the domain's windows, as Linux programs the same
@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/eeh.h"
 #include "core/objects.h"
 #include "iommu/tce/tce.h"
 
@@ -35,17 +36,6 @@ struct SpaprRegion {
   int page_shift() const;
 };
 
-// The EEH state of one partitionable endpoint, as PowerNV firmware keeps it.
-struct SpaprPeState {
-  bool mmio_frozen = false;  // loads/stores to the PE's MMIO and config space are stopped
-  bool dma_frozen = false;   // the PE's DMA is stopped
-  bool in_reset = false;     // a hot or fundamental reset is asserted (config access blocked)
-  bool enabled = false;      // VFIO_EEH_PE_ENABLE was the last of ENABLE/DISABLE
-  bool normal() const { return !mmio_frozen && !dma_frozen && !in_reset; }
-  // VFIO_EEH_PE_STATE_* as eeh_pe_get_state() derives it from the freeze state.
-  u32 vfio_state() const;
-};
-
 class SpaprDriver final : public IommuDriver {
  public:
   // `type` is VFIO_SPAPR_TCE_IOMMU or VFIO_SPAPR_TCE_v2_IOMMU.
@@ -64,6 +54,14 @@ class SpaprDriver final : public IommuDriver {
   void detach_group(Group& g) override;
   long check_extension(u32 ext) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
+  bool group_frozen(const Group& g) const override { return eeh_.frozen(g); }
+  // For the tools (core/spapr_describe.cc): the windows, registered memory and charges; the
+  // TCEs are the mappings (sPAPR keeps no record of MAP calls); `check` finds TCEs of a v2
+  // container pointing outside its registered memory.
+  nlohmann::ordered_json describe() const override;
+  void visit_mappings(u64 first, std::optional<pid_t> pid,
+                      const std::function<bool(const MappingView&)>& visit) const override;
+  void check(const std::string& where, inspect::CheckReport& report) const override;
   // "Sanity check to prevent one userspace from manipulating another userspace mm": EPERM for
   // any ioctl from another process than the one the container is bound to.
   Status ioctl_prologue(const IoctlCall& call) const override;
@@ -91,7 +89,7 @@ class SpaprDriver final : public IommuDriver {
   const std::vector<SpaprRegion>& regions() const { return regions_; }
   const std::shared_ptr<HwDomain>& domain() const { return domain_; }
   const std::vector<Group*>& groups() const { return groups_; }
-  SpaprPeState pe_state(const Group& g) const;
+  EehPeState pe_state(const Group& g) const { return eeh_.state(g); }
   // Bytes of RLIMIT_MEMLOCK this container has charged to owner(): the v1 32-bit window, the
   // registered regions and the TCE tables of its windows.
   u64 locked_bytes() const;
@@ -112,7 +110,6 @@ class SpaprDriver final : public IommuDriver {
   const SpaprRegion* region_holding(u64 vaddr, u64 len) const;
   bool region_mapped(const SpaprRegion& r) const;
   void clear_all_windows();
-  void set_group_pe(Group& g, const SpaprPeState& pe);
 
   Emulator& emu_;
   Container& container_;
@@ -122,7 +119,7 @@ class SpaprDriver final : public IommuDriver {
   pid_t mm_ = 0;
   u64 enable_charge_ = 0;                    // v1: bytes charged by VFIO_IOMMU_ENABLE
   std::vector<Group*> groups_;               // in attach order
-  std::map<const Group*, SpaprPeState> pes_;
+  EehPes eeh_;                               // the PEs of groups_
   std::shared_ptr<HwDomain> domain_;
   std::map<u64, u64> table_charge_;          // window bus start -> bytes charged for its table
   std::vector<SpaprRegion> regions_;
@@ -133,12 +130,5 @@ std::unique_ptr<IommuDriver> make_spapr_driver(Emulator& emu, Container& contain
 
 // CHECK_EXTENSION answers of the sPAPR driver before any container has it (iommu_data NULL).
 long spapr_check_extension_unset(u32 ext);
-
-// Whether the EEH PE of `g` is frozen (MMIO or DMA stopped, or held in reset), which is when its
-// devices must be treated as in a bad state. Call with Emulator::mu held, so that g.container
-// cannot change; it takes the container's mu, which comes after Emulator::mu in the lock order.
-// The PE state lives under Container::mu because VFIO_EEH_PE_OP runs under it and cannot take
-// Emulator::mu; readers that hold Emulator::mu come here instead of reading Device::bad_state.
-bool spapr_pe_frozen(const Group& g);
 
 }  // namespace vfio_emu::core

@@ -39,6 +39,12 @@ class Type1Driver final : public IommuDriver {
   void detach_group(Group& g) override;
   long check_extension(u32 ext) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
+  // For the tools (core/type1_describe.cc): the recorded mappings (MAP_DMA calls), and their
+  // IOVA space; `check` compares every domain with the mappings programmed into it.
+  nlohmann::ordered_json describe() const override;
+  void visit_mappings(u64 first, std::optional<pid_t> pid,
+                      const std::function<bool(const MappingView&)>& visit) const override;
+  void check(const std::string& where, inspect::CheckReport& report) const override;
 
   // The ioctls (container mu held).
   Result<long> get_info(IoctlCall& call);

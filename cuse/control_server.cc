@@ -21,7 +21,12 @@
 
 #include <fmt/core.h>
 
-#include "core/inspect.h"
+#include "core/inspect/check.h"
+#include "core/inspect/list.h"
+#include "core/inspect/maps.h"
+#include "core/inspect/page_table.h"
+#include "core/inspect/records.h"
+#include "core/inspect/stats.h"
 #include "core/log.h"
 #include "base/errno_name.h"
 #include "cuse/control_arguments.h"

@@ -20,7 +20,10 @@
 #include <utility>
 #include <vector>
 
-#include "core/inspect.h"
+#include "core/inspect/check.h"
+#include "core/inspect/list.h"
+#include "core/inspect/maps.h"
+#include "core/inspect/stats.h"
 #include "core/iommufd/iommufd.h"
 #include "core/uapi/iommufd.h"
 #include "core/uapi/vfio.h"

@@ -11,7 +11,9 @@
 #include <chrono>
 #include <thread>
 
-#include "core/inspect.h"
+#include "core/inspect/check.h"
+#include "core/inspect/list.h"
+#include "core/inspect/maps.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
 
 namespace vfio_emu::test {

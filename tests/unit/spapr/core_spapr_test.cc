@@ -124,6 +124,12 @@ SpaprDriver& driver(Harness& h, int c) {
   return static_cast<SpaprDriver&>(*cf.container->driver);
 }
 
+// Whether the group's PE holds its devices frozen, asked as device.cc asks (Emulator::mu held).
+bool frozen(Harness& h, const Group& g) {
+  std::lock_guard lock(h.emu.mu);
+  return group_frozen(g);
+}
+
 // MAP_DMA's raw result: 0, the quirky 1, or -1 with errno.
 long map_raw(Harness& h, int c, u64 vaddr, u64 iova, u64 size, u32 flags = RW) {
   vfio_iommu_type1_dma_map m{sizeof(m), flags, vaddr, iova, size};
@@ -406,14 +412,14 @@ TEST_CASE("spapr v1: the vfio.rst example flow", "[spapr][v1][flow]") {
   REQUIRE(h.ioctl(c, VFIO_CHECK_EXTENSION, VFIO_EEH) == 1);
   Group& grp = *h.emu.group_by_id(3);
   CHECK(eeh(h, c, VFIO_EEH_PE_ENABLE) == 0);
-  CHECK(grp.eeh_enabled);
+  CHECK(driver(h, c).pe_state(grp).enabled);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_NORMAL);
   CHECK(inject(h, c, EEH_ERR_TYPE_32, EEH_ERR_FUNC_LD_CFG_ADDR) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_STOPPED);
-  CHECK(grp.eeh_state == EehState::kFrozen);
+  CHECK(frozen(h, grp));
   {
     std::lock_guard lock(h.emu.mu);
-    CHECK(spapr_pe_frozen(grp));
+    CHECK(group_frozen(grp));
   }
   CHECK(eeh(h, c, VFIO_EEH_PE_UNFREEZE_IO) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_STOPPED_DMA);
@@ -423,10 +429,10 @@ TEST_CASE("spapr v1: the vfio.rst example flow", "[spapr][v1][flow]") {
   CHECK(eeh(h, c, VFIO_EEH_PE_RESET_DEACTIVATE) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_CONFIGURE) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_NORMAL);
-  CHECK(grp.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, grp));
   {
     std::lock_guard lock(h.emu.mu);
-    CHECK_FALSE(spapr_pe_frozen(grp));
+    CHECK_FALSE(group_frozen(grp));
   }
   // The mapping survived the PE reset (the TCEs belong to the container).
   CHECK(translate(h, 0x1234).ok());
@@ -434,7 +440,7 @@ TEST_CASE("spapr v1: the vfio.rst example flow", "[spapr][v1][flow]") {
   h.close(g);  // the last group: the driver and everything it charged go
   CHECK(locked(h) == 0);
   CHECK(h.emu.domains().empty());
-  CHECK(grp.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, grp));
 }
 
 TEST_CASE("spapr v1: ENABLE and DISABLE", "[spapr][v1]") {
@@ -984,7 +990,7 @@ TEST_CASE("spapr: the EEH PE state machine", "[spapr][eeh]") {
   int gfd = -1;
   const int c = setup(h, "vfio/3", VFIO_SPAPR_TCE_IOMMU, &gfd);
   Group& g = *h.emu.group_by_id(3);
-  CHECK_FALSE(g.eeh_enabled);
+  CHECK_FALSE(driver(h, c).pe_state(g).enabled);
   CHECK(eeh(h, c, VFIO_EEH_PE_DISABLE) == 0);
   // Ops work without ENABLE, as in Linux.
   REQUIRE(inject(h, c, EEH_ERR_TYPE_32, EEH_ERR_FUNC_ST_MEM_DATA) == 0);
@@ -992,32 +998,32 @@ TEST_CASE("spapr: the EEH PE state machine", "[spapr][eeh]") {
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_UNAVAIL);  // DMA on, MMIO off
   CHECK(eeh(h, c, VFIO_EEH_PE_UNFREEZE_IO) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_NORMAL);
-  CHECK(g.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, g));
   // ENABLE takes ownership of a frozen PE by thawing it.
   REQUIRE(inject(h, c, EEH_ERR_TYPE_32, EEH_ERR_FUNC_ST_MEM_DATA) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_ENABLE) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_NORMAL);
-  CHECK(g.eeh_enabled);
+  CHECK(driver(h, c).pe_state(g).enabled);
   CHECK(eeh(h, c, VFIO_EEH_PE_RESET_FUNDAMENTAL) == 0);
-  CHECK(g.eeh_state == EehState::kFrozen);
+  CHECK(frozen(h, g));
   CHECK(eeh(h, c, VFIO_EEH_PE_UNFREEZE_IO) == 0);
   CHECK(eeh(h, c, VFIO_EEH_PE_UNFREEZE_DMA) == 0);
-  CHECK(g.eeh_state == EehState::kFrozen);  // still held in reset
+  CHECK(frozen(h, g));  // still held in reset
   CHECK(eeh(h, c, VFIO_EEH_PE_RESET_DEACTIVATE) == 0);
-  CHECK(g.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, g));
   CHECK(eeh(h, c, VFIO_EEH_PE_DISABLE) == 0);
-  CHECK_FALSE(g.eeh_enabled);
+  CHECK_FALSE(driver(h, c).pe_state(g).enabled);
   // A group leaving its container takes its PE back to normal.
   REQUIRE(inject(h, c, EEH_ERR_TYPE_32, EEH_ERR_FUNC_ST_MEM_DATA) == 0);
-  CHECK(g.eeh_state == EehState::kFrozen);
+  CHECK(frozen(h, g));
   {
     std::lock_guard lock(h.emu.mu);
-    CHECK(spapr_pe_frozen(g));
+    CHECK(group_frozen(g));
   }
   h.close(gfd);
-  CHECK(g.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, g));
   std::lock_guard lock(h.emu.mu);
-  CHECK_FALSE(spapr_pe_frozen(g));
+  CHECK_FALSE(group_frozen(g));
 }
 
 TEST_CASE("spapr: EEH ops apply to every group; a group leaving clears the shared windows",
@@ -1029,12 +1035,12 @@ TEST_CASE("spapr: EEH ops apply to every group; a group leaving clears the share
   Group& grp1 = *h.emu.group_by_id(1);
   Group& grp2 = *h.emu.group_by_id(2);
   REQUIRE(inject(h, c, EEH_ERR_TYPE_32, EEH_ERR_FUNC_LD_MEM_ADDR) == 0);
-  CHECK(grp1.eeh_state == EehState::kFrozen);
-  CHECK(grp2.eeh_state == EehState::kFrozen);
+  CHECK(frozen(h, grp1));
+  CHECK(frozen(h, grp2));
   CHECK(eeh(h, c, VFIO_EEH_PE_GET_STATE) == VFIO_EEH_PE_STATE_STOPPED);
   REQUIRE(eeh(h, c, VFIO_EEH_PE_RESET_DEACTIVATE) == 0);
-  CHECK(grp1.eeh_state == EehState::kNormal);
-  CHECK(grp2.eeh_state == EehState::kNormal);
+  CHECK_FALSE(frozen(h, grp1));
+  CHECK_FALSE(frozen(h, grp2));
 
   Buffer ram(M2);
   REQUIRE(reg(h, c, ram.addr(), M2) == 0);
@@ -1043,8 +1049,8 @@ TEST_CASE("spapr: EEH ops apply to every group; a group leaving clears the share
   // The windows' tables are shared by the groups: one leaving clears every TCE, and its PE is
   // recovered; the windows stay for the group that remains.
   REQUIRE(h.ioctl(g2, VFIO_GROUP_UNSET_CONTAINER) == 0);
-  CHECK(grp2.eeh_state == EehState::kNormal);
-  CHECK(grp1.eeh_state == EehState::kFrozen);
+  CHECK_FALSE(frozen(h, grp2));
+  CHECK(frozen(h, grp1));
   CHECK_FALSE(translate(h, 0).ok());
   CHECK(driver(h, c).windows().size() == 1);
   CHECK(driver(h, c).groups().size() == 1);
