@@ -15,6 +15,7 @@
 
 #include "base/errno_name.h"
 #include "core/context.h"
+#include "core/table_limit_note.h"
 
 namespace vfio_emu::core {
 
@@ -26,11 +27,6 @@ std::string quoted(std::string_view bytes);
 // Logs "<node> pid <pid> <command>: <message>: <ERRNO>" at info level (rate-limited per caller,
 // see rejection_log_allowed) and returns Err{e}.
 Err reject_message(const IoctlCall& call, int e, const std::string& message);
-
-// What to add to the log line of a domain operation (map, window creation) that failed with
-// `e`: when it was ENOMEM because the daemon's page-table budget (Limits::table_memory) refused a
-// table, " (page tables: ... in use ...)" with the figures in hex; otherwise nothing.
-std::string table_limit_note(int e);
 
 // Whether `log` may log a line, at info level, about a call of `pid` that failed: every caller
 // can provoke such lines at will, so they are rate-limited per caller (core/log_rate_limit.h; a

@@ -1,27 +1,8 @@
 // A generic multi-level radix page table: the walk, lazy allocation, freeing of empty tables,
 // superpage placement and splitting, translation and inspection. The hardware formats (VT-d
-// second-level, POWER TCE) supply only their entry encoding and policy, as a Format class:
-//
-//   int levels() const;          number of levels; the top table is at level levels()
-//   int page_shift() const;      log2 of the smallest page (level-1 entry span)
-//   int bits() const;            index bits per level (every level has 2^bits entries)
-//   std::size_t table_bytes(int level) const;  hardware bytes of a table at `level`
-//   std::size_t meta_bytes(int level) const;   bookkeeping bytes allocated after it
-//   u64 load(const u64* slot) const;           entry in CPU byte order
-//   void store(u64* slot, u64 e) const;
-//   bool present(u64 e) const;
-//   u64 stored_present(u64 raw) const;          1 if the entry as stored in memory is present,
-//                                               else 0, computed without a branch
-//   bool is_leaf(u64 e, int level) const;
-//   bool can_leaf(int level) const;            may a leaf (superpage) live at this level?
-//   bool replaces() const;       map over a present leaf replaces it (TCE) instead of EEXIST
-//   u64* table_of(u64 e) const;  the next-level table an entry points to
-//   u64 make_table(u64* child) const;
-//   u64 make_leaf(u64 output, Prot prot, int level) const;
-//   u64 leaf_output(u64 e, int level) const;   page base address of a leaf
-//   Prot leaf_prot(u64 e) const;
-//   u32 child_count(u64* table, u32 idx, u64 e, int level) const;   present entries in the child
-//   void set_child_count(u64* table, u32 idx, u64* e, int level, u32 n) const; (also stores *e)
+// second-level, POWER TCE) supply only their entry encoding and policy, as a Format class that
+// satisfies RadixFormat below; hooks a format leaves out take the default said there, so a format
+// defines only where its hardware differs.
 //
 // Addresses passed in are relative to the start of the table's span (the TCE window's bus
 // offset is subtracted by the caller). The caller validates ranges against the aperture and
@@ -33,6 +14,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <concepts>
 #include <cstddef>
 #include <cstring>
 
@@ -48,13 +30,72 @@ enum class SplitPolicy : u8 {
   kRefuse,  // unmap of part of a superpage fails with EINVAL and changes nothing
 };
 
-template <class Format>
+// An optional hook: absent, or present with the signature the walker calls (so that a hook with
+// a wrong signature is an error, not a silent fallback to the default).
+#define VFIO_EMU_OPTIONAL_HOOK(F, name, ...) \
+  (!requires { &F::name; } || requires(const F& f) { __VA_ARGS__; })
+
+// What a page-table format gives the walker. Required:
+//
+//   int levels()          number of levels; the top table is at level levels()
+//   int page_shift()      log2 of the smallest page (level-1 entry span)
+//   int bits()            index bits per level (every level has 2^bits entries)
+//   bool present(e)
+//   u64 stored_present(raw)   1 if the entry as stored in memory is present, else 0, computed
+//                             without a branch (the leaf writers OR raw entries and test once)
+//   u64* table_of(e)          the next-level table an entry points to
+//   u64 make_table(child)
+//   u64 make_leaf(output, prot, level)
+//   u64 leaf_output(e, level) page base address of a leaf
+//   Prot leaf_prot(e)
+//   u32 child_count(table, idx, e, level)          present entries in the child of table[idx]
+//   void set_child_count(table, idx, &e, level, n) records n and stores *e into table[idx]
+//                                                  (the count may live in the entry itself)
+//
+// Optional, with the default when left out:
+//
+//   u64 load(slot), void store(slot, e)   both or neither: the entry in CPU byte order.
+//       Default: entries are stored in CPU byte order, which also lets the leaf writers store
+//       vectors (a format that converts, as big-endian TCEs do, writes one entry at a time).
+//   std::size_t table_bytes(level)  hardware bytes of a table. Default: 2^bits() u64 entries.
+//   std::size_t meta_bytes(level)   bookkeeping bytes allocated after it. Default: 0.
+//   bool replaces()   map over a present leaf replaces it (TCE) instead of EEXIST. Default: no.
+//   bool can_leaf(level)   may a leaf (superpage) live at this level? Default: only level 1.
+//   bool is_leaf(e, level) is this present entry a leaf? Default: at level 1 only (a format
+//                          with superpages must say how its entries tell).
+template <class F>
+concept RadixFormat =
+    std::copy_constructible<F> &&
+    requires(const F& f, u64 e, u64* table, u64* entry, u32 idx, int level, Prot prot, u32 n) {
+      { f.levels() } -> std::same_as<int>;
+      { f.page_shift() } -> std::same_as<int>;
+      { f.bits() } -> std::same_as<int>;
+      { f.present(e) } -> std::same_as<bool>;
+      { f.stored_present(e) } -> std::same_as<u64>;
+      { f.table_of(e) } -> std::same_as<u64*>;
+      { f.make_table(table) } -> std::same_as<u64>;
+      { f.make_leaf(e, prot, level) } -> std::same_as<u64>;
+      { f.leaf_output(e, level) } -> std::same_as<u64>;
+      { f.leaf_prot(e) } -> std::same_as<Prot>;
+      { f.child_count(table, idx, e, level) } -> std::same_as<u32>;
+      f.set_child_count(table, idx, entry, level, n);
+    } &&
+    requires { &F::load; } == requires { &F::store; } &&
+    VFIO_EMU_OPTIONAL_HOOK(F, load, { f.load(static_cast<const u64*>(nullptr)) } ->
+                                        std::same_as<u64>) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, store, f.store(static_cast<u64*>(nullptr), u64{0})) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, table_bytes, { f.table_bytes(1) } -> std::same_as<std::size_t>) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, meta_bytes, { f.meta_bytes(1) } -> std::same_as<std::size_t>) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, replaces, { f.replaces() } -> std::same_as<bool>) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, can_leaf, { f.can_leaf(1) } -> std::same_as<bool>) &&
+    VFIO_EMU_OPTIONAL_HOOK(F, is_leaf, { f.is_leaf(u64{0}, 1) } -> std::same_as<bool>);
+
+#undef VFIO_EMU_OPTIONAL_HOOK
+
+template <RadixFormat Format>
 class RadixTable {
-  // Formats that store entries in CPU byte order (kNativeByteOrder) get vector leaf writers.
-  static constexpr bool kNativeOrder = [] {
-    if constexpr (requires { Format::kNativeByteOrder; }) return Format::kNativeByteOrder;
-    return false;
-  }();
+  // Formats that store entries in CPU byte order (no load/store hooks) get vector leaf writers.
+  static constexpr bool kNativeOrder = !requires { &Format::load; };
 
  public:
   RadixTable(const Format& fmt, TableMemory* mem) : fmt_(fmt), mem_(mem) {}
@@ -86,7 +127,7 @@ class RadixTable {
   Result<u64> map(u64 first, u64 output, u64 size, Prot prot) {
     const u64 last = first + (size - 1);
     MapOp op{output - first, prot, /*write_leaves=*/true, 0, first};
-    if (fmt_.replaces()) {
+    if (replaces()) {
       // Replacing formats change entries in place, so a failure half way could not be undone
       // without remembering old entries: allocate every table first, then write.
       MapOp reserve{op.out_delta, prot, /*write_leaves=*/false, 0, first};
@@ -98,7 +139,7 @@ class RadixTable {
     }
     Status st = map_level(root_, fmt_.levels(), 0, first, last, op, nullptr);
     if (!st) {
-      assert(!fmt_.replaces());
+      assert(!replaces());
       // Everything below op.progress was empty before this call and is ours: take it back.
       if (op.progress > first) unmap_range(first, op.progress - 1);
       prune(first, last);
@@ -136,14 +177,14 @@ class RadixTable {
     u64* table = root_;
     for (int level = fmt_.levels(); level >= 1; --level) {
       const u32 idx = index_of(rel, level);
-      const u64 e = fmt_.load(&table[idx]);
+      const u64 e = load(&table[idx]);
       t.steps[t.nsteps++] = WalkStep{level, reinterpret_cast<u64>(table), idx, e};
       if (!fmt_.present(e)) {
         t.fault = FaultReason::kNotPresent;
         t.fault_level = level;
         return t;
       }
-      if (fmt_.is_leaf(e, level)) {
+      if (is_leaf(e, level)) {
         const Prot prot = fmt_.leaf_prot(e);
         const Prot need = access == Access::kRead ? kProtRead : kProtWrite;
         t.prot = prot;
@@ -186,6 +227,36 @@ class RadixTable {
     u64 bytes;
   };
 
+  // The optional hooks of RadixFormat, with their defaults.
+  u64 load(const u64* slot) const {
+    if constexpr (kNativeOrder) return *slot;
+    else return fmt_.load(slot);
+  }
+  void store(u64* slot, u64 e) const {
+    if constexpr (kNativeOrder) *slot = e;
+    else fmt_.store(slot, e);
+  }
+  std::size_t table_bytes(int level) const {
+    if constexpr (requires { &Format::table_bytes; }) return fmt_.table_bytes(level);
+    else return sizeof(u64) << fmt_.bits();
+  }
+  std::size_t meta_bytes(int level) const {
+    if constexpr (requires { &Format::meta_bytes; }) return fmt_.meta_bytes(level);
+    else return 0;
+  }
+  bool replaces() const {
+    if constexpr (requires { &Format::replaces; }) return fmt_.replaces();
+    else return false;
+  }
+  bool can_leaf(int level) const {
+    if constexpr (requires { &Format::can_leaf; }) return fmt_.can_leaf(level);
+    else return level == 1;
+  }
+  bool is_leaf(u64 e, int level) const {
+    if constexpr (requires { &Format::is_leaf; }) return fmt_.is_leaf(e, level);
+    else return level == 1;
+  }
+
   int entry_shift(int level) const { return fmt_.page_shift() + (level - 1) * fmt_.bits(); }
   u32 index_of(u64 rel, int level) const {
     return static_cast<u32>((rel >> entry_shift(level)) & ((u64{1} << fmt_.bits()) - 1));
@@ -203,7 +274,7 @@ class RadixTable {
     u64 c = 0;
     for (u32 k = 0; k < n; ++k, leaf += span) {
       c += fmt_.stored_present(slots[k]);
-      fmt_.store(&slots[k], leaf);
+      store(&slots[k], leaf);
     }
     return static_cast<u32>(c);
   }
@@ -237,19 +308,19 @@ class RadixTable {
       std::memset(slots, 0, u64{k} * sizeof(u64));
       return false;
     }
-    for (u32 j = k; j < n; ++j, leaf += span) fmt_.store(&slots[j], leaf);
+    for (u32 j = k; j < n; ++j, leaf += span) store(&slots[j], leaf);
     return true;
   }
 
   u64* alloc_table(int level) {
-    return static_cast<u64*>(mem_->allocate(fmt_.table_bytes(level), fmt_.meta_bytes(level)));
+    return static_cast<u64*>(mem_->allocate(table_bytes(level), meta_bytes(level)));
   }
   void free_table(u64* t, int level) {
-    mem_->release(t, fmt_.table_bytes(level), fmt_.meta_bytes(level));
+    mem_->release(t, table_bytes(level), meta_bytes(level));
   }
   // Frees a table that may still hold entries: TableMemory takes back only zeroed memory.
   void clear_and_free_table(u64* t, int level) {
-    std::memset(t, 0, fmt_.table_bytes(level) + fmt_.meta_bytes(level));
+    std::memset(t, 0, table_bytes(level) + meta_bytes(level));
     free_table(t, level);
   }
 
@@ -257,8 +328,8 @@ class RadixTable {
     if (level > 1) {
       const u32 n = u32{1} << fmt_.bits();
       for (u32 i = 0; i < n; ++i) {
-        const u64 e = fmt_.load(&table[i]);
-        if (fmt_.present(e) && !fmt_.is_leaf(e, level)) free_subtree(fmt_.table_of(e), level - 1);
+        const u64 e = load(&table[i]);
+        if (fmt_.present(e) && !is_leaf(e, level)) free_subtree(fmt_.table_of(e), level - 1);
       }
     }
     clear_and_free_table(table, level);
@@ -285,7 +356,7 @@ class RadixTable {
       const u64 rel0 = base + (u64{i_first} << shift);
       const u64 leaf0 = fmt_.make_leaf(rel0 + op.out_delta, op.prot, 1);
       u32 present = 0;
-      if (fmt_.replaces()) {
+      if (replaces()) {
         present = store_leaves_counting(slots, n, leaf0, span);
       } else if (!store_leaves_if_empty(slots, n, leaf0, span)) {
         op.progress = rel0;  // nothing left written in this table; everything before is ours
@@ -304,15 +375,15 @@ class RadixTable {
       const u64 lo = std::max(first, e_first);
       const u64 hi = std::min(last, e_last);
       u64* slot = &table[i];
-      u64 e = fmt_.load(slot);
+      u64 e = load(slot);
       const bool whole = lo == e_first && hi == e_last;
-      if (whole && fmt_.can_leaf(level) && ((lo + op.out_delta) & (span - 1)) == 0) {
+      if (whole && can_leaf(level) && ((lo + op.out_delta) & (span - 1)) == 0) {
         if (fmt_.present(e)) {
           status = err(EEXIST);  // a superpage never replaces (only TCE replaces; no superpages)
           break;
         }
         if (op.write_leaves) {
-          fmt_.store(slot, fmt_.make_leaf(lo + op.out_delta, op.prot, level));
+          store(slot, fmt_.make_leaf(lo + op.out_delta, op.prot, level));
           ++new_entries;
           account_leaves(1, span);
         }
@@ -326,9 +397,9 @@ class RadixTable {
           break;
         }
         e = fmt_.make_table(child);
-        fmt_.store(slot, e);
+        store(slot, e);
         ++new_entries;
-      } else if (fmt_.is_leaf(e, level)) {
+      } else if (is_leaf(e, level)) {
         status = err(EEXIST);
         break;
       }
@@ -375,13 +446,13 @@ class RadixTable {
 
     for (u32 i = i_first; i <= i_last; ++i) {
       u64* slot = &table[i];
-      u64 e = fmt_.load(slot);
+      u64 e = load(slot);
       if (!fmt_.present(e)) continue;
       const u64 e_first = base + (u64{i} << shift);
-      if (fmt_.is_leaf(e, level)) {
+      if (is_leaf(e, level)) {
         if (!op.clear_leaves) continue;
         assert(e_first >= first && e_first + (span - 1) <= last);
-        fmt_.store(slot, 0);
+        store(slot, 0);
         ++removed;
         op.bytes += span;
         account_leaves_removed(1, span);
@@ -396,7 +467,7 @@ class RadixTable {
       if (n == child_removed) {
         free_table(child, level - 1);
         fmt_.set_child_count(table, i, &e, level, 0);
-        fmt_.store(slot, 0);
+        store(slot, 0);
         ++removed;
       } else if (child_removed != 0) {
         fmt_.set_child_count(table, i, &e, level, n - child_removed);
@@ -409,9 +480,9 @@ class RadixTable {
   bool cuts_leaf(u64 rel) const {
     u64* table = root_;
     for (int level = fmt_.levels(); level >= 1; --level) {
-      const u64 e = fmt_.load(&table[index_of(rel, level)]);
+      const u64 e = load(&table[index_of(rel, level)]);
       if (!fmt_.present(e)) return false;
-      if (fmt_.is_leaf(e, level)) return (rel & (entry_span(level) - 1)) != 0;
+      if (is_leaf(e, level)) return (rel & (entry_span(level) - 1)) != 0;
       table = fmt_.table_of(e);
     }
     return false;
@@ -424,9 +495,9 @@ class RadixTable {
     for (int level = fmt_.levels(); level > 1; --level) {
       const u32 idx = index_of(rel, level);
       u64* slot = &table[idx];
-      u64 e = fmt_.load(slot);
+      u64 e = load(slot);
       if (!fmt_.present(e)) return {};
-      if (fmt_.is_leaf(e, level)) {
+      if (is_leaf(e, level)) {
         if ((rel & (entry_span(level) - 1)) == 0) return {};
         u64* child = alloc_table(level - 1);
         if (child == nullptr) return err(ENOMEM);
@@ -454,14 +525,14 @@ class RadixTable {
     const u64 span = entry_span(level);
     for (u32 i = 0; i < n; ++i) {
       const u64 out = output + u64{i} * span;
-      if (fmt_.can_leaf(level)) {
-        fmt_.store(&table[i], fmt_.make_leaf(out, prot, level));
+      if (can_leaf(level)) {
+        store(&table[i], fmt_.make_leaf(out, prot, level));
         account_leaves(1, span);
       } else {
         u64* child = alloc_table(level - 1);
         if (child == nullptr) return false;
         u64 e = fmt_.make_table(child);
-        fmt_.store(&table[i], e);
+        store(&table[i], e);
         u32 child_filled = 0;
         const bool ok = fill_table(child, level - 1, out, prot, &child_filled);
         fmt_.set_child_count(table, i, &e, level, child_filled);
@@ -476,9 +547,9 @@ class RadixTable {
   void free_subtree_partial(u64* table, int level) {
     const u32 n = u32{1} << fmt_.bits();
     for (u32 i = 0; i < n; ++i) {
-      const u64 e = fmt_.load(&table[i]);
+      const u64 e = load(&table[i]);
       if (!fmt_.present(e)) continue;
-      if (fmt_.is_leaf(e, level))
+      if (is_leaf(e, level))
         account_leaves_removed(1, entry_span(level));
       else
         free_subtree_partial(fmt_.table_of(e), level - 1);
@@ -495,11 +566,11 @@ class RadixTable {
     const u32 i_last = static_cast<u32>((last - base) >> shift);
     const int depth = fmt_.levels() - level;
     for (u32 i = i_first; i <= i_last; ++i) {
-      const u64 e = fmt_.load(&table[i]);
+      const u64 e = load(&table[i]);
       if (!fmt_.present(e)) continue;
       view.path[depth] = e;
       const u64 e_first = base + (u64{i} << shift);
-      if (fmt_.is_leaf(e, level)) {
+      if (is_leaf(e, level)) {
         view.iova = abs_base + e_first;
         view.size = span;
         view.output = fmt_.leaf_output(e, level);

@@ -131,13 +131,10 @@ void hwpt_destroy(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt);
 Status hwpt_attach(IommufdCtx& ctx, const std::shared_ptr<Hwpt>& hwpt, IommufdDevice& dev,
                    IoctlCall& call);
 
-// iopt_alloc_user_pages: the Pages of [user_va, user_va + length), accounted as the caller
-// and the context say. Errors: EOVERFLOW (user_va + length wraps), EINVAL (length 0 or above
-// SIZE_MAX - PAGE_SIZE). Takes IommufdCtx::mu briefly.
-Result<std::shared_ptr<iopt::Pages>> alloc_user_pages(Emulator& emu, IommufdCtx& ctx,
-                                                      IoctlCall& call, u64 user_va, u64 length,
-                                                      bool writable);
-// iopt_map_user_pages on `ioas` (takes Ioas::mu): alloc_user_pages, then IoPagetable::map.
+// The caller of `call` as the IO page table sees who maps and pins.
+iopt::Pinner pinner_of(const IoctlCall& call);
+// IoPagetable::map_user_pages on `ioas` for the caller, accounted as the context says (takes
+// IommufdCtx::mu briefly, then Ioas::mu); a refusal is logged as the call's line.
 Status map_user_pages(Emulator& emu, IommufdCtx& ctx, Ioas& ioas, IoctlCall& call, u64 user_va,
                       u64 length, u64* iova, Prot prot, bool alloc_iova);
 // iopt_unmap_iova (Ioas::mu held). Errors: EINVAL (length 0), EOVERFLOW, ENOENT (a mapping

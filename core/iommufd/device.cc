@@ -39,8 +39,11 @@ std::vector<IommufdDevice*> attached_group_members(IommufdCtx& ctx, const Iommuf
 Status reserve_regions(IoctlCall& call, Ioas& ioas, IommufdDevice& d) {
   std::lock_guard lock(ioas.mu);
   Cleanup unreserve([&] { ioas.iopt.remove_reserved(&d); });
-  for (const iommu::IovaRange& r : unit_of(d)->reserved_regions())
-    TRY(ioas.iopt.reserve(call, r, &d, "reserved region of device " + d.dev->spec().bdf));
+  std::string why;
+  for (const iommu::IovaRange& r : unit_of(d)->reserved_regions()) {
+    Status st = ioas.iopt.reserve(r, &d, "reserved region of device " + d.dev->spec().bdf, &why);
+    if (!st) return reject_message(call, st.error(), why);
+  }
   unreserve.cancel();
   return {};
 }

@@ -49,7 +49,9 @@ Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shar
   {
     std::lock_guard lock(ioas->mu);
     ioas->hwpts.reserve(ioas->hwpts.size() + 1);  // nothing can fail after add_domain
-    TRY(ioas->iopt.add_domain(call, *hwpt->domain->hw, hwpt.get()));
+    std::string why;
+    Status st = ioas->iopt.add_domain(pinner_of(call), *hwpt->domain->hw, hwpt.get(), &why);
+    if (!st) return reject_message(call, st.error(), why);
     ioas->hwpts.push_back(hwpt.get());
   }
   detach.cancel();

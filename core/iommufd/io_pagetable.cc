@@ -2,12 +2,15 @@
 // Linux's order of checks.
 #include "core/iommufd/io_pagetable.h"
 
+#include <fmt/core.h>
+#include <linux/capability.h>
+
 #include <algorithm>
 #include <atomic>
 
 #include "core/cleanup.h"
 #include "core/emulator.h"
-#include "core/reject.h"
+#include "core/table_limit_note.h"
 
 namespace vfio_emu::core::iopt {
 
@@ -37,9 +40,35 @@ bool alloc_check_range(u64* start, u64 last, u64 length, u64 alignment, u64 page
 
 std::string_view access_name(bool writable) { return writable ? "writable" : "readable"; }
 
+// Err{e}, with why in *why for the log line of the handler that asked (see io_pagetable.h).
+template <class... A>
+Err refuse(std::string* why, int e, fmt::format_string<A...> f, A&&... args) {
+  if (why != nullptr) *why = fmt::format(f, std::forward<A>(args)...);
+  return Err{e};
+}
+
 }  // namespace
 
 pid_t user_account_key(uid_t uid) { return -1 - static_cast<pid_t>(uid & 0x7fffffffu); }
+
+Result<std::shared_ptr<Pages>> alloc_user_pages(LockedMemory& locked, const Pinner& who,
+                                                bool account_per_process, u64 user_va,
+                                                u64 length, bool writable, std::string* why) {
+  u64 end;
+  if (__builtin_add_overflow(user_va, length, &end))
+    return refuse(why, EOVERFLOW, "user_va {:#x} + length {:#x} wraps", user_va, length);
+  // The iommu API uses size_t lengths, and DIV_ROUND_UP below must not overflow.
+  if (length > kU64Max - kPageSize || length == 0)
+    return refuse(why, EINVAL, "length {:#x} is zero or too large", length);
+  AccountMode mode = AccountMode::kNone;
+  if (!who.env->capable(CAP_IPC_LOCK))
+    mode = account_per_process ? AccountMode::kMm : AccountMode::kUser;
+  const u64 uptr = user_va & ~(kPageSize - 1);
+  const u64 span = length + (user_va - uptr);
+  const u64 npages = span / kPageSize + (span % kPageSize != 0);
+  return std::make_shared<Pages>(locked, uptr, npages, writable, mode, who.pid, who.uid,
+                                 who.env->memlock_limit());
+}
 
 IovaList merge_ranges(std::vector<IovaRange> ranges) {
   std::sort(ranges.begin(), ranges.end(),
@@ -87,37 +116,36 @@ u64 Pages::pinned_pages() const {
   return count(pinned_union());
 }
 
-Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who) {
+Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who, std::string* why) {
   std::lock_guard lock(mu_);
   const IovaList before = pinned_union();
   holders_[holder] = pages;
   Cleanup forget([&] { holders_.erase(holder); });
   IovaList newly = pinned_union();
   for (const IovaRange& r : before) newly = subtract(newly, r);
-  IoctlCall& call = *who.call;
   // pin_user_pages() of the source mm: only the caller's own mappings can be seen from here, so
   // a pin on behalf of another process (an fd passed to it) is not checked.
-  const bool own = call.env != nullptr && call.caller.pid == source_pid;
+  const bool own = who.env != nullptr && who.pid == source_pid;
   for (const IovaRange& r : newly) {
     if (!own) break;
     const u64 addr = uptr + r.first * kPageSize;
     const u64 len = (r.last - r.first + 1) * kPageSize;
     u64 end;
-    const u64 ok = __builtin_add_overflow(addr, len, &end) ? 0 : call.env->dma_accessible(
+    const u64 ok = __builtin_add_overflow(addr, len, &end) ? 0 : who.env->dma_accessible(
                                                                    addr, len,
                                                                    writable ? iommu::kProtWrite
                                                                             : iommu::kProtRead);
     if (ok < len) {
-      return reject(call, EFAULT, "pinning vaddr {:#x} size {:#x}: no {} mapping at {:#x}", addr,
+      return refuse(why, EFAULT, "pinning vaddr {:#x} size {:#x}: no {} mapping at {:#x}", addr,
                     len, access_name(writable), addr + ok);
     }
   }
   const u64 delta = count(newly);
   if (account != AccountMode::kNone && delta != 0) {
-    const u64 limit = own ? call.env->memlock_limit() : memlock_limit_;
+    const u64 limit = own ? who.env->memlock_limit() : memlock_limit_;
     Status st = locked_.charge(account_key(), delta * kPageSize, limit, false);
     if (!st) {
-      return reject(call, ENOMEM,
+      return refuse(why, ENOMEM,
                     "pinning {:#x} pages of vaddr {:#x}: RLIMIT_MEMLOCK {:#x} exceeded ({:#x} "
                     "bytes locked {})", delta, uptr, limit, locked_.charged(account_key()),
                     account == AccountMode::kUser ? "by the user" : "by the process");
@@ -187,17 +215,17 @@ IovaList IoPagetable::used_in(u64 first, u64 last) const {
   return intersect(merge_ranges(std::move(v)), window);
 }
 
-Result<u64> IoPagetable::alloc_iova(IoctlCall& call, u64 addr, u64 length) const {
+Result<u64> IoPagetable::alloc_iova(u64 addr, u64 length, std::string* why) const {
   const u64 page_offset = addr % kPageSize;
   // Protect roundup_pow_of_two() from overflow.
   if (length == 0 || length >= kU64Max / 2)
-    return reject(call, EOVERFLOW, "length {:#x}: too large for automatic IOVA", length);
+    return refuse(why, EOVERFLOW, "length {:#x}: too large for automatic IOVA", length);
   // Keep the alignment the user VA has, which helps huge pages.
   u64 alignment = roundup_pow_of_two(length);
   if (addr != 0) alignment = std::min(alignment, u64{1} << __builtin_ctzll(addr));
   if (alignment >= kHugePageSize) alignment = kHugePageSize;
   if (alignment < iova_alignment_)
-    return reject(call, EINVAL, "user_va {:#x} length {:#x}: alignment {:#x} below the IOAS's "
+    return refuse(why, EINVAL, "user_va {:#x} length {:#x}: alignment {:#x} below the IOAS's "
                   "{:#x}", addr, length, alignment, iova_alignment_);
 
   // The allowed spans within [PAGE_SIZE, ULONG_MAX - PAGE_SIZE]: IOVA 0 is never returned.
@@ -225,30 +253,30 @@ Result<u64> IoPagetable::alloc_iova(IoctlCall& call, u64 addr, u64 length) const
     }
     if (tail && fits(cur, span.last, &at)) return at;
   }
-  return reject(call, ENOSPC, "no free IOVA for length {:#x} (alignment {:#x})", length,
+  return refuse(why, ENOSPC, "no free IOVA for length {:#x} (alignment {:#x})", length,
                 alignment);
 }
 
-Status IoPagetable::check_iova(IoctlCall& call, u64 iova, u64 length) const {
+Status IoPagetable::check_iova(u64 iova, u64 length, std::string* why) const {
   if (iova & (iova_alignment_ - 1))
-    return reject(call, EINVAL, "iova {:#x} not aligned to {:#x}", iova, iova_alignment_);
+    return refuse(why, EINVAL, "iova {:#x} not aligned to {:#x}", iova, iova_alignment_);
   u64 last;
   if (__builtin_add_overflow(iova, length - 1, &last))
-    return reject(call, EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
+    return refuse(why, EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
   if (reserved_overlaps(iova, last))
-    return reject(call, EINVAL, "iova {:#x}..{:#x} meets a reserved range", iova, last);
+    return refuse(why, EINVAL, "iova {:#x}..{:#x} meets a reserved range", iova, last);
   if (const Area* a = area_overlapping(iova, last))
-    return reject(call, EEXIST, "iova {:#x}..{:#x} overlaps the mapping {:#x}..{:#x}", iova, last,
+    return refuse(why, EEXIST, "iova {:#x}..{:#x} overlaps the mapping {:#x}..{:#x}", iova, last,
                   a->iova, a->last);
   return {};
 }
 
-Status IoPagetable::map_into(IoctlCall& call, iommu::Domain& d, const Area& a) const {
+Status IoPagetable::map_into(iommu::Domain& d, const Area& a, std::string* why) const {
   const Prot prot = a.prot | iommu::kProtCache;
   if (!disable_large_pages_) {
     auto r = d.map(a.iova, a.user_va(), a.length(), prot);
     if (!r)
-      return reject(call, r.error(), "iova {:#x} length {:#x} vaddr {:#x}: the IOMMU domain "
+      return refuse(why, r.error(), "iova {:#x} length {:#x} vaddr {:#x}: the IOMMU domain "
                     "refused the map{}", a.iova, a.length(), a.user_va(),
                     table_limit_note(r.error()));
     return {};
@@ -258,23 +286,23 @@ Status IoPagetable::map_into(IoctlCall& call, iommu::Domain& d, const Area& a) c
     auto r = d.map(a.iova + off, a.user_va() + off, kPageSize, prot);
     if (!r) {
       if (off != 0) (void)d.unmap(a.iova, a.iova + off - 1);
-      return reject(call, r.error(), "iova {:#x} vaddr {:#x}: the IOMMU domain refused the "
+      return refuse(why, r.error(), "iova {:#x} vaddr {:#x}: the IOMMU domain refused the "
                     "map{}", a.iova + off, a.user_va() + off, table_limit_note(r.error()));
     }
   }
   return {};
 }
 
-Status IoPagetable::fill(IoctlCall& call, const Area& a) {
+Status IoPagetable::fill(const Pinner& who, const Area& a, std::string* why) {
   if (domains_.empty()) return {};  // a lazy reference: nothing is pinned without a domain
-  TRY(a.pages->pin(a.id, a.page_indexes(), Pinner{&call}));
+  TRY(a.pages->pin(a.id, a.page_indexes(), who, why));
   size_t mapped = 0;
   Cleanup undo([&] {
     for (size_t j = 0; j < mapped; ++j) (void)domains_[j]->unmap(a.iova, a.last);
     a.pages->unpin(a.id);
   });
   for (iommu::Domain* d : domains_) {
-    TRY(map_into(call, *d, a));
+    TRY(map_into(*d, a, why));
     ++mapped;
   }
   undo.cancel();
@@ -287,25 +315,25 @@ void IoPagetable::unfill(const Area& a) {
   a.pages->unpin(a.id);
 }
 
-Status IoPagetable::check_room(IoctlCall& call, u64 more) const {
+Status IoPagetable::check_room(u64 more, std::string* why) const {
   if (areas_.size() + more > max_areas_)
-    return reject(call, ENOMEM, "{:#x} more mapping(s) on the IOAS's {:#x} would pass the limit "
+    return refuse(why, ENOMEM, "{:#x} more mapping(s) on the IOAS's {:#x} would pass the limit "
                   "{:#x} (ioas_mappings)", more, areas_.size(), max_areas_);
   return {};
 }
 
-Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 length, u64* iova,
-                        Prot prot, bool alloc) {
+Status IoPagetable::map(const Pinner& who, const std::vector<Slice>& slices, u64 length,
+                        u64* iova, Prot prot, bool alloc, std::string* why) {
   // iopt_alloc_area_pages allocates the areas before it looks at the IOVA.
-  TRY(check_room(call, slices.size()));
+  TRY(check_room(slices.size(), why));
   if ((length & (iova_alignment_ - 1)) || length == 0)
-    return reject(call, EINVAL, "length {:#x} zero or not aligned to {:#x}", length,
+    return refuse(why, EINVAL, "length {:#x} zero or not aligned to {:#x}", length,
                   iova_alignment_);
   u64 at = *iova;
   if (alloc) {
-    at = TRY(alloc_iova(call, slices.front().pages->uptr + slices.front().start_byte, length));
+    at = TRY(alloc_iova(slices.front().pages->uptr + slices.front().start_byte, length, why));
   } else {
-    TRY(check_iova(call, at, length));
+    TRY(check_iova(at, length, why));
   }
   // iopt_insert_area for each slice, back to back. The areas join areas_ at the end by moving
   // their nodes (std::map::merge allocates nothing), so nothing can fail after they are filled.
@@ -313,15 +341,15 @@ Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 l
   u64 cur = at;
   for (const Slice& s : slices) {
     if ((prot & iommu::kProtWrite) && !s.pages->writable)
-      return reject(call, EPERM, "iova {:#x}: write access to pages mapped read-only", cur);
+      return refuse(why, EPERM, "iova {:#x}: write access to pages mapped read-only", cur);
     if ((s.start_byte % kPageSize) & (iova_alignment_ - 1))
-      return reject(call, EINVAL, "vaddr {:#x}: page offset not aligned to {:#x}",
+      return refuse(why, EINVAL, "vaddr {:#x}: page offset not aligned to {:#x}",
                     s.pages->uptr + s.start_byte, iova_alignment_);
     Area a;
     a.id = next_area_id.fetch_add(1);
     a.iova = cur;
     if (__builtin_add_overflow(cur, s.length - 1, &a.last))
-      return reject(call, EOVERFLOW, "iova {:#x} + length {:#x} wraps", cur, s.length);
+      return refuse(why, EOVERFLOW, "iova {:#x} + length {:#x} wraps", cur, s.length);
     a.pages = s.pages;
     a.start_byte = s.start_byte;
     a.prot = prot;
@@ -334,7 +362,7 @@ Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 l
     for (const Area* a : filled) unfill(*a);
   });
   for (const auto& [area_iova, a] : fresh) {
-    TRY(fill(call, a));
+    TRY(fill(who, a, why));
     filled.push_back(&a);
   }
   unfill_all.cancel();
@@ -343,17 +371,22 @@ Status IoPagetable::map(IoctlCall& call, const std::vector<Slice>& slices, u64 l
   return {};
 }
 
-Status IoPagetable::unmap(IoctlCall* call, u64 first, u64 last, u64* unmapped) {
+Status IoPagetable::map_user_pages(LockedMemory& locked, const Pinner& who,
+                                   bool account_per_process, u64 user_va, u64 length, u64* iova,
+                                   Prot prot, bool alloc_iova, std::string* why) {
+  auto pages = TRY(alloc_user_pages(locked, who, account_per_process, user_va, length,
+                                    prot & iommu::kProtWrite, why));
+  const std::vector<Slice> slices{Slice{pages, user_va - pages->uptr, length}};
+  return map(who, slices, length, iova, prot, alloc_iova, why);
+}
+
+Status IoPagetable::unmap(u64 first, u64 last, u64* unmapped, std::string* why) {
   *unmapped = 0;
   while (const Area* a = area_overlapping(first, last)) {
-    if (a->iova < first || a->last > last) {
-      const Err e{ENOENT};
-      if (call != nullptr)
-        return reject(*call, ENOENT, "range {:#x}..{:#x} would split the mapping {:#x}..{:#x} "
-                      "({:#x} bytes unmapped before it)", first, last, a->iova, a->last,
-                      *unmapped);
-      return e;
-    }
+    if (a->iova < first || a->last > last)
+      return refuse(why, ENOENT, "range {:#x}..{:#x} would split the mapping {:#x}..{:#x} "
+                    "({:#x} bytes unmapped before it)", first, last, a->iova, a->last,
+                    *unmapped);
     const u64 iova = a->iova;
     *unmapped += a->length();
     unfill(*a);
@@ -362,16 +395,16 @@ Status IoPagetable::unmap(IoctlCall* call, u64 first, u64 last, u64* unmapped) {
   return {};
 }
 
-Result<std::vector<Slice>> IoPagetable::get_pages(IoctlCall& call, u64 iova, u64 length) const {
-  if (length == 0) return reject(call, EINVAL, "length is zero");
+Result<std::vector<Slice>> IoPagetable::get_pages(u64 iova, u64 length, std::string* why) const {
+  if (length == 0) return refuse(why, EINVAL, "length is zero");
   u64 last;
   if (__builtin_add_overflow(iova, length - 1, &last))
-    return reject(call, EOVERFLOW, "src_iova {:#x} + length {:#x} wraps", iova, length);
+    return refuse(why, EOVERFLOW, "src_iova {:#x} + length {:#x} wraps", iova, length);
   std::vector<Slice> out;
   for (u64 cur = iova;;) {
     const Area* a = area_overlapping(cur, cur);
     if (a == nullptr)
-      return reject(call, ENOENT, "source {:#x}..{:#x}: nothing mapped at {:#x}", iova, last, cur);
+      return refuse(why, ENOENT, "source {:#x}..{:#x}: nothing mapped at {:#x}", iova, last, cur);
     const u64 end = std::min(last, a->last);
     out.push_back(Slice{a->pages, a->start_byte_at(cur), end - cur + 1});
     if (end == last) break;
@@ -380,22 +413,22 @@ Result<std::vector<Slice>> IoPagetable::get_pages(IoctlCall& call, u64 iova, u64
   return out;
 }
 
-Status IoPagetable::set_allowed(IoctlCall& call, IovaList allowed) {
+Status IoPagetable::set_allowed(IovaList allowed, std::string* why) {
   for (const IovaRange& r : allowed)
     if (reserved_overlaps(r.first, r.last))
-      return reject(call, EADDRINUSE, "allowed range {:#x}..{:#x} meets a reserved range",
+      return refuse(why, EADDRINUSE, "allowed range {:#x}..{:#x} meets a reserved range",
                     r.first, r.last);
   allowed_ = std::move(allowed);
   return {};
 }
 
-Status IoPagetable::reserve(IoctlCall& call, IovaRange r, const void* owner,
-                            std::string_view what) {
+Status IoPagetable::reserve(IovaRange r, const void* owner, std::string_view what,
+                            std::string* why) {
   if (const Area* a = area_overlapping(r.first, r.last))
-    return reject(call, EADDRINUSE, "{} {:#x}..{:#x} meets the mapping {:#x}..{:#x}", what,
+    return refuse(why, EADDRINUSE, "{} {:#x}..{:#x} meets the mapping {:#x}..{:#x}", what,
                   r.first, r.last, a->iova, a->last);
   if (overlaps(allowed_, r.first, r.last))
-    return reject(call, EADDRINUSE, "{} {:#x}..{:#x} meets an allowed IOVA range", what, r.first,
+    return refuse(why, EADDRINUSE, "{} {:#x}..{:#x} meets an allowed IOVA range", what, r.first,
                   r.last);
   reserved_.push_back(Reserved{r, owner});
   return {};
@@ -407,11 +440,11 @@ void IoPagetable::remove_reserved(const void* owner) {
                   reserved_.end());
 }
 
-Status IoPagetable::check_alignment(IoctlCall& call, u64 alignment) const {
+Status IoPagetable::check_alignment(u64 alignment, std::string* why) const {
   const u64 mask = alignment - 1;
   for (const auto& [iova, a] : areas_)
     if ((a.iova & mask) || (a.length() & mask) || (a.page_offset() & mask))
-      return reject(call, EADDRINUSE, "mapping {:#x}..{:#x} (vaddr {:#x}) is not aligned to "
+      return refuse(why, EADDRINUSE, "mapping {:#x}..{:#x} (vaddr {:#x}) is not aligned to "
                     "{:#x}", a.iova, a.last, a.user_va(), alignment);
   return {};
 }
@@ -423,11 +456,12 @@ u64 IoPagetable::computed_alignment() const {
   return alignment;
 }
 
-Status IoPagetable::add_domain(IoctlCall& call, iommu::Domain& d, const void* owner) {
+Status IoPagetable::add_domain(const Pinner& who, iommu::Domain& d, const void* owner,
+                               std::string* why) {
   const u64 alignment = std::max(iommu::min_page_size(d.page_sizes()), iova_alignment_);
   if (alignment > kPageSize)
-    return reject(call, EINVAL, "the domain's smallest page {:#x} is above PAGE_SIZE", alignment);
-  if (alignment != iova_alignment_) TRY(check_alignment(call, alignment));
+    return refuse(why, EINVAL, "the domain's smallest page {:#x} is above PAGE_SIZE", alignment);
+  if (alignment != iova_alignment_) TRY(check_alignment(alignment, why));
   // No area may lie outside the domain's aperture.
   IovaList outside{IovaRange{0, kU64Max}};
   for (const IovaRange& r : d.aperture()) outside = subtract(outside, r);
@@ -442,13 +476,13 @@ Status IoPagetable::add_domain(IoctlCall& call, iommu::Domain& d, const void* ow
     }
     remove_reserved(owner);
   });
-  for (const IovaRange& r : outside) TRY(reserve(call, r, owner, "IOVA outside the aperture"));
+  for (const IovaRange& r : outside) TRY(reserve(r, owner, "IOVA outside the aperture", why));
   for (const auto& [iova, a] : areas_) {
-    if (first) TRY(a.pages->pin(a.id, a.page_indexes(), Pinner{&call}));
+    if (first) TRY(a.pages->pin(a.id, a.page_indexes(), who, why));
     Cleanup unpin([&, &a = a] {
       if (first) a.pages->unpin(a.id);
     });
-    TRY(map_into(call, d, a));
+    TRY(map_into(d, a, why));
     unpin.cancel();
     done.push_back(&a);
   }
@@ -470,14 +504,14 @@ void IoPagetable::remove_domain(iommu::Domain& d, const void* owner) {
   iova_alignment_ = computed_alignment();
 }
 
-Status IoPagetable::disable_large_pages(IoctlCall& call) {
+Status IoPagetable::disable_large_pages(std::string* why) {
   if (disable_large_pages_) return {};
   if (!domains_.empty() && !areas_.empty())
-    return reject(call, EINVAL, "large pages cannot be disabled: domains already have mappings");
+    return refuse(why, EINVAL, "large pages cannot be disabled: domains already have mappings");
   disable_large_pages_ = true;
   const u64 alignment = computed_alignment();
   if (alignment > iova_alignment_) {
-    Status st = check_alignment(call, alignment);
+    Status st = check_alignment(alignment, why);
     if (!st) {
       disable_large_pages_ = false;
       return st;
@@ -497,19 +531,19 @@ u64 IoPagetable::areas_added_by_cut(u64 at) const {
   return found != nullptr && at != found->iova && at != found->last ? 1 : 0;
 }
 
-Status IoPagetable::cut(IoctlCall& call, u64 at) {
+Status IoPagetable::cut(u64 at, std::string* why) {
   const Area* found = area_overlapping(at, at);
   if (found == nullptr || at == found->iova || at == found->last) return {};
   const Area a = *found;
   const u64 new_start = at + 1;
   if ((new_start & (iova_alignment_ - 1)) || (a.start_byte_at(new_start) & (iova_alignment_ - 1)))
-    return reject(call, EINVAL, "cannot split the mapping {:#x}..{:#x} after {:#x}: not aligned "
+    return refuse(why, EINVAL, "cannot split the mapping {:#x}..{:#x} after {:#x}: not aligned "
                   "to {:#x}", a.iova, a.last, at, iova_alignment_);
   // A domain could have used a huge page across the cut.
   if (!domains_.empty() && !disable_large_pages_)
-    return reject(call, EINVAL, "cannot split the mapping {:#x}..{:#x}: large pages are enabled",
+    return refuse(why, EINVAL, "cannot split the mapping {:#x}..{:#x}: large pages are enabled",
                   a.iova, a.last);
-  TRY(check_room(call, 1));  // iopt_area_split: two new areas for the old one
+  TRY(check_room(1, why));  // iopt_area_split: two new areas for the old one
   Area lhs = a;
   lhs.id = next_area_id.fetch_add(1);
   lhs.last = at;

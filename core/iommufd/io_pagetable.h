@@ -10,6 +10,10 @@
 // process with the access the mapping needs (EFAULT otherwise) and charges them to
 // RLIMIT_MEMLOCK (ENOMEM), each page of a Pages object once however many areas and domains use
 // it, as Linux's iopt_pages does.
+//
+// This layer knows no ioctl. An operation that fails returns the errno Linux returns and, in
+// `*why` (when not null), one line saying why with the operands in hex; the ioctl handler that
+// asked logs that line with reject_message().
 #pragma once
 
 #include <sys/types.h>
@@ -48,9 +52,11 @@ enum class AccountMode : u8 {
 // pid; user keys are negative so they never meet a pid.
 pid_t user_account_key(uid_t uid);
 
-// Who is pinning now: the ioctl's caller (for the log line, its mappings and its limits).
+// Who maps and pins now: the ioctl's caller, for its mappings, its limits and the accounting.
 struct Pinner {
-  IoctlCall* call = nullptr;
+  CallerEnv* env = nullptr;  // the caller's mappings, limits and capabilities
+  pid_t pid = 0;
+  uid_t uid = 0;
 };
 
 // The user memory of one IOAS_MAP / VFIO_IOMMU_MAP_DMA (iopt_pages): page-aligned, refcounted by
@@ -74,7 +80,7 @@ class Pages {
   // are neither checked nor charged again.
   // Errors: EFAULT (a newly pinned page is not accessible in the source process),
   //   ENOMEM (RLIMIT_MEMLOCK). On error nothing changed.
-  Status pin(u64 holder, IovaRange pages, const Pinner& who);
+  Status pin(u64 holder, IovaRange pages, const Pinner& who, std::string* why);
   void unpin(u64 holder);
   // Moves `holder`'s pin to two holders that split its range (iopt_area_split); charges nothing.
   void split(u64 holder, u64 lhs, IovaRange lhs_pages, u64 rhs, IovaRange rhs_pages);
@@ -146,24 +152,28 @@ class IoPagetable {
   // Errors: ENOMEM (one area per slice would pass max_areas), EINVAL (length misaligned,
   //   alignment, reserved), EEXIST, EOVERFLOW, ENOSPC, EPERM (write to read-only pages),
   //   EFAULT/ENOMEM (pinning), or a domain's map error. All-or-nothing.
-  Status map(IoctlCall& call, const std::vector<Slice>& slices, u64 length, u64* iova,
-             Prot prot, bool alloc_iova);
+  Status map(const Pinner& who, const std::vector<Slice>& slices, u64 length, u64* iova,
+             Prot prot, bool alloc_iova, std::string* why);
+  // iopt_map_user_pages: alloc_user_pages() for `who`, then map() of the one slice.
+  Status map_user_pages(LockedMemory& locked, const Pinner& who, bool account_per_process,
+                        u64 user_va, u64 length, u64* iova, Prot prot, bool alloc_iova,
+                        std::string* why);
 
   // iopt_unmap_iova_range over [first, last]: removes the areas inside, lowest first, and stops
   // with ENOENT at one that sticks out (those removed before stay removed). An empty range is
   // success with *unmapped = 0. *unmapped is set on error too.
-  Status unmap(IoctlCall* call, u64 first, u64 last, u64* unmapped);
+  Status unmap(u64 first, u64 last, u64* unmapped, std::string* why);
 
   // iopt_get_pages: the slices under [iova, iova + length - 1], which contiguous areas must
   // cover. Errors: EINVAL (length 0), EOVERFLOW, ENOENT.
-  Result<std::vector<Slice>> get_pages(IoctlCall& call, u64 iova, u64 length) const;
+  Result<std::vector<Slice>> get_pages(u64 iova, u64 length, std::string* why) const;
 
   // iopt_set_allow_iova. Errors: EADDRINUSE (an allowed range meets a reserved one; the old list
   // is kept).
-  Status set_allowed(IoctlCall& call, IovaList allowed);
+  Status set_allowed(IovaList allowed, std::string* why);
 
   // iopt_reserve_iova. Errors: EADDRINUSE (it meets an area or an allowed range).
-  Status reserve(IoctlCall& call, IovaRange r, const void* owner, std::string_view what);
+  Status reserve(IovaRange r, const void* owner, std::string_view what, std::string* why);
   void remove_reserved(const void* owner);
 
   // iopt_table_add_domain: raises the IOVA alignment to the domain's smallest page, reserves
@@ -171,39 +181,40 @@ class IoPagetable {
   // it is the first domain). Errors: EINVAL (page size above PAGE_SIZE), EADDRINUSE (an area is
   // misaligned for the domain or lies outside its aperture), EFAULT/ENOMEM (pinning), the
   // domain's map error. All-or-nothing.
-  Status add_domain(IoctlCall& call, iommu::Domain& domain, const void* owner);
+  Status add_domain(const Pinner& who, iommu::Domain& domain, const void* owner,
+                    std::string* why);
   // iopt_table_remove_domain: unmaps every area from it (unpinning with the last domain).
   void remove_domain(iommu::Domain& domain, const void* owner);
 
   // iopt_disable_large_pages. Errors: EINVAL (domains already have mappings), EADDRINUSE.
-  Status disable_large_pages(IoctlCall& call);
+  Status disable_large_pages(std::string* why);
   void enable_large_pages();
 
   // iopt_cut_iova for one IOVA: splits the area holding `at` so that `at` is its last byte.
   // Errors: EINVAL (the cut is not aligned), ENOMEM (one more area would pass max_areas).
-  Status cut(IoctlCall& call, u64 at);
+  Status cut(u64 at, std::string* why);
   // How many areas cut(at) would add: 1 if `at` lies inside an area and is not its first or last
   // byte, else 0.
   u64 areas_added_by_cut(u64 at) const;
 
   // Errors: ENOMEM if `more` areas would pass max_areas.
-  Status check_room(IoctlCall& call, u64 more) const;
+  Status check_room(u64 more, std::string* why) const;
 
  private:
   // iopt_alloc_iova: the first hole that fits. Errors: EOVERFLOW, EINVAL, ENOSPC.
-  Result<u64> alloc_iova(IoctlCall& call, u64 addr, u64 length) const;
+  Result<u64> alloc_iova(u64 addr, u64 length, std::string* why) const;
   // iopt_check_iova. Errors: EINVAL, EOVERFLOW, EEXIST.
-  Status check_iova(IoctlCall& call, u64 iova, u64 length) const;
+  Status check_iova(u64 iova, u64 length, std::string* why) const;
   const Area* area_overlapping(u64 first, u64 last) const;
   bool reserved_overlaps(u64 first, u64 last) const;
   // Reserved ranges and areas merged, clipped to [first, last].
   IovaList used_in(u64 first, u64 last) const;
   // Maps `a` into `d` (page by page when large pages are disabled). All-or-nothing.
-  Status map_into(IoctlCall& call, iommu::Domain& d, const Area& a) const;
+  Status map_into(iommu::Domain& d, const Area& a, std::string* why) const;
   // Pins and maps a new area into every domain. All-or-nothing.
-  Status fill(IoctlCall& call, const Area& a);
+  Status fill(const Pinner& who, const Area& a, std::string* why);
   void unfill(const Area& a);
-  Status check_alignment(IoctlCall& call, u64 alignment) const;
+  Status check_alignment(u64 alignment, std::string* why) const;
   u64 computed_alignment() const;
 
   const u64 max_areas_;
@@ -214,6 +225,14 @@ class IoPagetable {
   bool disable_large_pages_ = false;
   std::vector<iommu::Domain*> domains_;
 };
+
+// iopt_alloc_user_pages: the Pages of [user_va, user_va + length), charged to `who`'s user, or
+// to its process with `account_per_process` (IOMMU_OPTION_RLIMIT_MODE), or to no one when it has
+// CAP_IPC_LOCK. Errors: EOVERFLOW (user_va + length wraps), EINVAL (length 0 or above
+// SIZE_MAX - PAGE_SIZE).
+Result<std::shared_ptr<Pages>> alloc_user_pages(LockedMemory& locked, const Pinner& who,
+                                                bool account_per_process, u64 user_va,
+                                                u64 length, bool writable, std::string* why);
 
 // Sorted, merged union of possibly overlapping or adjacent ranges.
 IovaList merge_ranges(std::vector<IovaRange> ranges);

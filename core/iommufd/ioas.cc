@@ -1,7 +1,5 @@
 // IOAS ioctls: ALLOC, IOVA_RANGES, ALLOW_IOVAS, MAP, MAP_FILE, COPY, UNMAP, CHANGE_PROCESS
 // (drivers/iommu/iommufd/ioas.c; spec §5.3-§5.8).
-#include <linux/capability.h>
-
 #include <map>
 #include <vector>
 
@@ -135,7 +133,9 @@ Result<long> ioas_allow_iovas(Emulator&, File& file, IoctlCall& call) {
   auto ioas = TRY(get_ioas(ctx_of(file), cmd.ioas_id, call));
   IovaList allowed = TRY(load_iovas(call, cmd.allowed_iovas, cmd.num_iovas));
   std::lock_guard lock(ioas->mu);
-  TRY(ioas->iopt.set_allowed(call, std::move(allowed)));
+  std::string why;
+  Status st = ioas->iopt.set_allowed(std::move(allowed), &why);
+  if (!st) return reject_message(call, st.error(), why);
   return 0;
 }
 
@@ -178,14 +178,20 @@ Result<long> ioas_copy(Emulator&, File& file, IoctlCall& call) {
   {
     auto src = TRY(get_ioas(ctx, cmd.src_ioas_id, call));
     std::lock_guard lock(src->mu);
-    slices = TRY(src->iopt.get_pages(call, cmd.src_iova, cmd.length));
+    std::string why;
+    auto got = src->iopt.get_pages(cmd.src_iova, cmd.length, &why);
+    if (!got) return reject_message(call, got.error(), why);
+    slices = got.take();
   }
   auto dst = TRY(get_ioas(ctx, cmd.dst_ioas_id, call));
   u64 iova = cmd.dst_iova;
   {
     std::lock_guard lock(dst->mu);
-    TRY(dst->iopt.map(call, slices, cmd.length, &iova, prot_of(cmd.flags),
-                      !(cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA)));
+    std::string why;
+    Status st = dst->iopt.map(pinner_of(call), slices,
+                              cmd.length, &iova, prot_of(cmd.flags),
+                              !(cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA), &why);
+    if (!st) return reject_message(call, st.error(), why);
   }
   cmd.dst_iova = iova;
   note_result(call, " -> dst_iova={:#x}", iova);
@@ -201,7 +207,9 @@ Result<long> ioas_unmap(Emulator&, File& file, IoctlCall& call) {
   std::lock_guard lock(ioas->mu);
   u64 unmapped = 0;
   if (cmd.iova == 0 && cmd.length == kU64Max) {  // unmap everything; an empty IOAS is success
-    TRY(ioas->iopt.unmap(&call, 0, kU64Max, &unmapped));
+    std::string why;
+    Status st = ioas->iopt.unmap(0, kU64Max, &unmapped, &why);
+    if (!st) return reject_message(call, st.error(), why);
   } else {
     if (cmd.iova >= kU64Max || cmd.length >= kU64Max)
       return reject(call, EOVERFLOW, "iova {:#x} length {:#x}: must be below ULONG_MAX "
@@ -238,37 +246,24 @@ Result<long> ioas_change_process(Emulator&, File& file, IoctlCall& call) {
 
 }  // namespace ioas_ioctl
 
-Result<std::shared_ptr<iopt::Pages>> alloc_user_pages(Emulator& emu, IommufdCtx& ctx,
-                                                      IoctlCall& call, u64 user_va, u64 length,
-                                                      bool writable) {
-  u64 end;
-  if (__builtin_add_overflow(user_va, length, &end))
-    return reject(call, EOVERFLOW, "user_va {:#x} + length {:#x} wraps", user_va, length);
-  // The iommu API uses size_t lengths, and DIV_ROUND_UP below must not overflow.
-  if (length > kU64Max - iopt::kPageSize || length == 0)
-    return reject(call, EINVAL, "length {:#x} is zero or too large", length);
+iopt::Pinner pinner_of(const IoctlCall& call) {
+  return iopt::Pinner{call.env, call.caller.pid, call.caller.uid};
+}
+
+Status map_user_pages(Emulator& emu, IommufdCtx& ctx, Ioas& ioas, IoctlCall& call, u64 user_va,
+                      u64 length, u64* iova, Prot prot, bool alloc_iova) {
   bool account_mm;
   {
     std::lock_guard lock(ctx.mu);
     account_mm = ctx.account_mm;
   }
-  iopt::AccountMode mode = iopt::AccountMode::kNone;
-  if (!call.env->capable(CAP_IPC_LOCK))
-    mode = account_mm ? iopt::AccountMode::kMm : iopt::AccountMode::kUser;
-  const u64 uptr = user_va & ~(iopt::kPageSize - 1);
-  const u64 span = length + (user_va - uptr);
-  const u64 npages = span / iopt::kPageSize + (span % iopt::kPageSize != 0);
-  return std::make_shared<iopt::Pages>(emu.locked_memory(), uptr, npages, writable, mode,
-                                       call.caller.pid, call.caller.uid,
-                                       call.env->memlock_limit());
-}
-
-Status map_user_pages(Emulator& emu, IommufdCtx& ctx, Ioas& ioas, IoctlCall& call, u64 user_va,
-                      u64 length, u64* iova, Prot prot, bool alloc_iova) {
-  auto pages = TRY(alloc_user_pages(emu, ctx, call, user_va, length, prot & iommu::kProtWrite));
   std::lock_guard lock(ioas.mu);
-  const std::vector<iopt::Slice> slices{iopt::Slice{pages, user_va - pages->uptr, length}};
-  return ioas.iopt.map(call, slices, length, iova, prot, alloc_iova);
+  std::string why;
+  Status st = ioas.iopt.map_user_pages(emu.locked_memory(),
+                                       pinner_of(call),
+                                       account_mm, user_va, length, iova, prot, alloc_iova, &why);
+  if (!st) return reject_message(call, st.error(), why);
+  return {};
 }
 
 Status unmap_iova(IoctlCall& call, iopt::IoPagetable& iopt, u64 iova, u64 length,
@@ -278,7 +273,10 @@ Status unmap_iova(IoctlCall& call, iopt::IoPagetable& iopt, u64 iova, u64 length
   u64 last;
   if (__builtin_add_overflow(iova, length - 1, &last))
     return reject(call, EOVERFLOW, "iova {:#x} + length {:#x} wraps", iova, length);
-  return iopt.unmap(&call, iova, last, unmapped);
+  std::string why;
+  Status st = iopt.unmap(iova, last, unmapped, &why);
+  if (!st) return reject_message(call, st.error(), why);
+  return {};
 }
 
 }  // namespace vfio_emu::core

@@ -165,7 +165,12 @@ Status option_huge_pages(IommufdCtx& ctx, iommu_option& cmd, IoctlCall& call) {
     return {};
   }
   if (cmd.op != IOMMU_OPTION_OP_SET) return reject(call, EOPNOTSUPP, "op {:#x}", cmd.op);
-  if (cmd.val64 == 0) return ioas->iopt.disable_large_pages(call);
+  if (cmd.val64 == 0) {
+    std::string why;
+    Status st = ioas->iopt.disable_large_pages(&why);
+    if (!st) return reject_message(call, st.error(), why);
+    return {};
+  }
   if (cmd.val64 == 1) {
     ioas->iopt.enable_large_pages();
     return {};

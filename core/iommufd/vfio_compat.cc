@@ -125,7 +125,9 @@ Result<long> compat_set_iommu(Emulator&, File& file, IoctlCall& call) {
   // Type1 (v1) may unmap inside a mapping: emulated by never using large IOPTEs.
   if (type == VFIO_TYPE1_IOMMU) {
     std::lock_guard lock(ioas->mu);
-    TRY(ioas->iopt.disable_large_pages(call));
+    std::string why;
+    Status st = ioas->iopt.disable_large_pages(&why);
+    if (!st) return reject_message(call, st.error(), why);
   }
   return long{0};
 }
@@ -221,23 +223,25 @@ Result<long> compat_unmap_dma(Emulator&, File& file, IoctlCall& call) {
   std::lock_guard lock(ioas->mu);
   u64 unmapped = 0;
   Status st;
+  std::string why;
   if (unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL) {
     if (unmap.iova != 0 || unmap.size != 0)
       return reject(call, EINVAL, "ALL needs iova and size 0 (iova {:#x} size {:#x})", unmap.iova,
                     unmap.size);
-    st = ioas->iopt.unmap(&call, 0, iommu::kU64Max, &unmapped);
+    st = ioas->iopt.unmap(0, iommu::kU64Max, &unmapped, &why);
+    if (!st) st = reject_message(call, st.error(), why);
   } else {
     if (ioas->iopt.large_pages_disabled()) {
       // Type1 v1: cut the mappings at both edges first (not at 0), so unmapping inside works.
       // Room for both new areas is made sure of first, so that running out of it splits
       // nothing.
       const u64 last = unmap.iova + unmap.size - 1;
-      TRY(ioas->iopt.check_room(call, ioas->iopt.areas_added_by_cut(last) +
-                                          (unmap.iova != 0
-                                               ? ioas->iopt.areas_added_by_cut(unmap.iova - 1)
-                                               : 0)));
-      TRY(ioas->iopt.cut(call, last));
-      if (unmap.iova != 0) TRY(ioas->iopt.cut(call, unmap.iova - 1));
+      const u64 more = ioas->iopt.areas_added_by_cut(last) +
+                       (unmap.iova != 0 ? ioas->iopt.areas_added_by_cut(unmap.iova - 1) : 0);
+      st = ioas->iopt.check_room(more, &why);
+      if (st) st = ioas->iopt.cut(last, &why);
+      if (st && unmap.iova != 0) st = ioas->iopt.cut(unmap.iova - 1, &why);
+      if (!st) return reject_message(call, st.error(), why);
     }
     st = unmap_iova(call, ioas->iopt, unmap.iova, unmap.size, &unmapped);
   }

@@ -36,7 +36,8 @@ class TceFormat {
   int levels() const { return levels_; }
   int page_shift() const { return page_shift_; }
   int bits() const { return bits_; }
-  std::size_t table_bytes(int) const { return std::size_t{8} << bits_; }
+  // A level is 2^bits TCEs (RadixFormat's default table_bytes); leaves only at level 1, so no
+  // superpages (the defaults of is_leaf and can_leaf).
   std::size_t meta_bytes(int level) const {
     if (level == 1) return 0;
     const std::size_t b = std::size_t{4} << bits_;
@@ -50,8 +51,6 @@ class TceFormat {
   bool present(u64 e) const { return (e & kPresentMask) != 0; }
   // In memory the TCE is big-endian: READ and WRITE sit in bits 56 and 57 of the raw value.
   u64 stored_present(u64 raw) const { return (((raw >> 56) & kPresentMask) + kPresentMask) >> 2; }
-  bool is_leaf(u64, int level) const { return level == 1; }
-  bool can_leaf(int level) const { return level == 1; }
   u64* table_of(u64 e) const {
     return reinterpret_cast<u64*>(static_cast<u64>(decode(e).rpn) << kRpnShift);
   }
@@ -90,6 +89,7 @@ class TceFormat {
   int bits_;
   int page_shift_;
 };
+static_assert(RadixFormat<TceFormat>);
 
 // One DMA window: a TCE table mapping [bus_start, bus_start + size - 1].
 struct WindowInfo {

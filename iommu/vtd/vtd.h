@@ -30,16 +30,11 @@ class SlFormat {
   SlFormat(int levels, bool page_2m, bool page_1g)
       : levels_(levels), page_2m_(page_2m), page_1g_(page_1g) {}
 
+  // 4 KiB tables of 512 entries in CPU byte order, no bookkeeping after them; a map never
+  // replaces a present entry (EEXIST): RadixFormat's defaults.
   int levels() const { return levels_; }
   int page_shift() const { return 12; }
   int bits() const { return 9; }
-  std::size_t table_bytes(int) const { return 4096; }
-  std::size_t meta_bytes(int) const { return 0; }
-  bool replaces() const { return false; }
-
-  static constexpr bool kNativeByteOrder = true;  // load/store are plain (radix_table.h)
-  u64 load(const u64* slot) const { return *slot; }
-  void store(u64* slot, u64 e) const { *slot = e; }
 
   bool present(u64 e) const { return (e & kPresentMask) != 0; }
   // R and W are bits 0 and 1: (R|W) + 3 carries into bit 2 exactly when one of them is set.
@@ -86,6 +81,7 @@ class SlFormat {
   bool page_2m_;
   bool page_1g_;
 };
+static_assert(RadixFormat<SlFormat>);
 
 class VtdUnit;
 
