@@ -9,7 +9,7 @@
 #include <atomic>
 
 #include "core/cleanup.h"
-#include "core/emulator.h"
+#include "core/locked_memory.h"
 #include "core/table_limit_note.h"
 
 namespace vfio_emu::core::iopt {
