@@ -11,7 +11,7 @@
 
 #include "core/emulator.h"
 #include "cuse/open_files.h"
-#include "cuse/request.h"
+#include "cuse/ioctl_service.h"
 
 namespace vfio_emu::cuse {
 
