@@ -18,6 +18,10 @@
 
 #include "cuse/exit_watcher.h"
 
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL  // Linux 6.9: a pidfd for a thread, not only a leader
+#endif
+
 namespace vfio_emu::cuse {
 namespace {
 
@@ -54,8 +58,6 @@ struct Fd {
   }
 };
 
-bool alive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
-
 // An open /proc/<pid>/maps and a pidfd of the process it was opened for.
 struct MapsFile {
   Fd pidfd;
@@ -85,7 +87,7 @@ class MapsFiles {
       auto it = files_.find(pid);
       if (it != files_.end()) kept = it->second;
     }
-    if (kept && alive(kept->pidfd.fd)) return kept;
+    if (kept && pidfd_alive(kept->pidfd.fd)) return kept;
     return reopen(pid, kept);
   }
   // The file after `stale` failed or its process was found gone: a new one, unless another
@@ -107,7 +109,7 @@ class MapsFiles {
       return f;
     }
     f->maps.fd = open_maps(pid);
-    if (f->maps.fd < 0 || !alive(f->pidfd.fd)) {
+    if (f->maps.fd < 0 || !pidfd_alive(f->pidfd.fd)) {
       if (f->maps.fd >= 0) close(f->maps.fd);
       f->maps.fd = -1;
       return f;
@@ -271,5 +273,13 @@ pid_t thread_group_of(pid_t tid) {
   std::fclose(f);
   return tgid;
 }
+
+int pidfd_open_thread(pid_t tid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, tid, PIDFD_THREAD));
+  if (fd < 0 && errno == EINVAL) fd = static_cast<int>(syscall(SYS_pidfd_open, tid, 0));
+  return fd;
+}
+
+bool pidfd_alive(int pidfd) { return syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0; }
 
 }  // namespace vfio_emu::cuse

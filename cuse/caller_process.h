@@ -39,4 +39,12 @@ bool has_capability(pid_t tid, int cap);
 // The thread-group id of thread `tid` (from /proc/<tid>/status), or 0 if it is gone.
 pid_t thread_group_of(pid_t tid);
 
+// A pidfd of thread `tid` (PIDFD_THREAD, Linux 6.9+; before that, only a thread-group leader has
+// one), or -1 with errno set.
+int pidfd_open_thread(pid_t tid);
+
+// Whether the process or thread of `pidfd` is still alive (not a reused pid: the pidfd is of the
+// one it was opened for).
+bool pidfd_alive(int pidfd);
+
 }  // namespace vfio_emu::cuse

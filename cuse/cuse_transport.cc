@@ -31,8 +31,6 @@ ssize_t channel_writev(int fd, iovec* iov, int count, void*) { return ::writev(f
 
 void wake(int) {}  // SIGUSR1 only interrupts the session loop's wait
 
-Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
-
 }  // namespace
 
 CuseTransport::CuseTransport(core::Emulator& emu, ThreadGroups& threads, std::string prefix,
@@ -78,26 +76,14 @@ void CuseTransport::op_open(fuse_req_t req, fuse_file_info* fi) {
   Session& s = session(req);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   const core::Caller caller = s.transport->service_.caller_from(ctx->pid, ctx->uid, ctx->gid);
-  auto r = open_node(s.transport->emu_, s.transport->service_.files(), *s.node, caller);
-  if (!r) return (void)fuse_reply_err(req, r.error());
-  fi->fh = reinterpret_cast<uint64_t>(new Handle{r.take(), s.node->path});
   fi->direct_io = 1;
   fi->nonseekable = 1;
-  if (fuse_reply_open(req, fi) == -ENOENT) {
-    Handle* h = handle_of(fi);
-    s.transport->service_.files().released(*h->file);
-    s.transport->emu_.release(h->file);
-    delete h;
-  }
+  serve_open(s.transport->emu_, s.transport->service_.files(), req, fi, *s.node, caller);
 }
 
 void CuseTransport::op_release(fuse_req_t req, fuse_file_info* fi) {
   Session& s = session(req);
-  Handle* h = handle_of(fi);
-  s.transport->emu_.release(h->file);
-  s.transport->service_.files().released(*h->file);
-  delete h;
-  fuse_reply_err(req, 0);
+  serve_release(s.transport->emu_, s.transport->service_.files(), req, fi);
 }
 
 void CuseTransport::op_read(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi) {

@@ -1,11 +1,11 @@
 // Threads for the calls a request thread must not make.
 //
 // An ioctl that passes an fd (VFIO_GROUP_SET_CONTAINER, VFIO_DEVICE_BIND_IOMMUFD, ...) needs the
-// file identified, and identifying one of our files is itself a request to this daemon (cuse/
-// request.h). A request thread that waited for it could wait forever: with every request thread
-// of a session busy in such an ioctl, none is left to answer. So such an ioctl is handed here and
-// answered later, from one of these threads, and the request thread goes back to serving. The
-// queue is bounded; past it a call is refused at once (the caller sees EAGAIN).
+// file identified, and identifying one of our files is itself a request to this daemon
+// (cuse/request_caller.h). A request thread that waited for it could wait forever: with every
+// request thread of a session busy in such an ioctl, none is left to answer. So such an ioctl is
+// handed here and answered later, from one of these threads, and the request thread goes back to
+// serving. The queue is bounded; past it a call is refused at once (the caller sees EAGAIN).
 #pragma once
 
 #include <condition_variable>

@@ -21,8 +21,6 @@ namespace {
 
 constexpr double kTimeout = 3600;  // the tree never changes while mounted
 
-Handle* handle_of(fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
-
 // The st_dev of the filesystem mounted at `dir` (the last mount there), from mountinfo:
 // "id parent major:minor root mountpoint ...".
 // `canonical_dir` must have been resolved before the mount: resolving it now would stat the
@@ -208,18 +206,9 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
   const Inode& in = t.inodes_[ino - 1];
   if (in.dir) return (void)fuse_reply_err(req, EISDIR);
-  auto r = open_node(t.emu_, t.service_.files(), *in.node, t.caller_of(req));
-  if (!r) return (void)fuse_reply_err(req, r.error());
-  fi->fh = reinterpret_cast<uint64_t>(new Handle{r.take(), in.node->path});
   fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
   fi->keep_cache = 0;
-  if (fuse_reply_open(req, fi) == -ENOENT) {
-    // The caller was interrupted and is gone: undo the open.
-    Handle* h = handle_of(fi);
-    t.service_.files().released(*h->file);
-    t.emu_.release(h->file);
-    delete h;
-  }
+  serve_open(t.emu_, t.service_.files(), req, fi, *in.node, t.caller_of(req));
 }
 
 void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -232,11 +221,7 @@ void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 
 void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   FuseTransport& t = self(req);
-  Handle* h = handle_of(fi);
-  t.emu_.release(h->file);
-  t.service_.files().released(*h->file);
-  delete h;
-  fuse_reply_err(req, 0);
+  serve_release(t.emu_, t.service_.files(), req, fi);
 }
 
 void FuseTransport::op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off,

@@ -13,7 +13,9 @@
 
 #include "core/emulator.h"
 #include "cuse/open_files.h"
-#include "cuse/request.h"
+#include "cuse/ioctl_service.h"
+#include "cuse/request_caller.h"
+#include "cuse/thread_groups.h"
 
 namespace vfio_emu::cuse {
 

@@ -1,10 +1,13 @@
 #include "cuse/transport.h"
 
 #include <cerrno>
+#include <cstdint>
 
+#include "core/cleanup.h"
 #include "core/log.h"
 
 namespace vfio_emu::cuse {
+namespace {
 
 Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
                                               const core::NodeInfo& node,
@@ -15,6 +18,37 @@ Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& fi
   if (!r && r.error() == EBUSY && files.settle(conflict)) r = emu.open(node, caller);
   if (r) files.opened(**r);
   return r;
+}
+
+}  // namespace
+
+Handle* handle_of(const fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
+
+void serve_open(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi,
+                const core::NodeInfo& node, const core::Caller& caller) {
+  auto r = open_node(emu, files, node, caller);
+  if (!r) return (void)fuse_reply_err(req, r.error());
+  const std::shared_ptr<core::File> file = r.take();
+  // Until the kernel holds the file, every way out (an interrupted caller, bad_alloc) undoes the
+  // open.
+  core::Cleanup unopen([&] {
+    files.released(*file);
+    emu.release(file);
+  });
+  auto handle = std::make_unique<Handle>(Handle{file, node.path});
+  fi->fh = reinterpret_cast<uint64_t>(handle.get());
+  // The caller was interrupted and is gone: the kernel will send no release for the file.
+  if (fuse_reply_open(req, fi) == -ENOENT) return;
+  handle.release();  // the kernel's now, until serve_release
+  unopen.cancel();
+}
+
+void serve_release(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi) {
+  std::unique_ptr<Handle> h(handle_of(fi));
+  emu.release(h->file);
+  files.released(*h->file);
+  h.reset();
+  fuse_reply_err(req, 0);
 }
 
 namespace {

@@ -1,5 +1,5 @@
-// What the FUSE and CUSE transports share: opening a node for a caller (with the close/reopen
-// handshake); and what CUSE answers to read(2)/write(2).
+// What the FUSE and CUSE transports share: opening and releasing a node's file for a caller (with
+// the close/reopen handshake), serving ioctls; and what CUSE answers to read(2)/write(2).
 #pragma once
 
 #define FUSE_USE_VERSION 314
@@ -11,15 +11,25 @@
 
 #include "core/emulator.h"
 #include "cuse/open_files.h"
-#include "cuse/request.h"
+#include "cuse/ioctl_service.h"
 
 namespace vfio_emu::cuse {
 
-// open(2) of `node`: the emulator's open, tried once more after just-closed files are released
-// when it meets EBUSY (cuse/open_files.h). Errors: those of Emulator::open.
-Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& files,
-                                              const core::NodeInfo& node,
-                                              const core::Caller& caller);
+// The open file behind a file handle the kernel passes back (fi->fh, set by serve_open).
+Handle* handle_of(const fuse_file_info* fi);
+
+// Answers open(2) request `req` of `node` for `caller`: the emulator's open, tried once more
+// after just-closed files are released when it meets EBUSY (cuse/open_files.h); the file goes to
+// the kernel as fi->fh (the transport has set fi's other fields). A caller that is gone before
+// the reply reaches it (interrupted) never gets the file: the open is undone. Errors (to the
+// caller): those of Emulator::open.
+void serve_open(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi,
+                const core::NodeInfo& node, const core::Caller& caller);
+
+// Answers the release request `req` of the file in `fi` (its last close): the emulator's release
+// first, then the handshake's, so that an open or ioctl waiting for this file to go
+// (OpenFiles::settle) runs again only once the emulator has let go of it.
+void serve_release(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi);
 
 // Answers ioctl request `req`: now, or, when it must resolve an fd argument, later from one of
 // the service's deferred threads (EAGAIN when none can take it).

@@ -31,6 +31,7 @@
 #include "cuse/cuse_transport.h"
 #include "cuse/fuse_transport.h"
 #include "cuse/memory_trim.h"
+#include "cuse/thread_groups.h"
 
 using namespace vfio_emu;
 

@@ -164,10 +164,11 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
 
   // ---- the CUSE retry protocol (configuration bit 5) ----
   // The caller's memory as a handler sees it when the transport cannot read it directly (CUSE
-  // retry, cuse/request.cc): only what earlier rounds fetched is at hand, any other read ends
-  // the round with kNeedRetry (the handler runs again from the start with it), every write must
-  // have been announced with will_write in an earlier round, and an announced range is fetched
-  // too. A round that ends in kNeedRetry must not have changed anything (Run::ioctl checks).
+  // retry, cuse/request_caller.cc): only what earlier rounds fetched is at hand, any other read
+  // ends the round with kNeedRetry (the handler runs again from the start with it), every write
+  // must have been announced with will_write in an earlier round, and an announced range is
+  // fetched too. A round that ends in kNeedRetry must not have changed anything (Run::ioctl
+  // checks).
   bool retry_protocol = false;
   // Set once the transport itself failed an ioctl (a range it could not copy, its limits): from
   // then on the input no longer runs as it does with direct access.
@@ -296,7 +297,7 @@ class Process final : public core::UserMemory, public core::FdResolver, public c
     return inside(addr, len, kArgBase, kArgSize) || inside(addr, len, kRwBase, kRwSize) ||
            inside(addr, len, kRoBase, kRoSize);
   }
-  // The transport's limits (cuse/request.h): 256 iovecs, 128 KiB.
+  // The transport's limits (cuse/request_caller.h): 256 iovecs, 128 KiB.
   Status ask(u64 addr, u64 len) {
     if (!covered(ask_in_, addr, len)) ask_in_.push_back(Range{addr, len});
     u64 bytes = 0;

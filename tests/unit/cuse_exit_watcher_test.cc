@@ -18,7 +18,7 @@
 
 #include "cuse/caller_process.h"
 #include "cuse/exit_watcher.h"
-#include "cuse/request.h"
+#include "cuse/thread_groups.h"
 
 namespace vfio_emu::test {
 namespace {

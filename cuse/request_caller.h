@@ -1,23 +1,23 @@
-// Serving one ioctl from a FUSE or CUSE request: reaching the caller's memory (directly with
-// process_vm_readv/writev, or through the CUSE retry protocol), resolving fd numbers the caller
-// passes, and turning the core's answer into the reply the kernel expects.
+// The caller of one ioctl (or open), as the core's seams see it: its memory, reached directly
+// with process_vm_readv/writev or through the CUSE retry protocol; the fd numbers it passes,
+// resolved to our open files or fetched eventfds; its mappings, limits and capabilities.
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
-#include <functional>
+#include <cstddef>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "core/context.h"
-#include "core/emulator.h"
-#include "cuse/deferred_calls.h"
-#include "cuse/open_files.h"
+
+namespace vfio_emu::core {
+class Emulator;
+}  // namespace vfio_emu::core
 
 namespace vfio_emu::cuse {
 
@@ -29,35 +29,6 @@ enum class ArgAccess : u8 {
   kAuto,    // direct; a request whose caller cannot be reached falls back to retry
   kDirect,  // process_vm_readv/writev on the caller's thread: one round trip
   kRetry,   // the kernel's FUSE_IOCTL_RETRY protocol (CUSE only): 2-3 round trips
-};
-
-// tid -> tgid. Entries hold a pidfd of the thread, so a reused tid is never mistaken for the
-// thread it replaced. The pidfds count against the daemon's RLIMIT_NOFILE, which the daemon needs
-// for its real work (fetching callers' fds), so: an entry lasts only as long as its thread (the
-// ExitWatcher drops it, and closes its pidfd, when the thread exits: nothing is kept for dead
-// callers); the cache holds at most a quarter of the limit (callers beyond are answered without
-// being cached); the daemon's own threads are answered without being cached.
-class ThreadGroups {
- public:
-  // `max_entries` 0: a quarter of RLIMIT_NOFILE's soft limit (at least 16, at most 4096).
-  explicit ThreadGroups(size_t max_entries = 0);
-  // The thread-group id of `tid`, or 0 if the thread is gone or not visible.
-  pid_t tgid_of(pid_t tid);
-  size_t size() const;
-  size_t max_entries() const { return max_entries_; }
-
- private:
-  struct Entry {
-    int pidfd;  // the ExitWatcher's: closed by it after the entry is dropped
-    pid_t tgid;
-  };
-  // Shared with the watcher's callbacks, which may run after this object is gone.
-  struct Cache {
-    mutable std::mutex mu;
-    std::unordered_map<pid_t, Entry> entries;
-  };
-  const size_t max_entries_;
-  std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();
 };
 
 // What the transport knows about its nodes, for proving that an fd is one of ours.
@@ -158,72 +129,5 @@ class RequestCaller final : public core::UserMemory,
 // Limits of the kernel's ioctl retry protocol (fs/fuse/ioctl.c).
 constexpr size_t kMaxRetryIovecs = 256;
 constexpr size_t kMaxRetryBytes = 32 * 4096;  // fc->max_pages (32) for CUSE
-
-}  // namespace vfio_emu::cuse
-
-namespace vfio_emu::cuse {
-
-// One ioctl request as the transport received it.
-struct IoctlRequest {
-  std::shared_ptr<core::File> file;
-  std::string_view node_name;  // "vfio/1", for logs: the open file's own name
-  core::Caller caller;
-  u32 cmd = 0;
-  u64 arg = 0;
-  bool unrestricted = false;  // a CUSE request, which may use the retry protocol
-  // Retry rounds: the data of the in-iovecs and the room of the out-iovecs (zero on a first
-  // round and on FUSE). Owned by the transport's request buffer.
-  const u8* in = nullptr;
-  size_t in_size = 0;
-  size_t out_size = 0;
-};
-
-// The answer to one ioctl request, in the kernel's terms. kDefer: not answered yet; the
-// transport runs the request again through IoctlService::serve_deferred.
-struct IoctlReply {
-  enum class Kind : u8 { kDone, kRetry, kDefer } kind = Kind::kDone;
-  long result = 0;             // >= 0, or -errno
-  std::vector<u8> out;         // retry mode: bytes for the out-iovecs
-  std::vector<iovec> in_iovs;  // kRetry: what the next round must carry
-  std::vector<iovec> out_iovs;
-};
-
-// Serves ioctls for both transports.
-class IoctlService {
- public:
-  IoctlService(core::Emulator& emu, const NodeIdentity& nodes, ThreadGroups& threads,
-               ArgAccess access)
-      : emu_(emu), nodes_(nodes), threads_(threads), access_(access) {}
-
-  // Serves `rq` on a request thread. Every exception ends here, as an errno.
-  IoctlReply handle(const IoctlRequest& rq) { return handle(rq, true); }
-  // Answers `rq` later, on a thread of its own (after handle() said kDefer): `send` gets the
-  // reply there. Returns false when no thread can take it now (the queue is full, or the daemon
-  // is stopping); the request is then to be answered with EAGAIN.
-  bool defer(const IoctlRequest& rq, std::function<void(const IoctlReply&)> send);
-  // Answers what is deferred, then ends its threads (after the transport aborted its
-  // connection, so that nothing waits on the kernel).
-  void stop_deferred() { deferred_.stop(); }
-
-  core::Caller caller_from(pid_t tid, uid_t uid, gid_t gid) const;
-  // The transport's open files (see cuse/open_files.h).
-  OpenFiles& files() { return files_; }
-
- private:
-  IoctlReply handle(const IoctlRequest& rq, bool on_request_thread);
-  IoctlReply serve(const IoctlRequest& rq, bool on_request_thread);
-  // `conflict`: where to put the id of the open file the call conflicted with, if any.
-  IoctlReply run(const IoctlRequest& rq, RequestCaller& rc, bool retry, u64* conflict = nullptr);
-
-  core::Emulator& emu_;
-  const NodeIdentity& nodes_;
-  ThreadGroups& threads_;
-  ArgAccess access_;
-  RetryRounds rounds_;
-  OpenFiles files_;
-  DeferredCalls deferred_;
-  std::mutex unreachable_mu_;
-  std::unordered_map<pid_t, bool> unreachable_;  // threads direct access failed on (auto mode)
-};
 
 }  // namespace vfio_emu::cuse
