@@ -9,21 +9,10 @@
 
 #include "core/emulator.h"
 #include "core/log.h"
-#include "core/uapi/vfio.h"
 #include "core/uapi/vfio_emu.h"
 #include "cuse/thread_groups.h"
 
 namespace vfio_emu::cuse {
-namespace {
-
-// The ioctls that may meet an open file that was just closed (cuse/open_files.h) and change
-// nothing when they fail, so may wait for its release and run once more.
-// TODO(front-door): from the command table
-bool may_wait_for_closed_file(u32 cmd) {
-  return cmd == uapi::VFIO_DEVICE_BIND_IOMMUFD || cmd == uapi::VFIO_EMU_DEVICE_USE_GROUP;
-}
-
-}  // namespace
 
 core::Caller IoctlService::caller_from(pid_t tid, uid_t uid, gid_t gid) const {
   core::Caller c;
@@ -133,10 +122,10 @@ IoctlReply IoctlService::serve(const IoctlRequest& rq, bool on_request_thread) {
     u64 conflict = 0;
     reply = run(rq, rc, false, &conflict);
     // A conflict with a file that was just closed (its RELEASE on the way, cuse/open_files.h):
-    // once more after it; these ioctls change nothing when they fail.
+    // once more after it. Only commands the table marks kWaitsForClosedFile (they change nothing
+    // when they fail) name a conflicting file.
     if (reply.kind == IoctlReply::Kind::kDone &&
-        (reply.result == -EBUSY || reply.result == -EINVAL) && may_wait_for_closed_file(cmd) &&
-        files_.settle(conflict)) {
+        (reply.result == -EBUSY || reply.result == -EINVAL) && files_.settle(conflict)) {
       RequestCaller again(emu_, nodes_, caller);
       again.on_request_thread(on_request_thread);
       again.use_direct(unrestricted && access_ == ArgAccess::kAuto);
