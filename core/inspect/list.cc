@@ -138,8 +138,8 @@ Json list(Emulator& emu) {
   for (auto& [id, c] : w.containers) {
     Json cj;
     cj["id"] = id;
-    cj["files"] = files_json(w, NodeKind::kContainer, [&](const File& f) {
-      return static_cast<const ContainerFile&>(f).container == c;
+    cj["files"] = files_json(w, NodeKind::kContainer, [&container = c](const File& f) {
+      return static_cast<const ContainerFile&>(f).container == container;
     });
     cj["groups"] = Json::array();
     for (const Group* g : c->groups) cj["groups"].push_back(g->id());
@@ -160,8 +160,8 @@ Json list(Emulator& emu) {
   for (auto& [id, ctx] : w.contexts) {
     Json xj;
     xj["id"] = id;
-    xj["files"] = files_json(w, NodeKind::kIommufd, [&](const File& f) {
-      return static_cast<const IommufdFile&>(f).ctx == ctx;
+    xj["files"] = files_json(w, NodeKind::kIommufd, [&context = ctx](const File& f) {
+      return static_cast<const IommufdFile&>(f).ctx == context;
     });
     std::lock_guard xlock(ctx->mu);
     xj["compat_ioas"] = ctx->vfio_ioas ? Json(ctx->vfio_ioas->id) : Json(nullptr);

@@ -142,9 +142,10 @@ Result<Json> maps(Emulator& emu, const MapFilter& filter, const MapPage& page) {
       const bool at_cursor = after && after->id == id;
       if (at_cursor && after->last == kU64Max) continue;
       const std::string source = "container " + std::to_string(id);
+      const auto container_id = id;  // clang 14 cannot capture a structured binding
       c->driver->visit_mappings(at_cursor ? after->last + 1 : 0, filter.pid,
                                 [&](const MappingView& m) {
-        return out.add(MapCursor{'c', id, 0, m.last},
+        return out.add(MapCursor{'c', container_id, 0, m.last},
                        map_row(source, m.iova, m.last, m.vaddr, m.owner, m.prot, m.state));
       });
     }
