@@ -14,6 +14,33 @@
 
 namespace vfio_emu::cuse {
 
+namespace {
+
+void send_ioctl_reply(fuse_req_t req, const IoctlReply& reply) {
+  if (reply.kind == IoctlReply::Kind::kRetry) {
+    fuse_reply_ioctl_retry(req, reply.in_iovs.data(), reply.in_iovs.size(),
+                           reply.out_iovs.data(), reply.out_iovs.size());
+    return;
+  }
+  if (!reply.out.empty()) {
+    // Retry mode: the out-iovecs get their bytes even when the ioctl fails (Linux copies some
+    // structs back on error); a negative result is the errno the caller sees.
+    fuse_reply_ioctl(req, static_cast<int>(reply.result), reply.out.data(), reply.out.size());
+    return;
+  }
+  if (reply.result < 0) return (void)fuse_reply_err(req, static_cast<int>(-reply.result));
+  fuse_reply_ioctl(req, static_cast<int>(reply.result), nullptr, 0);
+}
+
+}  // namespace
+
+void serve_ioctl(IoctlService& service, fuse_req_t req, const IoctlRequest& rq) {
+  const IoctlReply reply = service.handle(rq);
+  if (reply.kind != IoctlReply::Kind::kDefer) return send_ioctl_reply(req, reply);
+  if (!service.defer(rq, [req](const IoctlReply& r) { send_ioctl_reply(req, r); }))
+    fuse_reply_err(req, EAGAIN);
+}
+
 core::Caller IoctlService::caller_from(pid_t tid, uid_t uid, gid_t gid) const {
   core::Caller c;
   c.tid = tid;

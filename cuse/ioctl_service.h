@@ -3,6 +3,8 @@
 // rounds and the deferred runs, and turning the core's answer into the reply the kernel expects.
 #pragma once
 
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -88,5 +90,9 @@ class IoctlService {
   std::mutex unreachable_mu_;
   std::unordered_map<pid_t, bool> unreachable_;  // threads direct access failed on (auto mode)
 };
+
+// Answers ioctl request `req` of either transport: now, or, when it must resolve an fd argument,
+// later from one of the service's deferred threads (EAGAIN when none can take it).
+void serve_ioctl(IoctlService& service, fuse_req_t req, const IoctlRequest& rq);
 
 }  // namespace vfio_emu::cuse

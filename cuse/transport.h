@@ -1,5 +1,6 @@
 // What the FUSE and CUSE transports share: opening and releasing a node's file for a caller (with
-// the close/reopen handshake), serving ioctls; and what CUSE answers to read(2)/write(2).
+// the close/reopen handshake), and what CUSE answers to read(2)/write(2). Ioctls: serve_ioctl
+// (cuse/ioctl_service.h).
 #pragma once
 
 #define FUSE_USE_VERSION 314
@@ -30,10 +31,6 @@ void serve_open(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file
 // first, then the handshake's, so that an open or ioctl waiting for this file to go
 // (OpenFiles::settle) runs again only once the emulator has let go of it.
 void serve_release(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi);
-
-// Answers ioctl request `req`: now, or, when it must resolve an fd argument, later from one of
-// the service's deferred threads (EAGAIN when none can take it).
-void serve_ioctl(IoctlService& service, fuse_req_t req, const IoctlRequest& rq);
 
 // read(2)/write(2) of `size` bytes on a CUSE node. CUSE sends position 0 on every read and write
 // (fs/fuse/cuse.c), and device regions are at offsets, so a read would silently be one of region
