@@ -139,6 +139,15 @@ struct MappingView {
   const char* state = "mapped";  // or "recorded" (not in the page tables), "vaddr-invalid"
 };
 
+// Where a device's DMA to one IOVA goes: the walk of the device's domain and, if it translates,
+// the process whose memory the output is and the address there (IommuDriver::dma_translate).
+struct DmaTranslation {
+  std::shared_ptr<HwDomain> domain;
+  iommu::Translation walk;  // walk.ok() false: an IOMMU fault
+  pid_t owner = 0;          // the mapping's owner (locked memory is charged to it)
+  u64 address = 0;          // the IOVA's byte in `owner`
+};
+
 // A container's IOMMU backend, as Linux's vfio_iommu_driver_ops. Every call is made with the
 // container's mu held (and Emulator::mu for attach/detach).
 class IommuDriver {
@@ -159,6 +168,14 @@ class IommuDriver {
   // MMIO or DMA stopped, or held in reset. Its devices are then in a bad state (open_device
   // fails with EIO). Only sPAPR groups have a PE.
   virtual bool group_frozen(const Group&) const { return false; }
+  // A device of group `g` accesses `iova` (read or write): its domain's translation of that
+  // IOVA. Errors: ENXIO if no IOMMU domain serves the group (an emulated group: its mappings are
+  // only recorded), which means the device can do no DMA at all.
+  virtual Result<DmaTranslation> dma_translate(const Group& g, u64 iova,
+                                               iommu::Access access) const {
+    (void)g, (void)iova, (void)access;
+    return Err{ENXIO};
+  }
 
   // ---- for the tools (core/inspect/) ----
   // The IOMMU domains this driver owns.

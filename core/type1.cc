@@ -62,6 +62,27 @@ std::vector<std::shared_ptr<HwDomain>> Type1Driver::domains() const {
   return out;
 }
 
+Result<DmaTranslation> Type1Driver::dma_translate(const Group& g, u64 iova,
+                                                 iommu::Access access) const {
+  for (const DomainEntry& e : domains_) {
+    if (std::find(e.groups.begin(), e.groups.end(), &g) == e.groups.end()) continue;
+    DmaTranslation t;
+    t.domain = e.domain;
+    t.walk = e.domain->hw->translate(iova, access);
+    if (!t.walk.ok()) return t;
+    // The mapping the entry came from: its owner now, and its address there (a VADDR update
+    // moves both; the table keeps what MAP programmed).
+    auto it = dmas_.upper_bound(iova);
+    if (it == dmas_.begin()) return Err{EFAULT};  // an entry no mapping explains: not reached
+    const Type1Dma& dma = std::prev(it)->second;
+    if (dma.last() < iova) return Err{EFAULT};
+    t.owner = dma.owner;
+    t.address = t.walk.output - dma.output + dma.vaddr;
+    return t;
+  }
+  return Err{ENXIO};  // an emulated group (nop unit): its mappings are only recorded
+}
+
 Type1Dma* Type1Driver::find_overlap(u64 first, u64 last) {
   auto it = dmas_.upper_bound(last);
   if (it == dmas_.begin()) return nullptr;

@@ -38,6 +38,8 @@ class Type1Driver final : public IommuDriver {
   Status attach_group(Group& g, IoctlCall& call) override;
   void detach_group(Group& g) override;
   long check_extension(u32 ext) const override;
+  Result<DmaTranslation> dma_translate(const Group& g, u64 iova,
+                                       iommu::Access access) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
   // For the tools (core/type1_describe.cc): the recorded mappings (MAP_DMA calls), and their
   // IOVA space; `check` compares every domain with the mappings programmed into it.

@@ -215,6 +215,27 @@ void iommufd_detach_device(Emulator&, IommufdCtx& ctx, u32 devid) {
   if (auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt_detach(ctx, *d);
 }
 
+Result<DmaTranslation> iommufd_dma_translate(IommufdCtx& ctx, u32 devid, u64 iova,
+                                             iommu::Access access,
+                                             std::unique_lock<std::mutex>* hold) {
+  std::shared_ptr<Hwpt> hwpt;
+  {
+    std::lock_guard lock(ctx.mu);
+    if (auto idev = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt = idev->hwpt;
+  }
+  if (!hwpt || !hwpt->domain || !hwpt->ioas) return Err{ENXIO};
+  *hold = std::unique_lock(hwpt->ioas->mu);
+  DmaTranslation t;
+  t.domain = hwpt->domain;
+  t.walk = hwpt->domain->hw->translate(iova, access);
+  if (!t.walk.ok()) return t;
+  const iopt::Area* area = hwpt->ioas->iopt.area_overlapping(iova, iova);
+  if (area == nullptr) return Err{EFAULT};  // an entry no area explains: not reached
+  t.owner = area->pages->source_pid;
+  t.address = area->user_va() + (iova - area->iova);
+  return t;
+}
+
 namespace idev_ioctl {
 
 // ---- IOMMU_GET_HW_INFO -------------------------------------------------------------------------

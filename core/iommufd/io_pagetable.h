@@ -138,6 +138,8 @@ class IoPagetable {
   IoPagetable& operator=(const IoPagetable&) = delete;
 
   const std::map<u64, Area>& areas() const { return areas_; }
+  // The lowest area overlapping [first, last], or nullptr.
+  const Area* area_overlapping(u64 first, u64 last) const;
   const std::vector<Reserved>& reserved() const { return reserved_; }
   const IovaList& allowed() const { return allowed_; }
   u64 iova_alignment() const { return iova_alignment_; }
@@ -205,7 +207,6 @@ class IoPagetable {
   Result<u64> alloc_iova(u64 addr, u64 length, std::string* why) const;
   // iopt_check_iova. Errors: EINVAL, EOVERFLOW, EEXIST.
   Status check_iova(u64 iova, u64 length, std::string* why) const;
-  const Area* area_overlapping(u64 first, u64 last) const;
   bool reserved_overlaps(u64 first, u64 last) const;
   // Reserved ranges and areas merged, clipped to [first, last].
   IovaList used_in(u64 first, u64 last) const;

@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <mutex>
 
 #include "core/objects.h"
 
@@ -61,6 +62,12 @@ void iommufd_detach_group(Emulator& emu, IommufdCtx& ctx, Group& g);
 // The cdev side (Emulator::mu held). BIND creates a device object and returns its id (>= 1).
 // Errors: ENOMEM (Limits::iommufd_objects).
 Result<u32> iommufd_bind_device(Emulator& emu, IommufdCtx& ctx, Device& dev, IoctlCall& call);
+// A device bound to `ctx` as `devid` accesses `iova`: its attached HWPT's translation. On return
+// (also with an error) *hold holds the HWPT's Ioas::mu, so that an unmap of the IOVA waits for
+// the access to end. Errors: ENXIO (not attached to a HWPT: no DMA at all).
+Result<DmaTranslation> iommufd_dma_translate(IommufdCtx& ctx, u32 devid, u64 iova,
+                                             iommu::Access access,
+                                             std::unique_lock<std::mutex>* hold);
 // Detaches the device if it is attached and destroys its object.
 void iommufd_unbind_device(Emulator& emu, IommufdCtx& ctx, u32 devid);
 // Attaches the device to an IOAS (a HWPT is found or created) or to a HWPT; a second attach

@@ -1,0 +1,130 @@
+#include "core/device_dma.h"
+
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <mutex>
+
+#include "core/device.h"
+#include "core/emulator.h"
+#include "core/iommufd/iommufd.h"
+#include "core/log.h"
+#include "core/reject.h"
+#include "core/trace.h"
+
+namespace vfio_emu::core {
+
+u8 vtd_fault_code(iommu::FaultReason reason, iommu::Access access) {
+  switch (reason) {
+    case iommu::FaultReason::kNone: return 0;
+    case iommu::FaultReason::kOutOfAperture: return 0x4;
+    case iommu::FaultReason::kNotPresent:
+    case iommu::FaultReason::kNoPermission: break;
+  }
+  return access == iommu::Access::kWrite ? 0x5 : 0x6;
+}
+
+Status DeviceDma::read(u64 iova, void* dst, u64 len) {
+  return access(iova, static_cast<u8*>(dst), len, iommu::Access::kRead);
+}
+
+Status DeviceDma::write(u64 iova, const void* src, u64 len) {
+  // The buffer is only read from on this path.
+  return access(iova, static_cast<u8*>(const_cast<void*>(src)), len, iommu::Access::kWrite);
+}
+
+Status DeviceDma::access(u64 iova, u8* buf, u64 len, iommu::Access access) {
+  if (len != 0 && iova + (len - 1) < iova) {
+    // Wraps the 64-bit space: the part past 2^64-1 cannot translate.
+    DmaTranslation none;
+    none.walk.fault = iommu::FaultReason::kOutOfAperture;
+    record_fault(none, 0, access);
+    return Err{EFAULT};
+  }
+  while (len != 0) {
+    const u64 done = TRY(access_page(iova, buf, len, access));
+    iova += done;
+    buf += done;
+    len -= done;
+  }
+  return {};
+}
+
+Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access access) {
+  // Which container or iommufd the device is in is read under Emulator::mu; the owner's lock
+  // (the container's, taken before Emulator::mu is let go, so a detach waits for the access; or
+  // the IOAS's) is held until the bytes are copied (see the header). Emulator::mu is not held
+  // while the owner's memory is touched: that may wait on a page fault of a slow filesystem.
+  std::unique_lock<std::mutex> owner_lock;
+  std::shared_ptr<IommufdCtx> ictx;
+  u32 devid = 0;
+  Result<DmaTranslation> r = Err{ENXIO};
+  {
+    std::lock_guard emu_lock(emu_.mu);
+    Group& g = device_.group();
+    if (device_.bound_file != nullptr) {
+      const auto& df = static_cast<const DeviceFile&>(*device_.bound_file);
+      ictx = df.ictx;
+      devid = df.devid;
+    } else if (g.container) {
+      owner_lock = std::unique_lock(g.container->mu);
+      if (g.container->driver) r = g.container->driver->dma_translate(g, iova, access);
+    }
+  }
+  if (ictx) r = iommufd_dma_translate(*ictx, devid, iova, access, &owner_lock);
+  if (!r) {
+    auto log = logger("core.dma");
+    if (rejection_log_allowed(*log, 0))
+      log->info("device {} DMA {} iova {:#x} len {:#x}: {}: {}", device_.spec().bdf,
+                access == iommu::Access::kWrite ? "write" : "read", iova, len,
+                r.error() == ENXIO ? "the device is behind no IOMMU domain" : "no mapping",
+                errno_name(r.error()));
+    return Err{r.error()};
+  }
+  const DmaTranslation& t = *r;
+  if (!t.walk.ok()) {
+    record_fault(t, iova, access);
+    return Err{EFAULT};
+  }
+  const u64 page = t.walk.page_size != 0 ? t.walk.page_size : 4096;
+  const u64 n = std::min(len, page - (iova & (page - 1)));
+  const iovec local{buf, n};
+  const iovec remote{reinterpret_cast<void*>(t.address), n};
+  const ssize_t got = access == iommu::Access::kWrite
+                          ? process_vm_writev(t.owner, &local, 1, &remote, 1, 0)
+                          : process_vm_readv(t.owner, &local, 1, &remote, 1, 0);
+  if (got != static_cast<ssize_t>(n)) {
+    // Linux would have the pages pinned; here the owner unmapped them or is gone.
+    auto log = logger("core.dma");
+    if (rejection_log_allowed(*log, t.owner))
+      log->info("device {} DMA {} iova {:#x} len {:#x}: the owner pid {} has no memory at {:#x} "
+                "any more: EFAULT", device_.spec().bdf,
+                access == iommu::Access::kWrite ? "write" : "read", iova, n, t.owner, t.address);
+    return Err{EFAULT};
+  }
+  return n;
+}
+
+void DeviceDma::record_fault(const DmaTranslation& t, u64 iova, iommu::Access access) {
+  FaultRecord f;
+  f.time = now_seconds();
+  f.device = device_.spec().bdf;
+  f.iova = iova;
+  f.access = access;
+  f.reason = t.walk.fault;
+  f.level = t.walk.fault_level;
+  if (t.domain) {
+    f.domain = t.domain->id;
+    f.unit = t.domain->unit->name();
+    if (t.domain->unit->model() == iommu::Model::kVtd) f.hw_code = vtd_fault_code(f.reason, access);
+  }
+  emu_.faults().record(f);
+  auto log = logger("core.dma");
+  if (rejection_log_allowed(*log, 0))
+    log->info("device {} DMA {} iova {:#x}: IOMMU fault: {} at level {} (domain {}, {}, "
+              "reason {:#x})", f.device, access == iommu::Access::kWrite ? "write" : "read", iova,
+              iommu::fault_reason_name(f.reason), f.level, f.domain, f.unit, f.hw_code);
+}
+
+}  // namespace vfio_emu::core

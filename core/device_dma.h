@@ -1,0 +1,46 @@
+// The DMA of an emulated device (devices/dma_port.h), as the IOMMU makes it: every access is
+// translated by walking the device's current IOMMU domain (its group's type1 container domain, or
+// the HWPT its cdev is attached to) with the domain's real page-table format and permission bits,
+// and lands in the memory of the process that owns the mapping, at the address the mapping was
+// made from (process_vm_readv/writev), which may be another process than the device's user.
+//
+// A byte that does not translate is an IOMMU fault: recorded in the emulator's fault log (device,
+// domain, unit, IOVA, access, reason, the VT-d fault reason code), logged once with the operands
+// in hex, and the access stops there; nothing is read or written for it or after it.
+//
+// Unmap during DMA: the access holds the lock of the mapping's owner (the container's, or the
+// IOAS's) for each translated page it copies, so an UNMAP_DMA / IOAS_UNMAP that returns has
+// waited for every access to the pages it removed; later accesses fault. This is what a device
+// sees behind a real IOMMU after the IOTLB invalidation that ends an unmap.
+#pragma once
+
+#include "core/objects.h"
+#include "devices/dma_port.h"
+
+namespace vfio_emu::core {
+
+class DeviceDma final : public devices::DmaPort {
+ public:
+  DeviceDma(Emulator& emu, Device& device) : emu_(emu), device_(device) {}
+
+  // devices::DmaPort. Errors: EFAULT (an IOMMU fault, or the owner's memory is gone), ENXIO (the
+  // device is behind no IOMMU domain: not in a container with an IOMMU set, not attached).
+  Status read(u64 iova, void* dst, u64 len) override;
+  Status write(u64 iova, const void* src, u64 len) override;
+
+ private:
+  Status access(u64 iova, u8* buf, u64 len, iommu::Access access);
+  // One translated piece: at most up to the end of the IOVA's page.
+  Result<u64> access_page(u64 iova, u8* buf, u64 len, iommu::Access access);
+  void record_fault(const DmaTranslation& t, u64 iova, iommu::Access access);
+
+  Emulator& emu_;
+  Device& device_;
+};
+
+// The VT-d fault reason code of a second-level translation fault (VT-d spec 7.1.3, as QEMU's
+// intel_iommu reports them): 4h address beyond the domain's width, 5h write without permission
+// (also not present), 6h read without permission (also not present).
+u8 vtd_fault_code(iommu::FaultReason reason, iommu::Access access);
+
+}  // namespace vfio_emu::core

@@ -1,0 +1,161 @@
+// A device's DMA through the IOMMU (core/device_dma.h): every access walks the device's real
+// domain, lands in the mapping owner's memory, and a byte that does not translate is a recorded
+// IOMMU fault that writes nothing.
+#include <catch2/catch.hpp>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <vector>
+
+#include "core/device_dma.h"
+#include "tests/unit/iommufd/iommufd_helpers.h"
+
+using namespace vfio_emu;
+using namespace vfio_emu::test;
+using namespace vfio_emu::uapi;
+
+namespace {
+
+constexpr u32 RW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+
+core::Device& device_of_group(Harness& h, u32 group) {
+  core::Group* g = h.emu.group_by_id(group);
+  REQUIRE(g != nullptr);
+  return *g->devices().front();
+}
+
+int type1_container(Harness& h, const char* group) {
+  const int g = h.open(group);
+  const int c = h.open("vfio/vfio");
+  REQUIRE(h.ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) == 0);
+  REQUIRE(h.ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == 0);
+  return c;
+}
+
+int map(Harness& h, int c, u64 vaddr, u64 iova, u64 size, u32 flags = RW) {
+  vfio_iommu_type1_dma_map m{sizeof(m), flags, vaddr, iova, size};
+  return h.fails(c, VFIO_IOMMU_MAP_DMA, &m);
+}
+
+int unmap(Harness& h, int c, u64 iova, u64 size) {
+  vfio_iommu_type1_dma_unmap u{};
+  u.argsz = sizeof(u);
+  u.iova = iova;
+  u.size = size;
+  return h.fails(c, VFIO_IOMMU_UNMAP_DMA, &u);
+}
+
+std::vector<core::FaultRecord> faults_since(Harness& h, u64 seq) {
+  return h.emu.faults().since(seq, 100);
+}
+
+}  // namespace
+
+TEST_CASE("device DMA through a type1 container's VT-d domain", "[dma]") {
+  Harness h;
+  const int c = type1_container(h, "vfio/1");
+  core::Device& dev = device_of_group(h, 1);
+  core::DeviceDma dma(h.emu, dev);
+  Buffer buf(4 * K4);
+  std::memset(buf.get(), 0, buf.size());
+  REQUIRE(map(h, c, buf.addr(), 0x100000, 2 * K4) == 0);
+  REQUIRE(map(h, c, buf.addr() + 2 * K4, 0x200000, K4, VFIO_DMA_MAP_FLAG_READ) == 0);
+
+  // A write that crosses a page boundary lands in the owner's memory, at the mapped address.
+  std::vector<u8> pattern(K4 + 200);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<u8>(i * 7 + 1);
+  REQUIRE(dma.write(0x100000 + 100, pattern.data(), pattern.size()).ok());
+  CHECK(std::memcmp(static_cast<u8*>(buf.get()) + 100, pattern.data(), pattern.size()) == 0);
+  std::vector<u8> back(pattern.size());
+  REQUIRE(dma.read(0x100000 + 100, back.data(), back.size()).ok());
+  CHECK(back == pattern);
+
+  // Not mapped: a fault, recorded with the device, the IOVA, the access and the VT-d reason;
+  // nothing written.
+  const u64 seq = h.emu.faults().last_seq();
+  u8 byte = 0xaa;
+  CHECK(dma.write(0x300000, &byte, 1).error() == EFAULT);
+  auto f = faults_since(h, seq);
+  REQUIRE(f.size() == 1);
+  CHECK(f[0].device == dev.spec().bdf);
+  CHECK(f[0].iova == 0x300000);
+  CHECK(f[0].access == iommu::Access::kWrite);
+  CHECK(f[0].reason == iommu::FaultReason::kNotPresent);
+  CHECK(f[0].hw_code == 0x5);
+  CHECK(f[0].unit == "dmar0");
+
+  // A read-only mapping: the device reads it, and a write faults without touching it.
+  static_cast<u8*>(buf.get())[2 * K4] = 0x5a;
+  REQUIRE(dma.read(0x200000, &byte, 1).ok());
+  CHECK(byte == 0x5a);
+  byte = 0x11;
+  CHECK(dma.write(0x200000, &byte, 1).error() == EFAULT);
+  CHECK(static_cast<u8*>(buf.get())[2 * K4] == 0x5a);
+  f = faults_since(h, seq);
+  REQUIRE(f.size() == 2);
+  CHECK(f[1].reason == iommu::FaultReason::kNoPermission);
+  CHECK(f[1].hw_code == 0x5);
+
+  // A transfer that runs off the end of a mapping stops at the first byte that does not
+  // translate: what came before it is written, as on hardware.
+  std::memset(buf.get(), 0, 2 * K4);
+  std::vector<u8> ones(2 * K4 + 16, 1);
+  CHECK(dma.write(0x100000, ones.data(), ones.size()).error() == EFAULT);
+  CHECK(static_cast<u8*>(buf.get())[2 * K4 - 1] == 1);
+  CHECK(faults_since(h, seq).back().iova == 0x100000 + 2 * K4);
+
+  // After UNMAP_DMA the device faults: a read of the old IOVA.
+  REQUIRE(unmap(h, c, 0x100000, 2 * K4) == 0);
+  CHECK(dma.read(0x100000, &byte, 1).error() == EFAULT);
+  CHECK(faults_since(h, seq).back().access == iommu::Access::kRead);
+  CHECK(faults_since(h, seq).back().hw_code == 0x6);
+}
+
+TEST_CASE("device DMA: no domain, no DMA; memory the owner unmapped is not reached", "[dma]") {
+  Harness h;
+  core::Device& dev = device_of_group(h, 1);
+  core::DeviceDma dma(h.emu, dev);
+  u8 byte = 0;
+  CHECK(dma.read(0x1000, &byte, 1).error() == ENXIO);  // not in a container
+
+  // An emulated group (nop unit): its mappings are only recorded; the device has no DMA.
+  const int c4 = type1_container(h, "vfio/4");
+  Buffer b4(K4);
+  REQUIRE(map(h, c4, b4.addr(), 0x1000, K4) == 0);
+  core::DeviceDma nop_dma(h.emu, device_of_group(h, 4));
+  CHECK(nop_dma.read(0x1000, &byte, 1).error() == ENXIO);
+
+  // The owner unmaps its memory while it is still DMA-mapped (vfio-emu does not pin): EFAULT, and
+  // no fault is recorded (the IOMMU translated it).
+  const int c = type1_container(h, "vfio/1");
+  void* p = mmap(nullptr, K4, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(p != MAP_FAILED);
+  REQUIRE(map(h, c, reinterpret_cast<u64>(p), 0x1000, K4) == 0);
+  REQUIRE(munmap(p, K4) == 0);
+  const u64 seq = h.emu.faults().last_seq();
+  CHECK(dma.write(0x1000, &byte, 1).error() == EFAULT);
+  CHECK(h.emu.faults().last_seq() == seq);
+}
+
+TEST_CASE("device DMA through an iommufd HWPT (cdev bound and attached)", "[dma]") {
+  Harness h;
+  int ictx = -1;
+  const int dev_fd = bound_device(h, "vfio/devices/vfio0", &ictx);
+  const u32 ioas = ioas_alloc(h, ictx);
+  core::Device& dev = device_of_group(h, 1);
+  core::DeviceDma dma(h.emu, dev);
+  u8 byte = 0x42;
+  CHECK(dma.write(0x10000, &byte, 1).error() == ENXIO);  // bound, not attached
+  REQUIRE(attach(h, dev_fd, ioas) == 0);
+  Buffer buf(2 * K4);
+  std::memset(buf.get(), 0, buf.size());
+  REQUIRE(ioas_map_at(h, ictx, ioas, buf.addr(), 2 * K4, 0x10000) == 0);
+  REQUIRE(dma.write(0x10000 + K4 + 3, &byte, 1).ok());
+  CHECK(static_cast<u8*>(buf.get())[K4 + 3] == 0x42);
+  const u64 seq = h.emu.faults().last_seq();
+  CHECK(dma.read(0x30000, &byte, 1).error() == EFAULT);
+  REQUIRE(faults_since(h, seq).size() == 1);
+  CHECK(faults_since(h, seq)[0].hw_code == 0x6);
+  REQUIRE(ioas_unmap(h, ictx, ioas, 0x10000, 2 * K4) == 0);
+  CHECK(dma.read(0x10000, &byte, 1).error() == EFAULT);
+}
