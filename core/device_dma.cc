@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <mutex>
+#include <new>
 
 #include "core/device.h"
 #include "core/emulator.h"
@@ -40,18 +41,49 @@ Status DeviceDma::access(u64 iova, u8* buf, u64 len, iommu::Access access) {
     DmaTranslation none;
     none.walk.fault = iommu::FaultReason::kOutOfAperture;
     record_fault(none, 0, access);
+    trace(iova, len, access, 0, 0, EFAULT);
     return Err{EFAULT};
   }
-  while (len != 0) {
-    const u64 done = TRY(access_page(iova, buf, len, access));
-    iova += done;
-    buf += done;
-    len -= done;
+  pid_t owner = 0;
+  u64 address = 0;
+  for (u64 at = iova, left = len; left != 0;) {
+    pid_t page_owner = 0;
+    u64 page_address = 0;
+    auto done = access_page(at, buf, left, access, &page_owner, &page_address);
+    if (at == iova) owner = page_owner, address = page_address;
+    if (!done) {
+      trace(iova, len, access, owner, address, done.error());
+      return Err{done.error()};
+    }
+    at += *done;
+    buf += *done;
+    left -= *done;
   }
+  trace(iova, len, access, owner, address, 0);
   return {};
 }
 
-Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access access) {
+void DeviceDma::trace(u64 iova, u64 len, iommu::Access access, pid_t owner, u64 address,
+                      int error) {
+  try {
+    TraceRecord r;
+    r.time = now_seconds();
+    r.pid = owner;
+    r.node.assign(device_.spec().bdf);
+    r.command = access == iommu::Access::kWrite ? "DMA_WRITE" : "DMA_READ";
+    r.arg = iova;
+    r.detail.assign(owner != 0 ? fmt::format("iova={:#x} len={:#x} owner={} addr={:#x}", iova, len,
+                                             owner, address)
+                               : fmt::format("iova={:#x} len={:#x}", iova, len));
+    r.result = -error;
+    emu_.trace().record(r);
+  } catch (const std::bad_alloc&) {
+    // The access stands; only its trace record is lost.
+  }
+}
+
+Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access access,
+                                   pid_t* owner, u64* address) {
   // Which container or iommufd the device is in is read under Emulator::mu; the owner's lock
   // (the container's, taken before Emulator::mu is let go, so a detach waits for the access; or
   // the IOAS's) is held until the bytes are copied (see the header). Emulator::mu is not held
@@ -87,6 +119,8 @@ Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access acc
     record_fault(t, iova, access);
     return Err{EFAULT};
   }
+  *owner = t.owner;
+  *address = t.address;
   const u64 page = t.walk.page_size != 0 ? t.walk.page_size : 4096;
   const u64 n = std::min(len, page - (iova & (page - 1)));
   const iovec local{buf, n};

@@ -8,6 +8,8 @@
 // domain, unit, IOVA, access, reason, the VT-d fault reason code), logged once with the operands
 // in hex, and the access stops there; nothing is read or written for it or after it.
 //
+// Every access (one read() or write()) is a record in the emulator's trace, as an ioctl is.
+//
 // Unmap during DMA: the access holds the lock of the mapping's owner (the container's, or the
 // IOAS's) for each translated page it copies, so an UNMAP_DMA / IOAS_UNMAP that returns has
 // waited for every access to the pages it removed; later accesses fault. This is what a device
@@ -30,8 +32,12 @@ class DeviceDma final : public devices::DmaPort {
 
  private:
   Status access(u64 iova, u8* buf, u64 len, iommu::Access access);
-  // One translated piece: at most up to the end of the IOVA's page.
-  Result<u64> access_page(u64 iova, u8* buf, u64 len, iommu::Access access);
+  // One translated piece: at most up to the end of the IOVA's page. *owner and *address: where
+  // it went (set once translated).
+  Result<u64> access_page(u64 iova, u8* buf, u64 len, iommu::Access access, pid_t* owner,
+                          u64* address);
+  // The access in the emulator's trace: device, IOVA range, owner and address, result.
+  void trace(u64 iova, u64 len, iommu::Access access, pid_t owner, u64 address, int error);
   void record_fault(const DmaTranslation& t, u64 iova, iommu::Access access);
 
   Emulator& emu_;

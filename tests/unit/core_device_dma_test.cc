@@ -2,6 +2,7 @@
 // domain, lands in the mapping owner's memory, and a byte that does not translate is a recorded
 // IOMMU fault that writes nothing.
 #include <catch2/catch.hpp>
+#include <fmt/core.h>
 #include <sys/mman.h>
 
 #include <cstring>
@@ -67,8 +68,18 @@ TEST_CASE("device DMA through a type1 container's VT-d domain", "[dma]") {
   REQUIRE(dma.write(0x100000 + 100, pattern.data(), pattern.size()).ok());
   CHECK(std::memcmp(static_cast<u8*>(buf.get()) + 100, pattern.data(), pattern.size()) == 0);
   std::vector<u8> back(pattern.size());
+  const u64 tseq = h.emu.trace().last_seq();
   REQUIRE(dma.read(0x100000 + 100, back.data(), back.size()).ok());
   CHECK(back == pattern);
+  // The trace shows the access: device, IOVA range, owner and address, result.
+  auto tr = h.emu.trace().since(tseq, 10);
+  REQUIRE(tr.size() == 1);
+  CHECK(tr[0].command == "DMA_READ");
+  CHECK(std::string(tr[0].node.view()) == dev.spec().bdf);
+  CHECK(tr[0].pid == getpid());
+  CHECK(std::string(tr[0].detail.view()) ==
+        fmt::format("iova=0x100064 len=0x10c8 owner={} addr={:#x}", getpid(), buf.addr() + 100));
+  CHECK(tr[0].result == 0);
 
   // Not mapped: a fault, recorded with the device, the IOVA, the access and the VT-d reason;
   // nothing written.
@@ -83,6 +94,7 @@ TEST_CASE("device DMA through a type1 container's VT-d domain", "[dma]") {
   CHECK(f[0].reason == iommu::FaultReason::kNotPresent);
   CHECK(f[0].hw_code == 0x5);
   CHECK(f[0].unit == "dmar0");
+  CHECK(h.emu.trace().since(tseq, 10).back().result == -EFAULT);
 
   // A read-only mapping: the device reads it, and a write faults without touching it.
   static_cast<u8*>(buf.get())[2 * K4] = 0x5a;
