@@ -185,27 +185,32 @@ Result<long> get_info(Emulator&, File&, IoctlCall& call) {
   return 0;
 }
 
-Result<long> get_region_info(Emulator&, File&, IoctlCall& call) {
+Result<long> get_region_info(Emulator&, File& file, IoctlCall& call) {
   constexpr u32 minsz = offsetof(vfio_region_info, offset) + 8;  // 32
   auto info = call.ucmd_as<vfio_region_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x} index={:#x}", info.argsz, info.index);
+  Device& dev = *file_of(file).device;
   switch (info.index) {
-    case VFIO_PCI_CONFIG_REGION_INDEX:
+    case VFIO_PCI_CONFIG_REGION_INDEX: {
       info.offset = vfio_pci_index_to_offset(info.index);
-      info.size = sizeof(Device::config);  // conventional PCI: cfg_size 256
+      std::lock_guard lock(dev.regions_mu);
+      info.size = dev.config.size();  // the model's: 256 conventional, 4096 PCI Express
       info.flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
       break;
+    }
     case VFIO_PCI_BAR0_REGION_INDEX:
     case VFIO_PCI_BAR1_REGION_INDEX:
     case VFIO_PCI_BAR2_REGION_INDEX:
     case VFIO_PCI_BAR3_REGION_INDEX:
     case VFIO_PCI_BAR4_REGION_INDEX:
-    case VFIO_PCI_BAR5_REGION_INDEX:
+    case VFIO_PCI_BAR5_REGION_INDEX: {
       info.offset = vfio_pci_index_to_offset(info.index);
-      info.size = info.index == VFIO_PCI_BAR0_REGION_INDEX ? Device::kBar0Size : 0;
+      std::lock_guard lock(dev.regions_mu);
+      info.size = dev.model->bar_size(info.index - VFIO_PCI_BAR0_REGION_INDEX);
       // No VFIO_REGION_INFO_FLAG_MMAP: CUSE has no mmap.
       info.flags = info.size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
       break;
+    }
     case VFIO_PCI_ROM_REGION_INDEX:  // no ROM and no shadow ROM
       info.offset = vfio_pci_index_to_offset(info.index);
       info.flags = 0;
@@ -422,10 +427,10 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
   switch (index) {
     case VFIO_PCI_CONFIG_REGION_INDEX: {
       u64 end;
+      std::lock_guard lock(dev.regions_mu);
       if (pos >= dev.config.size() || __builtin_add_overflow(pos, len, &end) ||
           end > dev.config.size())
-        return refuse(f, write, offset, len, EFAULT, "outside the 256 bytes of config space");
-      std::lock_guard lock(dev.regions_mu);
+        return refuse(f, write, offset, len, EFAULT, "outside config space");
       for (u64 i = 0; i < len; ++i) {
         u8& cfg = dev.config[pos + i];
         if (write) {
@@ -442,15 +447,22 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
         f.irqs->set_virq_disabled((dev.config[kPciCommand + 1] & kPciCommandIntxDisableHi) != 0);
       return len;
     }
-    case VFIO_PCI_BAR0_REGION_INDEX: {
-      if (pos >= Device::kBar0Size)
-        return refuse(f, write, offset, len, EINVAL, "past the end of BAR0");
-      const u64 n = std::min(len, Device::kBar0Size - pos);
+    case VFIO_PCI_BAR0_REGION_INDEX:
+    case VFIO_PCI_BAR1_REGION_INDEX:
+    case VFIO_PCI_BAR2_REGION_INDEX:
+    case VFIO_PCI_BAR3_REGION_INDEX:
+    case VFIO_PCI_BAR4_REGION_INDEX:
+    case VFIO_PCI_BAR5_REGION_INDEX: {
+      const u32 bar = static_cast<u32>(index - VFIO_PCI_BAR0_REGION_INDEX);
       std::lock_guard lock(dev.regions_mu);
+      const u64 size = dev.model->bar_size(bar);
+      if (size == 0) return refuse(f, write, offset, len, EINVAL, "the region is empty");
+      if (pos >= size) return refuse(f, write, offset, len, EINVAL, "past the end of the BAR");
+      const u64 n = std::min(len, size - pos);
       if (write)
-        std::memcpy(dev.bar0.data() + pos, in, n);
+        dev.model->bar_write(bar, pos, in, n);
       else
-        std::memcpy(out, dev.bar0.data() + pos, n);
+        dev.model->bar_read(bar, pos, out, n);
       return n;
     }
     case VFIO_PCI_ROM_REGION_INDEX:

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <span>
 #include <thread>
 #include <unordered_map>
 
@@ -40,7 +41,7 @@ constexpr u16 kPciMsiFlagsQmask = 0x000e;   // Multiple Message Capable
 constexpr u16 kPciMsixFlagsQsize = 0x07ff;  // table size - 1
 
 // pci_find_capability on the emulated config space: the offset of capability `id`, or 0.
-u32 find_capability(const std::array<u8, 256>& cfg, u8 id) {
+u32 find_capability(std::span<const u8> cfg, u8 id) {
   if (!(cfg[kPciStatus] & kPciStatusCapList)) return 0;
   u32 pos = cfg[kPciCapabilityList];
   for (int ttl = 48; ttl > 0 && pos >= 0x40; --ttl) {  // __pci_find_next_cap_ttl
@@ -54,8 +55,9 @@ u32 find_capability(const std::array<u8, 256>& cfg, u8 id) {
   return 0;
 }
 
-u16 config16(const std::array<u8, 256>& cfg, u32 pos) {
-  u16 v;
+u16 config16(std::span<const u8> cfg, u32 pos) {
+  u16 v = 0;
+  if (pos + 2 > cfg.size()) return v;
   std::memcpy(&v, &cfg[pos], 2);
   return v;
 }

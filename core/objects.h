@@ -24,6 +24,7 @@
 
 #include "core/context.h"
 #include "core/topology.h"
+#include "devices/device_model.h"
 #include "iommu/domain.h"
 
 namespace vfio_emu::core {
@@ -83,12 +84,14 @@ class Device {
   u32 group_path_files = 0;    // device files used through the group (GET_DEVICE_FD's)
   bool bad_state = false;      // failed reset or EEH-frozen: open_device fails with EIO
 
-  // Region contents: config space and BAR0, reached with pread/pwrite.
+  // What the device is (devices/device_model.h): its config space's power-on contents, its BARs
+  // and what accesses to them do. Used under regions_mu.
+  std::unique_ptr<devices::DeviceModel> model;
+  // Region contents: config space (the model's size), reached with pread/pwrite; the BARs are the
+  // model's.
   std::mutex regions_mu;
-  std::array<u8, 256> config{};
-  std::array<u8, 256> config_write_mask{};  // bits software may change
-  std::vector<u8> bar0;
-  static constexpr u64 kBar0Size = 16 * 1024;
+  std::vector<u8> config;
+  std::vector<u8> config_write_mask;  // bits software may change
   void reset_regions();  // power-on values; under regions_mu
 
  private:

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "devices/device_model.h"
 #include "iommu/nop/nop.h"
 #include "iommu/tce/tce.h"
 #include "iommu/vtd/vtd.h"
@@ -178,6 +179,14 @@ struct Parser {
           !get_int(*t, "class_code", &d->class_code, where))
         return false;
       if (auto f = (*t)["fail_reset"].value<bool>()) d->fail_reset = *f;
+      if (const toml::node* m = t->get("model")) {
+        auto name = m->value<std::string>();
+        if (!name) return fail(where + ": 'model' must be a string");
+        if (!devices::make_device_model(*name, devices::PciIds{}))
+          return fail(fmt::format("{}: unknown device model '{}' (known: {})", where, *name,
+                                  devices::known_models()));
+        d->model = *name;
+      }
     } else {
       return fail(where + ": devices are BDF strings or {bdf = ...} tables");
     }

@@ -54,6 +54,7 @@ struct DeviceSpec {
   u16 device = 0x0005;       // QEMU PCI test device
   u32 class_code = 0x00ff00; // unclassified device
   bool fail_reset = false;   // VFIO_DEVICE_RESET fails and leaves the device in a bad state
+  std::string model = "testdev";  // what the device is (devices/device_model.h)
 };
 
 struct GroupSpec {

@@ -121,6 +121,7 @@ gid = 100
   REQUIRE(t->groups[0].devices.size() == 2);
   CHECK(t->groups[0].devices[1].vendor == 0x8086);
   CHECK(t->groups[0].devices[1].fail_reset);
+  CHECK(t->groups[0].devices[1].model == "testdev");  // the default
   CHECK(t->groups[0].devices[1].cdev_index == 1);
   CHECK(t->groups[1].devices[0].cdev_index == 2);
   CHECK(t->groups[1].mode == 0660u);
@@ -164,6 +165,12 @@ TEST_CASE("topology: errors name what is wrong", "[topology]") {
   CHECK_THAT(parse_error(unit + "[[group]]\nid = 1\niommu = \"u\"\ndevices = []\n"),
              Catch::Contains("at least one"));
   CHECK_THAT(parse_error(unit + group + group), Catch::Contains("defined twice"));
+  const std::string with_model = "[[group]]\nid = 1\niommu = \"u\"\ndevices = [{ bdf = "
+                                 "\"0000:00:01.0\", model = ";
+  CHECK(parse_error(unit + with_model + "\"testdev\" }]\n") == "(parsed)");
+  CHECK_THAT(parse_error(unit + with_model + "\"e1000\" }]\n"),
+             Catch::Contains("unknown device model 'e1000' (known: testdev)"));
+  CHECK_THAT(parse_error(unit + with_model + "3 }]\n"), Catch::Contains("'model' must be a string"));
   CHECK_THAT(parse_error(unit + group +
                          "[[group]]\nid = 2\niommu = \"u\"\ndevices = [\"0000:00:01.0\"]\n"),
              Catch::Contains("already in another group"));

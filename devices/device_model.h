@@ -1,0 +1,53 @@
+// A PCI function's model: what the device is, as opposed to what VFIO does with it. A model owns
+// its config space contents (and which bits software may change), its BARs and what accesses to
+// them do, and its reset. core/ keeps the VFIO side (regions, binds, interrupts) and reaches the
+// model only through this interface; each model has a folder of its own (devices/testdev/, ...).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/ints.h"
+#include "base/result.h"
+
+namespace vfio_emu::devices {
+
+// The ids the topology gives a function (a model may use them or have its own).
+struct PciIds {
+  u16 vendor = 0;
+  u16 device = 0;
+  u32 class_code = 0;
+};
+
+class DeviceModel {
+ public:
+  virtual ~DeviceModel() = default;
+  virtual std::string_view name() const = 0;  // the topology's `model`
+
+  // Config space: 256 bytes (conventional PCI) or 4096 (PCI Express extended config space).
+  virtual u32 config_size() const = 0;
+  // The power-on contents of config space and the bits software may change (both
+  // config_size() bytes).
+  virtual void power_on_config(std::span<u8> config, std::span<u8> write_mask) const = 0;
+
+  // BAR `bar` (0-5): its size in bytes, 0 if the function has no such BAR.
+  virtual u64 bar_size(u32 bar) const = 0;
+  // A read or write of the program at `offset` in BAR `bar` (inside it: the caller cuts
+  // accesses at the BAR's end), as pread/pwrite of the region carry it.
+  virtual void bar_read(u32 bar, u64 offset, u8* out, u64 len) = 0;
+  virtual void bar_write(u32 bar, u64 offset, const u8* in, u64 len) = 0;
+
+  // Function-level reset (and power-on): BAR contents and internal state to their power-on
+  // values. Config space is reset by the caller, from power_on_config().
+  virtual void reset() = 0;
+};
+
+// The model named `name` for a function with `ids`. Errors: EINVAL for an unknown name.
+Result<std::unique_ptr<DeviceModel>> make_device_model(std::string_view name, const PciIds& ids);
+
+// The names make_device_model knows, for messages.
+std::string known_models();
+
+}  // namespace vfio_emu::devices
