@@ -8,6 +8,7 @@
 #include "core/cleanup.h"
 #include "core/command.h"
 #include "core/container.h"
+#include "core/device_dma.h"
 #include "core/device_irqs.h"
 #include "core/uapi/vfio_emu.h"
 #include "core/emulator.h"
@@ -256,8 +257,7 @@ Result<long> reset(Emulator& emu, File& file, IoctlCall& call) {
     return reject(call, EIO, "device {}: the function reset failed; the device is left in a bad "
                   "state and cannot be opened again", dev.spec().bdf);
   }
-  std::lock_guard lock(dev.regions_mu);
-  dev.reset_regions();
+  dev.reset();
   return 0;
 }
 
@@ -550,6 +550,20 @@ class DeviceNodeType final : public NodeType {
 };
 
 }  // namespace
+
+void connect_device_models(Emulator& emu, bool connect) {
+  for (const auto& g : emu.groups()) {
+    for (const auto& d : g->devices()) {
+      if (!connect) {
+        d->model->connect(nullptr, nullptr);
+        continue;
+      }
+      d->dma_port = std::make_unique<DeviceDma>(emu, *d);
+      d->irq_sink = std::make_unique<MsixSink>(*d);
+      d->model->connect(d->dma_port.get(), d->irq_sink.get());
+    }
+  }
+}
 
 const NodeType& device_node_type() {
   static const DeviceNodeType type;

@@ -677,4 +677,6 @@ Result<long> set_irqs_ioctl(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
+void MsixSink::msix(u32 vector) { raise_irq(dev_, VFIO_PCI_MSIX_IRQ_INDEX, vector); }
+
 }  // namespace vfio_emu::core

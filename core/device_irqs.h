@@ -25,6 +25,7 @@
 
 #include "core/context.h"
 #include "core/unique_fd.h"
+#include "devices/dma_port.h"
 
 namespace vfio_emu::core {
 
@@ -202,6 +203,16 @@ std::shared_ptr<DeviceIrqs> open_device_irqs(Device& dev);
 // DeviceIrqs::raise. A device that is not open raises nothing. Returns true if an eventfd was
 // signalled. Safe from any thread; takes no lock of the core but the device's interrupt lock.
 bool raise_irq(const Device& dev, u32 index, u32 vector = 0);
+
+// A device model's MSI-X vectors (devices/dma_port.h): raise_irq on VFIO_PCI_MSIX_IRQ_INDEX.
+class MsixSink final : public devices::InterruptSink {
+ public:
+  explicit MsixSink(const Device& dev) : dev_(dev) {}
+  void msix(u32 vector) override;
+
+ private:
+  const Device& dev_;
+};
 
 // VFIO_DEVICE_SET_IRQS (vfio_pci_ioctl_set_irqs): the struct, vfio_set_irqs_validate_and_prepare's
 // checks (EINVAL), the data (EFAULT), then DeviceIrqs::set_irqs.

@@ -62,9 +62,10 @@ Emulator::Emulator(Topology topology)
                               gs.mode.value_or(0600), gs.uid, gs.gid});
   }
   nodes_.push_back(NodeInfo{"iommu", NodeKind::kIommufd, 0, 0660, {}, {}});  // iommu_misc_dev
+  connect_device_models(*this, true);
 }
 
-Emulator::~Emulator() = default;
+Emulator::~Emulator() { connect_device_models(*this, false); }
 
 const NodeType& node_type(NodeKind kind) {
   switch (kind) {

@@ -67,4 +67,8 @@ const NodeType& iommufd_node_type();    // core/iommufd/main.cc
 
 const NodeType& node_type(NodeKind kind);
 
+// Gives every device model of `emu` its DMA port and interrupt sink (connect), or takes them away
+// and stops the models' engines (before the emulator's logs and domains go). core/device.cc.
+void connect_device_models(Emulator& emu, bool connect);
+
 }  // namespace vfio_emu::core

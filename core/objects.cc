@@ -21,6 +21,7 @@ Device::Device(const DeviceSpec& spec, Group* group) : spec_(spec), group_(group
   // The topology parser accepts only known models; a spec built in code names one too.
   if (!m) throw std::invalid_argument("device " + spec_.bdf + ": unknown model " + spec_.model);
   model = m.take();
+  model->reset();
   reset_regions();
 }
 
@@ -28,7 +29,12 @@ void Device::reset_regions() {
   config.assign(model->config_size(), 0);
   config_write_mask.assign(model->config_size(), 0);
   model->power_on_config(config, config_write_mask);
+}
+
+void Device::reset() {
   model->reset();
+  std::lock_guard lock(regions_mu);
+  reset_regions();
 }
 
 Group::Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit)

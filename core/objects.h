@@ -84,15 +84,23 @@ class Device {
   u32 group_path_files = 0;    // device files used through the group (GET_DEVICE_FD's)
   bool bad_state = false;      // failed reset or EEH-frozen: open_device fails with EIO
 
+  // The device's way to the machine, given to its model by the Emulator (core/device_dma.h; an
+  // MSI-X vector raised through core/device_irqs.h). Declared before `model`, which stops using
+  // them when it goes.
+  std::unique_ptr<devices::DmaPort> dma_port;
+  std::unique_ptr<devices::InterruptSink> irq_sink;
   // What the device is (devices/device_model.h): its config space's power-on contents, its BARs
-  // and what accesses to them do. Used under regions_mu.
+  // and what accesses to them do. Models lock themselves; BAR accesses come under regions_mu.
   std::unique_ptr<devices::DeviceModel> model;
   // Region contents: config space (the model's size), reached with pread/pwrite; the BARs are the
   // model's.
   std::mutex regions_mu;
   std::vector<u8> config;
   std::vector<u8> config_write_mask;  // bits software may change
-  void reset_regions();  // power-on values; under regions_mu
+  void reset_regions();  // config space to its power-on values, under regions_mu
+  // Function-level reset: the model (which waits for DMA in flight: call it holding none of the
+  // locks DMA takes, regions_mu included), then config space.
+  void reset();
 
  private:
   DeviceSpec spec_;

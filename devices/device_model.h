@@ -11,6 +11,7 @@
 
 #include "base/ints.h"
 #include "base/result.h"
+#include "devices/dma_port.h"
 
 namespace vfio_emu::devices {
 
@@ -40,8 +41,16 @@ class DeviceModel {
   virtual void bar_write(u32 bar, u64 offset, const u8* in, u64 len) = 0;
 
   // Function-level reset (and power-on): BAR contents and internal state to their power-on
-  // values. Config space is reset by the caller, from power_on_config().
+  // values. Config space is reset by the caller, from power_on_config(). A model that does DMA
+  // waits here for an access in flight; the caller holds none of the locks DMA takes.
   virtual void reset() = 0;
+
+  // Gives the model its way to the machine (the device's DMA and interrupts), or takes it away
+  // (both null: every engine stops, and no DMA or interrupt happens after the call). A passive
+  // model ignores it. The port and sink outlive the connection.
+  virtual void connect(DmaPort* dma, InterruptSink* irq) {
+    (void)dma, (void)irq;
+  }
 };
 
 // The model named `name` for a function with `ids`. Errors: EINVAL for an unknown name.

@@ -33,14 +33,19 @@ void TestDevice::power_on_config(std::span<u8> config, std::span<u8> write_mask)
 
 void TestDevice::bar_read(u32 bar, u64 offset, u8* out, u64 len) {
   if (bar != 0 || offset >= bar0_.size()) return;
+  std::lock_guard lock(mu_);
   std::memcpy(out, bar0_.data() + offset, std::min<u64>(len, bar0_.size() - offset));
 }
 
 void TestDevice::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
   if (bar != 0 || offset >= bar0_.size()) return;
+  std::lock_guard lock(mu_);
   std::memcpy(bar0_.data() + offset, in, std::min<u64>(len, bar0_.size() - offset));
 }
 
-void TestDevice::reset() { std::fill(bar0_.begin(), bar0_.end(), u8{0}); }
+void TestDevice::reset() {
+  std::lock_guard lock(mu_);
+  std::fill(bar0_.begin(), bar0_.end(), u8{0});
+}
 
 }  // namespace vfio_emu::devices

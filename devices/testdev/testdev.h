@@ -5,6 +5,7 @@
 // device programming.
 #pragma once
 
+#include <mutex>
 #include <vector>
 
 #include "devices/device_model.h"
@@ -27,7 +28,8 @@ class TestDevice final : public DeviceModel {
 
  private:
   PciIds ids_;
-  std::vector<u8> bar0_;
+  std::mutex mu_;
+  std::vector<u8> bar0_;  // under mu_
 };
 
 }  // namespace vfio_emu::devices

@@ -390,8 +390,7 @@ core::Emulator& machine(bool builtin, bool few_dma_entries, bool twin) {
   for (const auto& g : m->groups()) {
     for (const auto& d : g->devices()) {
       d->bad_state = false;
-      std::lock_guard lock(d->regions_mu);
-      d->reset_regions();
+      d->reset();
     }
   }
   return *m;
