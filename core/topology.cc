@@ -243,12 +243,13 @@ Topology Topology::builtin() {
   t.units.push_back(iommu::tce::TceUnit::create(tce).take());
   t.units.push_back(std::make_shared<iommu::nop::NopUnit>("nop0"));
 
-  auto group = [&](u32 id, const char* unit, const char* bdf) {
+  auto group = [&](u32 id, const char* unit, const char* bdf, const char* model = "testdev") {
     GroupSpec g;
     g.id = id;
     g.iommu = unit;
     DeviceSpec d;
     d.bdf = bdf;
+    d.model = model;
     d.cdev_index = static_cast<u32>(t.groups.size());
     g.devices.push_back(d);
     t.groups.push_back(g);
@@ -257,6 +258,7 @@ Topology Topology::builtin() {
   group(2, "dmar0", "0000:00:02.0");
   group(3, "phb0", "0001:00:00.0");
   group(4, "nop0", "0000:00:04.0");
+  group(5, "dmar0", "0000:00:05.0", "ioat");  // an Intel I/OAT DMA engine (devices/ioat/)
   return t;
 }
 

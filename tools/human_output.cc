@@ -252,7 +252,7 @@ void print_list(const Json& l, std::FILE* out) {
                 cell(g, "viable")});
   section(out, "Groups", groups);
 
-  TextTable devices({{"DEVICE"}, {"CDEV"}, {"GROUP"}, {"ID"}, {"CDEV OPENS", kRight},
+  TextTable devices({{"DEVICE"}, {"CDEV"}, {"GROUP"}, {"ID"}, {"MODEL"}, {"CDEV OPENS", kRight},
                      {"BOUND"}, {"STATE"}});
   for (const Json& d : array_field(l, "devices")) {
     const Json& b = field(d, "bound");
@@ -261,7 +261,8 @@ void print_list(const Json& l, std::FILE* out) {
                                     cell(b, "iommufd"), cell(b, "devid"), cell(b, "pt_id"))
                       : "-";
     devices.add({cell(d, "bdf"), cell(d, "cdev"), cell(d, "group"),
-                 cell(d, "vendor") + ":" + cell(d, "device"), cell(d, "cdev_opens"), bound,
+                 cell(d, "vendor") + ":" + cell(d, "device"), cell(d, "model"),
+                 cell(d, "cdev_opens"), bound,
                  field(d, "bad_state") == true ? "bad state" : "ok"});
   }
   section(out, "Devices", devices);

@@ -116,8 +116,13 @@ Json list(Emulator& emu) {
       dj["bdf"] = d->spec().bdf;
       dj["cdev"] = d->cdev_name();
       dj["group"] = g->id();
-      dj["vendor"] = hex(d->spec().vendor);
-      dj["device"] = hex(d->spec().device);
+      {
+        // The ids the device's config space holds (a model may have its own).
+        std::lock_guard rlock(d->regions_mu);
+        dj["vendor"] = hex(u64{d->config[0]} | u64{d->config[1]} << 8);
+        dj["device"] = hex(u64{d->config[2]} | u64{d->config[3]} << 8);
+      }
+      dj["model"] = std::string(d->model->name());
       dj["cdev_opens"] = d->cdev_opens;
       if (d->bound_file != nullptr) {
         const auto& df = static_cast<const DeviceFile&>(*d->bound_file);

@@ -43,7 +43,7 @@ def test(rig, check):
                   "sPAPR registered memory", "iommufd contexts", "Domains", "Open files"):
         check.true(re.search(f"^{title}$", r.out, re.M), f"list: section {title!r}")
     groups = r.out.split("Groups\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    check.expect(len(groups), 5, "list: groups table: header + 4 groups")
+    check.expect(len(groups), 6, "list: groups table: header + 5 groups")
     columns_align(check, groups, ["GROUP", "UNIT", "MODEL", "DEVICES", "OPEN BY"], "list groups")
     check.true(re.search(rf"^  1 +dmar0 +vtd +0000:00:01.0 +pid {ready['pid']} \(file \d+\)",
                          "\n".join(groups), re.M), f"list: group 1 row in {groups!r}")

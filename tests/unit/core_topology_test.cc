@@ -41,8 +41,9 @@ TEST_CASE("topology: the built-in machine", "[topology]") {
   std::vector<std::string> paths;
   for (const NodeInfo& n : emu.nodes()) paths.push_back(n.path);
   CHECK(paths == std::vector<std::string>{"vfio/vfio", "vfio/1", "vfio/2", "vfio/3", "vfio/4",
-                                          "vfio/devices/vfio0", "vfio/devices/vfio1",
-                                          "vfio/devices/vfio2", "vfio/devices/vfio3", "iommu"});
+                                          "vfio/5", "vfio/devices/vfio0", "vfio/devices/vfio1",
+                                          "vfio/devices/vfio2", "vfio/devices/vfio3",
+                                          "vfio/devices/vfio4", "iommu"});
   CHECK(emu.node("vfio/vfio")->mode == 0666);
   CHECK(emu.node("iommu")->mode == 0660);  // Linux: iommu_misc_dev.mode
   CHECK(emu.node("vfio/1")->mode == 0600);
@@ -52,6 +53,11 @@ TEST_CASE("topology: the built-in machine", "[topology]") {
   CHECK(emu.group_by_id(3)->model() == iommu::Model::kTce);
   CHECK(emu.group_by_id(4)->model() == iommu::Model::kNop);
   CHECK(emu.device_by_cdev(2)->spec().bdf == "0001:00:00.0");
+  // An I/OAT DMA engine in a group of its own on the VT-d unit.
+  CHECK(emu.group_by_id(5)->unit()->name() == "dmar0");
+  CHECK(emu.device_by_cdev(4)->spec().model == "ioat");
+  CHECK(emu.device_by_cdev(4)->model->name() == "ioat");
+  CHECK(emu.device_by_cdev(0)->model->name() == "testdev");
   const auto& vtd = static_cast<const iommu::vtd::VtdUnit&>(*emu.group_by_id(1)->unit());
   CHECK(vtd.config().aw_bits == 48);
   CHECK(vtd.page_sizes() == 0x40201000);
@@ -169,7 +175,7 @@ TEST_CASE("topology: errors name what is wrong", "[topology]") {
                                  "\"0000:00:01.0\", model = ";
   CHECK(parse_error(unit + with_model + "\"testdev\" }]\n") == "(parsed)");
   CHECK_THAT(parse_error(unit + with_model + "\"e1000\" }]\n"),
-             Catch::Contains("unknown device model 'e1000' (known: testdev)"));
+             Catch::Contains("unknown device model 'e1000' (known: testdev, ioat)"));
   CHECK_THAT(parse_error(unit + with_model + "3 }]\n"), Catch::Contains("'model' must be a string"));
   CHECK_THAT(parse_error(unit + group +
                          "[[group]]\nid = 2\niommu = \"u\"\ndevices = [\"0000:00:01.0\"]\n"),
