@@ -11,7 +11,6 @@ constexpr u8 kCapPm = 0x01;
 constexpr u8 kCapMsix = 0x11;
 constexpr u8 kCapExp = 0x10;
 constexpr u32 kPmAt = 0x40, kMsixAt = 0x50, kExpAt = 0x60;
-constexpr u64 kMsixEntryBytes = 16;
 
 // Whether [offset, offset + len) touches the MSI-X table or PBA (vfio-pci's excluded range).
 bool in_msix(u64 offset, u64 len) {
