@@ -6,7 +6,7 @@
 
 #include "core/command.h"
 #include "core/log.h"
-#include "core/log_rate_limit.h"
+#include "base/log_rate_limit.h"
 #include "iommu/table_memory.h"
 
 namespace vfio_emu::core {

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "base/errno_name.h"
+#include "base/log_rate_limit.h"
 #include "core/context.h"
 #include "core/table_limit_note.h"
 
@@ -29,13 +30,12 @@ std::string quoted(std::string_view bytes);
 Err reject_message(const IoctlCall& call, int e, const std::string& message);
 
 // Whether `log` may log a line, at info level, about a call of `pid` that failed: every caller
-// can provoke such lines at will, so they are rate-limited per caller (core/log_rate_limit.h; a
+// can provoke such lines at will, so they are rate-limited per caller (base/log_rate_limit.h; a
 // burst of 10, then 2 per second; 20 per second for all callers together). When lines of this
 // caller were suppressed before, it first logs "pid <pid>: <N> rejection log lines suppressed".
 // Lines at debug level (every ioctl) are opt-in and not limited.
 bool rejection_log_allowed(spdlog::logger& log, pid_t pid);
 
-struct LogRateLimitConfig;
 // Replaces the rate limit of rejection lines (and forgets every caller's count).
 void configure_rejection_log_limit(const LogRateLimitConfig& config);
 

@@ -244,8 +244,9 @@ int IoatDevice::write_channel_reg_locked(Channel& ch, u64 reg, u64 data, u64 mas
       // that shows DONE while its last completion write is in flight takes the new chain: process()
       // has already moved past next_desc and done_count.)
       if (state(ch) == ChanState::kActive) {
-        log_->warn("ioat chan {}: CHAINADDR {:#x} written while active, ignored", ch.index,
-                   ch.chainaddr);
+        if (log_allowed(ch))
+          log_->warn("ioat chan {}: CHAINADDR {:#x} written while active, ignored", ch.index,
+                     ch.chainaddr);
         return -1;
       }
       ch.next_desc = ch.chainaddr;
@@ -526,7 +527,15 @@ void IoatDevice::copy(Channel& ch, const DmaDescriptor& d, Outcome& o) {
   }
 }
 
+bool IoatDevice::log_allowed(const Channel& ch) const {
+  const LogRateLimiter::Verdict v = log_limit_.allow(static_cast<pid_t>(ch.index));
+  if (v.log && v.suppressed != 0)
+    log_->warn("ioat chan {}: {} log lines suppressed", ch.index, v.suppressed);
+  return v.log;
+}
+
 void IoatDevice::log_halt(const Channel& ch, const Outcome& o, u32 error) const {
+  if (!log_allowed(ch)) return;
   if (!o.fetched) {
     log_->warn("ioat chan {}: halted, CHANERR {:#x}: descriptor at {:#x} unreadable ({})",
                ch.index, error, o.desc_addr, o.dma_errno ? errno_name(o.dma_errno) : "misaligned");

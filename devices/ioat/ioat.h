@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/ints.h"
+#include "base/log_rate_limit.h"
 #include "base/result.h"
 #include "devices/dma_port.h"
 #include "devices/ioat/ioat_hw.h"
@@ -140,6 +141,10 @@ class IoatDevice {
   DmaPort& dma_;
   InterruptSink& irq_;
   std::shared_ptr<spdlog::logger> log_;
+  // A program provokes halts and refused writes at will: their lines are rate-limited per channel
+  // (a burst of 10, then 2 per second), what was suppressed counted in the next line.
+  mutable LogRateLimiter log_limit_{LogRateLimitConfig{10, 2, 20, 4, kMaxChannels}};
+  bool log_allowed(const Channel& ch) const;
 
   std::mutex mu_;
   std::condition_variable work_cv_;     // doorbells, resumes, wake()

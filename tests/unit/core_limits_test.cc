@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/log.h"
-#include "core/log_rate_limit.h"
+#include "base/log_rate_limit.h"
 #include "core/reject.h"
 #include "iommu/table_memory.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
@@ -37,7 +37,7 @@ class LogCapture {
       loggers_.push_back(l);
     }
     set_log_level(spdlog::level::info);
-    core::LogRateLimitConfig unlimited;
+    LogRateLimitConfig unlimited;
     unlimited.burst = unlimited.total_burst = 1e9;
     core::configure_rejection_log_limit(unlimited);
   }

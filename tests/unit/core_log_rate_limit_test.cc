@@ -1,4 +1,4 @@
-// The rate limit of rejection log lines (core/log_rate_limit.h, core/reject.h): a token bucket per
+// The rate limit of rejection log lines (base/log_rate_limit.h, core/reject.h): a token bucket per
 // caller and one for all callers, the count of suppressed lines reported when the caller may log
 // again, a bounded table of callers; and what a flood of rejected ioctls writes to the log.
 #include <spdlog/sinks/ostream_sink.h>
@@ -10,14 +10,14 @@
 #include <vector>
 
 #include "core/log.h"
-#include "core/log_rate_limit.h"
+#include "base/log_rate_limit.h"
 #include "core/reject.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
 
 using namespace vfio_emu;
 using namespace vfio_emu::test;
-using core::LogRateLimitConfig;
-using core::LogRateLimiter;
+using vfio_emu::LogRateLimitConfig;
+using vfio_emu::LogRateLimiter;
 
 namespace {
 

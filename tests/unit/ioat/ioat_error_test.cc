@@ -1,6 +1,11 @@
 // I/OAT error paths: each bad descriptor or fault sets its CHANERR bit, halts the channel with
 // the last good descriptor in CHANSTS, and nothing more runs until a reset.
 #include <catch2/catch.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
 
 #include "tests/unit/ioat/fake_machine.h"
 
@@ -274,4 +279,24 @@ TEST_CASE("ioat error: a failed completion write replaces the descriptor's inter
     b.run_with(d);
     CHECK(b.irq.vectors() == std::vector<u32>{0});
   }
+}
+
+TEST_CASE("ioat: halt lines are rate-limited per channel", "[ioat][errors]") {
+  // A program can halt a channel in a loop (a bad descriptor, a reset, again): the log gets a
+  // burst, then a steady rate, and the suppressed count, not a line per halt.
+  std::ostringstream text;
+  IoatConfig cfg;
+  cfg.log = std::make_shared<spdlog::logger>(
+      "ioat-test", std::make_shared<spdlog::sinks::ostream_sink_mt>(text));
+  ErrorBench b(std::move(cfg));
+  for (int i = 0; i < 50; ++i) {
+    DmaDescriptor bad = copy_desc(kSrc, kUnmapped, 0x100, kDesc + 128);
+    b.run_with(bad);
+    b.channel_reset();
+  }
+  const std::string out = text.str();
+  const auto lines = std::count(out.begin(), out.end(), '\n');
+  CHECK(lines >= 10);  // the burst
+  // Fewer lines than halts, however slowly the loop ran (2 lines per second after the burst).
+  CHECK(lines < 50);
 }

@@ -19,7 +19,7 @@
 #include <mutex>
 #include <unordered_map>
 
-namespace vfio_emu::core {
+namespace vfio_emu {
 
 struct LogRateLimitConfig {
   double burst = 10;               // lines one caller may log at once
@@ -69,4 +69,4 @@ class LogRateLimiter {
   std::list<pid_t> lru_;  // most recently seen first
 };
 
-}  // namespace vfio_emu::core
+}  // namespace vfio_emu

@@ -1,10 +1,10 @@
-#include "core/log_rate_limit.h"
+#include "base/log_rate_limit.h"
 
 #include <algorithm>
 #include <chrono>
 #include <utility>
 
-namespace vfio_emu::core {
+namespace vfio_emu {
 
 double LogRateLimiter::steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
@@ -58,4 +58,4 @@ std::size_t LogRateLimiter::callers() const {
   return callers_.size();
 }
 
-}  // namespace vfio_emu::core
+}  // namespace vfio_emu
