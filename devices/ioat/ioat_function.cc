@@ -108,8 +108,14 @@ void IoatFunction::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
 }
 
 void IoatFunction::reset() {
-  std::lock_guard lock(mu_);
-  if (engine_) engine_->reset();
+  // The engine's reset waits for a descriptor in flight, whose DMA takes the emulator's locks:
+  // it must not hold mu_, which BAR accesses take under Device::regions_mu.
+  std::shared_ptr<IoatDevice> engine;
+  {
+    std::lock_guard lock(mu_);
+    engine = engine_;
+  }
+  if (engine) engine->reset();
 }
 
 void IoatFunction::connect(DmaPort* dma, InterruptSink* irq) {
@@ -120,13 +126,13 @@ void IoatFunction::connect(DmaPort* dma, InterruptSink* irq) {
   auto made = IoatDevice::create(config, *dma, *irq);
   if (!made) return;
   std::lock_guard lock(mu_);
-  engine_ = made.take();
+  engine_ = std::shared_ptr<IoatDevice>(made.take());
   stopping_ = false;
   worker_ = std::thread([this] { run(); });
 }
 
 void IoatFunction::stop() {
-  std::unique_ptr<IoatDevice> engine;
+  std::shared_ptr<IoatDevice> engine;
   {
     std::lock_guard lock(mu_);
     if (!engine_) return;

@@ -46,7 +46,7 @@ class IoatFunction final : public DeviceModel {
   void run();
 
   std::mutex mu_;  // engine_ and the worker's life
-  std::unique_ptr<IoatDevice> engine_;
+  std::shared_ptr<IoatDevice> engine_;
   std::thread worker_;
   std::atomic<bool> stopping_{false};
 };
