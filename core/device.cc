@@ -191,6 +191,7 @@ Result<long> get_region_info(Emulator&, File& file, IoctlCall& call) {
   auto info = call.ucmd_as<vfio_region_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x} index={:#x}", info.argsz, info.index);
   Device& dev = *file_of(file).device;
+  bool msix_cap = false;
   switch (info.index) {
     case VFIO_PCI_CONFIG_REGION_INDEX: {
       info.offset = vfio_pci_index_to_offset(info.index);
@@ -207,9 +208,15 @@ Result<long> get_region_info(Emulator&, File& file, IoctlCall& call) {
     case VFIO_PCI_BAR5_REGION_INDEX: {
       info.offset = vfio_pci_index_to_offset(info.index);
       std::lock_guard lock(dev.regions_mu);
-      info.size = dev.model->bar_size(info.index - VFIO_PCI_BAR0_REGION_INDEX);
-      // No VFIO_REGION_INFO_FLAG_MMAP: CUSE has no mmap.
+      const u32 bar = info.index - VFIO_PCI_BAR0_REGION_INDEX;
+      info.size = dev.model->bar_size(bar);
       info.flags = info.size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
+      // vdev->bar_mmap_supported: where the transport maps (FUSE with passthrough; CUSE has no
+      // mmap). The MSI-X BAR says its table may be mapped too (msix_mmappable_cap).
+      if (info.size != 0 && dev.bar_file != nullptr && dev.bar_file->window(bar) != nullptr) {
+        info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
+        if (msix_bar_locked(dev) == static_cast<int>(bar)) msix_cap = true;
+      }
       break;
     }
     case VFIO_PCI_ROM_REGION_INDEX:  // no ROM and no shadow ROM
@@ -223,9 +230,23 @@ Result<long> get_region_info(Emulator&, File& file, IoctlCall& call) {
       return reject(call, EINVAL, "index {:#x} >= {:#x} regions", info.index,
                     VFIO_PCI_NUM_REGIONS);
   }
+  if (msix_cap) {  // cap_offset stays the caller's without capabilities
+    // The capability chain follows the struct: copied only if argsz leaves room for it,
+    // otherwise argsz says how much is needed (vfio_pci_ioctl_get_region_info).
+    const vfio_info_cap_header cap{VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, 1, 0};
+    info.flags |= VFIO_REGION_INFO_FLAG_CAPS;
+    if (info.argsz < sizeof(info) + sizeof(cap)) {
+      info.argsz = sizeof(info) + sizeof(cap);
+      info.cap_offset = 0;
+    } else {
+      TRY(reply_to_user(call, call.arg + sizeof(info), &cap, sizeof(cap)));
+      info.cap_offset = sizeof(info);
+    }
+  }
   TRY(reply_to_user(call, call.arg, &info, minsz));
   call.detail += fmt::format(" -> offset={:#x} size={:#x} flags={:#x}", info.offset, info.size,
                              info.flags);
+  if (msix_cap) call.detail += fmt::format(" cap_offset={:#x}", info.cap_offset);
   return 0;
 }
 
@@ -563,6 +584,43 @@ void connect_device_models(Emulator& emu, bool connect) {
       d->model->connect(d->dma_port.get(), d->irq_sink.get());
     }
   }
+}
+
+Status enable_bar_mmap(Emulator& emu) {
+  std::vector<std::pair<Device*, std::unique_ptr<devices::BarFile>>> made;
+  for (const auto& g : emu.groups()) {
+    for (const auto& d : g->devices()) {
+      std::array<u64, devices::BarFile::kBars> sizes{};
+      bool any = false;
+      for (u32 bar = 0; bar < devices::BarFile::kBars; ++bar) {
+        // vfio_pci_core_enable maps a BAR of at least a page.
+        if (!d->model->bar_mappable(bar) || d->model->bar_size(bar) < 4096) continue;
+        sizes[bar] = d->model->bar_size(bar);
+        any = true;
+      }
+      if (!any) continue;
+      auto file = devices::BarFile::create(
+          fmt::format("vfio-emu {} {} BARs", d->spec().bdf, d->model->name()), sizes);
+      if (!file) return Err{file.error()};
+      made.emplace_back(d.get(), file.take());
+    }
+  }
+  // All made: nothing is half enabled.
+  for (auto& [d, file] : made) {
+    std::lock_guard lock(d->regions_mu);
+    d->bar_file = std::move(file);
+    for (u32 bar = 0; bar < devices::BarFile::kBars; ++bar)
+      if (devices::BarWindow* w = d->bar_file->window(bar)) d->model->attach_window(bar, w);
+  }
+  return {};
+}
+
+int device_bar_fd(Emulator& emu, const NodeInfo& node) {
+  if (node.kind != NodeKind::kDevice) return -1;
+  Device* d = emu.device_by_cdev(node.index);
+  if (d == nullptr) return -1;
+  std::lock_guard lock(d->regions_mu);
+  return d->bar_file != nullptr ? d->bar_file->fd() : -1;
 }
 
 const NodeType& device_node_type() {

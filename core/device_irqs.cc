@@ -146,6 +146,14 @@ class UnmaskIrqfd {
 
 // ---- config space facts ------------------------------------------------------------------------
 
+int msix_bar_locked(const Device& dev) {
+  const u32 pos = find_capability(dev.config, kPciCapIdMsix);
+  if (pos == 0 || pos + 8 > dev.config.size()) return -1;
+  u32 table;
+  std::memcpy(&table, &dev.config[pos + 4], 4);
+  return static_cast<int>(table & 0x7);  // PCI_MSIX_TABLE_BIR
+}
+
 u32 irq_count(Device& dev, u32 index) {
   std::lock_guard lock(dev.regions_mu);
   switch (index) {

@@ -39,6 +39,10 @@ class UnmaskIrqfd;
 // the table size of an MSI-X capability; ERR: 1 for a PCI Express device; REQ: always 1; anything
 // else 0. Takes Device::regions_mu.
 u32 irq_count(Device& dev, u32 index);
+// The BAR holding the MSI-X table (the capability's BIR), or -1 without MSI-X. Device::regions_mu
+// held.
+int msix_bar_locked(const Device& dev);
+
 // pci_is_pcie: the config space has a PCI Express capability. Takes Device::regions_mu.
 bool is_pcie(Device& dev);
 

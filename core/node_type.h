@@ -71,4 +71,14 @@ const NodeType& node_type(NodeKind kind);
 // and stops the models' engines (before the emulator's logs and domains go). core/device.cc.
 void connect_device_models(Emulator& emu, bool connect);
 
+// Makes the BARs the models call mappable mappable: a memfd per device holding them
+// (devices/bar_window.h), attached to the model. Called once by a transport that can map a
+// device file onto it (the FUSE transport with passthrough); from then on GET_REGION_INFO
+// reports VFIO_REGION_INFO_FLAG_MMAP for those BARs. Errors: the memfd's errno (then no device
+// has mappable BARs). core/device.cc.
+Status enable_bar_mmap(Emulator& emu);
+// The memfd backing device node `node`'s mappable BARs, or -1 (not a device node, nothing
+// mappable, or mmap not enabled). The fd stays the emulator's.
+int device_bar_fd(Emulator& emu, const NodeInfo& node);
+
 }  // namespace vfio_emu::core

@@ -89,6 +89,9 @@ class Device {
   // them when it goes.
   std::unique_ptr<devices::DmaPort> dma_port;
   std::unique_ptr<devices::InterruptSink> irq_sink;
+  // The memory programs map for the device's mappable BARs (devices/bar_window.h), set by
+  // enable_bar_mmap() when the transport can map them; declared before `model`, which uses it.
+  std::unique_ptr<devices::BarFile> bar_file;
   // What the device is (devices/device_model.h): its config space's power-on contents, its BARs
   // and what accesses to them do. Models lock themselves; BAR accesses come under regions_mu.
   std::unique_ptr<devices::DeviceModel> model;

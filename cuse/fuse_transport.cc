@@ -1,6 +1,7 @@
 #include "cuse/fuse_transport.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -13,7 +14,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/errno_name.h"
 #include "core/log.h"
+#include "core/node_type.h"
+#include "cuse/fuse_passthrough.h"
 #include "cuse/transport.h"
 
 namespace vfio_emu::cuse {
@@ -59,6 +63,16 @@ std::string mount_type(const std::string& canonical_dir) {
   std::fclose(f);
   return type;
 }
+
+// The backing id an OPEN reply written by this thread is to carry (op_open sets it around
+// serve_open, which replies on the same thread), or -1.
+thread_local int t_open_backing = -1;
+
+class OpenBackingScope {
+ public:
+  explicit OpenBackingScope(int id) { t_open_backing = id; }
+  ~OpenBackingScope() { t_open_backing = -1; }
+};
 
 enum class MountState { kDead, kAlive, kNotAnswering };
 
@@ -208,7 +222,92 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (in.dir) return (void)fuse_reply_err(req, EISDIR);
   fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
   fi->keep_cache = 0;
+  // A device file maps its BARs by passthrough; the kernel refuses (EINVAL) an open of an inode
+  // in passthrough mode that is not passthrough itself, so every open of a device node is.
+  const OpenBackingScope backing(t.backing_id(in.node));
   serve_open(t.emu_, t.service_.files(), req, fi, *in.node, t.caller_of(req));
+}
+
+// ---- the raw channel: passthrough -------------------------------------------------------------
+
+ssize_t FuseTransport::channel_read(int fd, void* buf, size_t len, void* userdata) {
+  const ssize_t n = ::read(fd, buf, len);
+  if (n == 0) {  // as libfuse's own read: the connection is gone
+    errno = ENODEV;
+    return -1;
+  }
+  if (n > 0) {
+    if (auto offer = passthrough::parse_init_request(buf, static_cast<size_t>(n))) {
+      auto& t = *static_cast<FuseTransport*>(userdata);
+      t.kernel_passthrough_ = offer->passthrough;
+      t.init_unique_ = offer->unique;
+    }
+  }
+  return n;
+}
+
+ssize_t FuseTransport::channel_writev(int fd, iovec* iov, int count, void* userdata) {
+  auto& t = *static_cast<FuseTransport*>(userdata);
+  const auto header = passthrough::reply_header(iov, count);
+  bool asked = false;
+  if (header && header->error == 0) {
+    if (t.init_unique_ != 0 && header->unique == t.init_unique_) {
+      t.init_unique_ = 0;
+      // Backing files need CAP_SYS_ADMIN: without it, mmap stays off (ENODEV, as before).
+      if (t.kernel_passthrough_ && geteuid() == 0) asked = passthrough::ask_passthrough(iov, count);
+    } else if (t_open_backing >= 0) {
+      passthrough::mark_open_passthrough(iov, count, t_open_backing);
+    }
+  }
+  const ssize_t r = ::writev(fd, iov, count);
+  if (asked && r >= 0) {
+    const int e = errno;
+    t.start_bar_mmap(fd);  // the kernel has taken INIT's reply: passthrough is on
+    errno = e;
+  }
+  return r;
+}
+
+void FuseTransport::start_bar_mmap(int fuse_fd) {
+  auto log = logger("cuse");
+  // A throwaway backing file first: if the kernel refuses, nothing has changed.
+  const int probe = ::memfd_create("vfio-emu passthrough probe", MFD_CLOEXEC);
+  if (probe < 0) return;
+  auto id = passthrough::backing_open(fuse_fd, probe);
+  ::close(probe);
+  if (!id) {
+    log->warn("FUSE passthrough refused by the kernel ({}): device BARs cannot be mapped "
+              "(mmap gives ENODEV)", errno_name(id.error()));
+    return;
+  }
+  passthrough::backing_close(fuse_fd, *id);
+  if (Status st = core::enable_bar_mmap(emu_); !st) {
+    log->error("cannot create the BAR memory of the devices ({}): BARs cannot be mapped",
+               errno_name(st.error()));
+    return;
+  }
+  std::lock_guard lock(backing_mu_);
+  for (const Inode& in : inodes_) {
+    if (in.node == nullptr) continue;
+    const int fd = core::device_bar_fd(emu_, *in.node);
+    if (fd < 0) continue;
+    auto made = passthrough::backing_open(fuse_fd, fd);
+    if (!made) {
+      log->error("{}: FUSE_DEV_IOC_BACKING_OPEN of its BAR memory failed ({}): mmap of it gives "
+                 "ENODEV", in.node->path, errno_name(made.error()));
+      continue;
+    }
+    backing_ids_[in.node] = *made;
+  }
+  bar_mmap_ = true;
+  log->info("FUSE passthrough: BARs of {} device nodes can be mapped", backing_ids_.size());
+}
+
+int FuseTransport::backing_id(const core::NodeInfo* node) {
+  if (!bar_mmap_) return -1;
+  std::lock_guard lock(backing_mu_);
+  auto it = backing_ids_.find(node);
+  return it == backing_ids_.end() ? -1 : it->second;
 }
 
 void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -333,6 +432,16 @@ Status FuseTransport::mount() {
     return err(EIO);
   }
   mounted_ = true;
+  static const fuse_custom_io io = [] {
+    fuse_custom_io i{};
+    i.read = channel_read;
+    i.writev = channel_writev;
+    return i;
+  }();
+  if (fuse_session_custom_io(se_, &io, fuse_session_fd(se_)) != 0) {
+    log->error("cannot take the FUSE channel (fuse_session_custom_io)");
+    return err(EIO);
+  }
   // Not stat(dir_): that would be a request to this very filesystem, whose loop is not running
   // yet. The kernel's mount table names the device number without asking us.
   mount_dev_ = mount_device(canonical);

@@ -2,12 +2,17 @@
 // DIR/vfio/devices/vfio0, DIR/iommu). FUSE files only get restricted ioctls: VFIO's _IO()
 // numbers carry no size, so the kernel passes only the raw argument, and the daemon reads and
 // writes the caller's memory with process_vm_readv/writev on the caller's thread.
+// Device files can be mapped: their BARs by FUSE passthrough onto a memfd (cuse/fuse_passthrough.h),
+// when the kernel offers it and the daemon has CAP_SYS_ADMIN; otherwise mmap gives ENODEV and
+// GET_REGION_INFO reports no VFIO_REGION_INFO_FLAG_MMAP.
 #pragma once
 
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +37,8 @@ class FuseTransport final : public NodeIdentity {
   const std::string& dir() const { return dir_; }
 
   bool is_ours(const struct stat& st) const override;
+  // Whether device BARs are mapped by passthrough (decided at INIT).
+  bool bar_mmap() const { return bar_mmap_.load(); }
 
  private:
   struct Inode {
@@ -57,6 +64,15 @@ class FuseTransport final : public NodeIdentity {
                        fuse_file_info* fi, unsigned flags, const void* in_buf, size_t in_bufsz,
                        size_t out_bufsz);
 
+  // The raw channel (fuse_session_custom_io), where passthrough is negotiated.
+  static ssize_t channel_read(int fd, void* buf, size_t len, void* userdata);
+  static ssize_t channel_writev(int fd, iovec* iov, int count, void* userdata);
+  // After INIT's reply asked for passthrough: registers every device's BAR memfd as a backing
+  // file and makes the BARs mappable (core enable_bar_mmap), or leaves mmap off with a log line.
+  void start_bar_mmap(int fuse_fd);
+  // The backing id for opens of `node`, or -1.
+  int backing_id(const core::NodeInfo* node);
+
   struct stat attr_of(fuse_ino_t ino) const;
   core::Caller caller_of(fuse_req_t req) const;
 
@@ -68,6 +84,11 @@ class FuseTransport final : public NodeIdentity {
   fuse_session* se_ = nullptr;
   dev_t mount_dev_ = 0;
   bool mounted_ = false;
+  std::atomic<u64> init_unique_{0};          // the INIT request, until its reply
+  std::atomic<bool> kernel_passthrough_{false};  // INIT offered FUSE_PASSTHROUGH
+  std::atomic<bool> bar_mmap_{false};
+  std::mutex backing_mu_;
+  std::map<const core::NodeInfo*, int> backing_ids_;  // under backing_mu_
 };
 
 }  // namespace vfio_emu::cuse

@@ -11,6 +11,7 @@
 
 #include "base/ints.h"
 #include "base/result.h"
+#include "devices/bar_window.h"
 #include "devices/dma_port.h"
 
 namespace vfio_emu::devices {
@@ -39,6 +40,19 @@ class DeviceModel {
   // accesses at the BAR's end), as pread/pwrite of the region carry it.
   virtual void bar_read(u32 bar, u64 offset, u8* out, u64 len) = 0;
   virtual void bar_write(u32 bar, u64 offset, const u8* in, u64 len) = 0;
+
+  // Whether a program may map BAR `bar` (VFIO_REGION_INFO_FLAG_MMAP where the transport can map).
+  virtual bool bar_mappable(u32 bar) const {
+    (void)bar;
+    return false;
+  }
+  // Gives the model the shared memory programs map for BAR `bar` (devices/bar_window.h), or
+  // takes it away (null). From then on the model keeps the window coherent with the BAR: what a
+  // program stores there reaches the model, and what the model changes shows there. The window
+  // outlives the attachment.
+  virtual void attach_window(u32 bar, BarWindow* window) {
+    (void)bar, (void)window;
+  }
 
   // Function-level reset (and power-on): BAR contents and internal state to their power-on
   // values. Config space is reset by the caller, from power_on_config(). A model that does DMA

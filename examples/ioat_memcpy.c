@@ -3,15 +3,17 @@
  * VFIO's device cdev and iommufd: map memory for the device, program a memcpy descriptor, ring
  * the doorbell, wait for the completion interrupt (MSI-X vector 0 on an eventfd), check the copy.
  *
- *   ioat_memcpy [DIR [CDEV [--fault]]]
+ *   ioat_memcpy [DIR [CDEV [--fault | --pread]]]
  *
  *   DIR      where the nodes are: DIR/vfio/devices/CDEV and DIR/iommu (default /dev)
  *   CDEV     the ioat device's cdev name (default vfio4, the built-in machine's)
  *   --fault  copy to an IOVA that is not mapped: the IOMMU refuses the write, the channel halts
  *            with CHANERR's destination-address bit, and `vfio-emu faults` shows the fault
+ *   --pread  reach the registers with pread/pwrite even where BAR0 can be mapped
  *
- * The registers are reached with pread/pwrite of the BAR0 region (every VFIO device supports
- * that); a driver may mmap the region instead where the region says it can be.
+ * The registers are loads and stores to BAR0 mapped with mmap where the region says it can be
+ * (VFIO_REGION_INFO_FLAG_MMAP), as a driver does; otherwise pread/pwrite of the BAR0 region,
+ * which every VFIO device supports.
  * Exits 0 on success; on failure names the step and the error and exits 1.
  */
 #ifndef _GNU_SOURCE
@@ -73,7 +75,8 @@ struct ioat_dma_descriptor {
 #define IOVA_UNMAPPED 0x900000
 
 static int dev_fd;
-static uint64_t bar0; /* BAR0's offset in the device fd */
+static uint64_t bar0;         /* BAR0's offset in the device fd */
+static volatile uint8_t *mmio; /* BAR0 mapped, or NULL: pread/pwrite */
 
 static void fail(const char *what)
 {
@@ -84,6 +87,14 @@ static void fail(const char *what)
 static uint64_t reg_read(uint64_t off, size_t size)
 {
 	uint64_t v = 0;
+	if (mmio) {
+		switch (size) {
+		case 1: return *(volatile uint8_t *)(mmio + off);
+		case 2: return *(volatile uint16_t *)(mmio + off);
+		case 4: return *(volatile uint32_t *)(mmio + off);
+		default: return *(volatile uint64_t *)(mmio + off);
+		}
+	}
 	if (pread(dev_fd, &v, size, (off_t)(bar0 + off)) != (ssize_t)size)
 		fail("pread BAR0");
 	return v;
@@ -91,6 +102,14 @@ static uint64_t reg_read(uint64_t off, size_t size)
 
 static void reg_write(uint64_t off, uint64_t v, size_t size)
 {
+	if (mmio) {
+		switch (size) {
+		case 1: *(volatile uint8_t *)(mmio + off) = (uint8_t)v; return;
+		case 2: *(volatile uint16_t *)(mmio + off) = (uint16_t)v; return;
+		case 4: *(volatile uint32_t *)(mmio + off) = (uint32_t)v; return;
+		default: *(volatile uint64_t *)(mmio + off) = v; return;
+		}
+	}
 	if (pwrite(dev_fd, &v, size, (off_t)(bar0 + off)) != (ssize_t)size)
 		fail("pwrite BAR0");
 }
@@ -120,6 +139,7 @@ int main(int argc, char **argv)
 	const char *dir = argc > 1 ? argv[1] : "/dev";
 	const char *cdev = argc > 2 ? argv[2] : "vfio4";
 	const int provoke_fault = argc > 3 && strcmp(argv[3], "--fault") == 0;
+	const int use_pread = argc > 3 && strcmp(argv[3], "--pread") == 0;
 	char path[4096];
 
 	/* The device, bound to an iommufd and attached to an I/O address space. */
@@ -146,7 +166,15 @@ int main(int argc, char **argv)
 	if (ioctl(dev_fd, VFIO_DEVICE_GET_REGION_INFO, &bar))
 		fail("VFIO_DEVICE_GET_REGION_INFO");
 	bar0 = bar.offset;
-	printf("BAR0: %#llx bytes; CB version %#x, %u channel(s)\n", (unsigned long long)bar.size,
+	if ((bar.flags & VFIO_REGION_INFO_FLAG_MMAP) && !use_pread) {
+		void *m = mmap(NULL, bar.size, PROT_READ | PROT_WRITE, MAP_SHARED, dev_fd,
+			       (off_t)bar.offset);
+		if (m == MAP_FAILED)
+			fail("mmap BAR0");
+		mmio = m;
+	}
+	printf("BAR0: %#llx bytes, registers by %s; CB version %#x, %u channel(s)\n",
+	       (unsigned long long)bar.size, mmio ? "mmap" : "pread/pwrite",
 	       (unsigned)reg_read(IOAT_CBVER, 1), (unsigned)(reg_read(IOAT_CHANCNT, 1) & 0x1f));
 
 	/* MSI-X vector 0 (channel 0's completion interrupt) on an eventfd. */
@@ -175,9 +203,12 @@ int main(int argc, char **argv)
 
 	/* Reset channel 0, then enable its interrupt and error reporting. */
 	reg_write(IOAT_CHANCMD, IOAT_CHANCMD_RESET, 1);
-	for (int i = 0; reg_read(IOAT_CHANCMD, 1) & IOAT_CHANCMD_RESET; i++)
-		if (i > 1000)
+	/* As Linux's drivers: poll with a sleep, give up after 5 s. */
+	for (int i = 0; reg_read(IOAT_CHANCMD, 1) & IOAT_CHANCMD_RESET; i++) {
+		if (i > 5000)
 			fail("channel reset does not finish");
+		usleep(1000);
+	}
 	reg_write(IOAT_INTRCTRL, IOAT_INTRCTRL_MASTER_INT_EN | IOAT_INTRCTRL_MSIX_VECTOR_CONTROL, 1);
 	reg_write(IOAT_CHANCTRL,
 		  IOAT_CHANCTRL_INT_REARM | IOAT_CHANCTRL_ERR_COMPLETION_EN |

@@ -156,6 +156,10 @@ constexpr std::uint32_t VFIO_REGION_INFO_FLAG_READ = 1U << 0;
 constexpr std::uint32_t VFIO_REGION_INFO_FLAG_WRITE = 1U << 1;
 constexpr std::uint32_t VFIO_REGION_INFO_FLAG_MMAP = 1U << 2;
 constexpr std::uint32_t VFIO_REGION_INFO_FLAG_CAPS = 1U << 3;
+// Capability ids of vfio_region_info's chain.
+constexpr std::uint16_t VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
+constexpr std::uint16_t VFIO_REGION_INFO_CAP_TYPE = 2;
+constexpr std::uint16_t VFIO_REGION_INFO_CAP_MSIX_MAPPABLE = 3;
 
 struct vfio_irq_info {
   std::uint32_t argsz;

@@ -43,6 +43,19 @@ std::optional<Span> register_at(u64 b, u32 channels) {
   return std::nullopt;
 }
 
+}  // namespace
+
+std::vector<RegisterSpan> bar0_registers(u32 channels) {
+  std::vector<RegisterSpan> regs;
+  for (const Span& s : kDeviceRegs) regs.push_back(RegisterSpan{s.offset, s.width});
+  for (u32 ch = 0; ch < channels && ch < kMaxChannels; ++ch)
+    for (const Span& s : kChannelRegs)
+      regs.push_back(RegisterSpan{channel_base(ch) + s.offset, s.width});
+  return regs;
+}
+
+namespace {
+
 bool valid_access(u64 offset, u32 size) {
   return (size == 1 || size == 2 || size == 4 || size == 8) && offset < kBar0Size &&
          size <= kBar0Size - offset;

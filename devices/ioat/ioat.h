@@ -40,6 +40,14 @@ struct IoatConfig {
   std::shared_ptr<spdlog::logger> log;
 };
 
+// A register of BAR0: its first byte and its width.
+struct RegisterSpan {
+  u64 offset;
+  u32 width;
+};
+// Every register of BAR0 with `channels` channels, in offset order.
+std::vector<RegisterSpan> bar0_registers(u32 channels);
+
 class IoatDevice {
  public:
   // Errors: EINVAL for a configuration outside the ranges above.

@@ -26,6 +26,29 @@ u32 access_size(u64 offset, u64 len) {
   return 1;
 }
 
+// The function whose mu_ this thread holds (an interrupt signalled from inside a register write
+// publishes without taking it again).
+thread_local IoatFunction* t_locked = nullptr;
+
+class LockedScope {
+ public:
+  LockedScope(IoatFunction* f, std::mutex& mu) : lock_(mu), prev_(t_locked) { t_locked = f; }
+  ~LockedScope() { t_locked = prev_; }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+  IoatFunction* prev_;
+};
+
+// Polling of the window by the worker: quick right after the program touched a register, slow
+// when it has not for a while (a store cannot wake anyone).
+std::chrono::microseconds poll_interval(std::chrono::steady_clock::duration quiet) {
+  using namespace std::chrono;
+  if (quiet < milliseconds(50)) return microseconds(20);
+  if (quiet < seconds(1)) return milliseconds(1);
+  return milliseconds(10);
+}
+
 }  // namespace
 
 IoatFunction::~IoatFunction() { stop(); }
@@ -75,7 +98,8 @@ void IoatFunction::power_on_config(std::span<u8> config, std::span<u8> write_mas
 
 void IoatFunction::bar_read(u32 bar, u64 offset, u8* out, u64 len) {
   if (bar != 0) return;
-  std::lock_guard lock(mu_);
+  LockedScope lock(this, mu_);
+  sync_locked();  // stores made through a mapping come first
   while (len != 0) {
     const u32 size = access_size(offset, len);
     if (in_msix(offset, size) || !engine_) {
@@ -93,7 +117,8 @@ void IoatFunction::bar_read(u32 bar, u64 offset, u8* out, u64 len) {
 
 void IoatFunction::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
   if (bar != 0) return;
-  std::lock_guard lock(mu_);
+  LockedScope lock(this, mu_);
+  sync_locked();
   while (len != 0) {
     const u32 size = access_size(offset, len);
     if (!in_msix(offset, size) && engine_) {
@@ -105,6 +130,68 @@ void IoatFunction::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
     in += size;
     len -= size;
   }
+  publish_locked();
+}
+
+void IoatFunction::attach_window(u32 bar, BarWindow* window) {
+  if (bar != 0 || (window != nullptr && window->size() < kBar0Size)) return;
+  LockedScope lock(this, mu_);
+  mirror_.reset();
+  window_ = window;
+  if (window_ == nullptr) return;
+  regs_ = bar0_registers(kChannels);
+  std::vector<MirroredRegister> mirrored;
+  for (const RegisterSpan& r : regs_) {
+    auto role = MirroredRegister::Role::kPlain;
+    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanDmaCount)
+      role = MirroredRegister::Role::kDoorbell;
+    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanSts)
+      role = MirroredRegister::Role::kStatus;
+    mirrored.push_back(MirroredRegister{r.offset, r.width, role});
+  }
+  mirror_ = std::make_unique<RegisterMirror>(*window_, std::move(mirrored));
+  publish_locked();
+  if (engine_) engine_->wake();  // the worker starts polling
+}
+
+size_t IoatFunction::sync_locked() {
+  if (!mirror_ || !engine_) return 0;
+  writes_.clear();
+  const size_t n = mirror_->collect(writes_);
+  for (const RegisterMirror::Write& w : writes_) engine_->mmio_write(w.offset, w.value, w.width);
+  if (n != 0) mapped_writes_.fetch_add(n, std::memory_order_relaxed);
+  publish_locked();
+  return n;
+}
+
+u64 IoatFunction::shown_value_locked(const RegisterSpan& reg, const u64* chan_state) {
+  const u64 value = engine_->mmio_read(reg.offset, reg.width);
+  if (reg.offset < kChannelStride) return value;
+  const u64 rel = reg.offset % kChannelStride;
+  if (rel != kChanChainAddr && rel != kChanDmaCount) return value;
+  const u64 state = chan_state[reg.offset / kChannelStride - 1];
+  const bool stopped = state == static_cast<u64>(ChanState::kSuspended) ||
+                       state == static_cast<u64>(ChanState::kHalted);
+  return stopped ? 0 : value;
+}
+
+void IoatFunction::publish_locked() {
+  if (!mirror_ || !engine_) return;
+  u64 chan_state[kChannels];
+  for (u32 ch = 0; ch < kChannels; ++ch)
+    chan_state[ch] = engine_->mmio_read(channel_base(ch) + kChanSts, 8) & kChanStsStateMask;
+  for (size_t i : mirror_->publish_order())
+    mirror_->publish(i, shown_value_locked(regs_[i], chan_state));
+}
+
+void IoatFunction::PublishingSink::msix(u32 vector) {
+  if (t_locked == &f_) {
+    f_.publish_locked();
+  } else {
+    LockedScope lock(&f_, f_.mu_);
+    f_.publish_locked();
+  }
+  if (inner != nullptr) inner->msix(vector);
 }
 
 void IoatFunction::reset() {
@@ -116,6 +203,8 @@ void IoatFunction::reset() {
     engine = engine_;
   }
   if (engine) engine->reset();
+  LockedScope lock(this, mu_);
+  publish_locked();
 }
 
 void IoatFunction::connect(DmaPort* dma, InterruptSink* irq) {
@@ -123,9 +212,10 @@ void IoatFunction::connect(DmaPort* dma, InterruptSink* irq) {
   if (dma == nullptr || irq == nullptr) return;
   IoatConfig config;
   config.channels = kChannels;
-  auto made = IoatDevice::create(config, *dma, *irq);
+  sink_.inner = irq;
+  auto made = IoatDevice::create(config, *dma, sink_);
   if (!made) return;
-  std::lock_guard lock(mu_);
+  LockedScope lock(this, mu_);
   engine_ = std::shared_ptr<IoatDevice>(made.take());
   stopping_ = false;
   worker_ = std::thread([this] { run(); });
@@ -151,8 +241,28 @@ void IoatFunction::run() {
     engine = engine_.get();
   }
   // The engine lives until stop() has joined this thread.
+  auto last_change = std::chrono::steady_clock::now();
   while (!stopping_) {
-    if (engine->wait_for_work(std::chrono::seconds(1))) engine->process(64);
+    bool mapped;
+    bool changed;
+    {
+      LockedScope lock(this, mu_);
+      mapped = mirror_ != nullptr;
+      changed = sync_locked() != 0;
+    }
+    if (engine->has_work()) {
+      engine->process(64);
+      LockedScope lock(this, mu_);
+      publish_locked();
+      changed = true;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (changed) last_change = now;
+    if (engine->has_work()) continue;
+    const std::chrono::nanoseconds wait =
+        mapped ? std::chrono::nanoseconds(poll_interval(now - last_change))
+               : std::chrono::nanoseconds(std::chrono::seconds(1));
+    engine->wait_for_work(wait);
   }
 }
 

@@ -11,6 +11,16 @@
 //
 // The engine runs on a worker thread of its own that sleeps while nothing is queued: a doorbell
 // (a DMACOUNT write) wakes it.
+//
+// BAR0 can be mapped (devices/bar_window.h). The worker then also keeps the window and the
+// registers coherent through a RegisterMirror: it collects the program's stores, hands them to
+// the engine as register writes, and shows the engine's registers in the window (before an
+// interrupt is signalled, so a handler reads the state that raised it). A store cannot wake a
+// thread, so the worker polls the window: every 20 us for 50 ms after the last register change,
+// then every 1 ms, and every 10 ms after a second of quiet (docs/ARCHITECTURE.md "BAR mmap").
+// A suspended or halted channel shows CHAINADDR and DMACOUNT as 0 in the window, so that the
+// CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
+// they repeat the previous values (the selftests' driver does exactly that).
 #pragma once
 
 #include <atomic>
@@ -20,6 +30,7 @@
 
 #include "devices/device_model.h"
 #include "devices/ioat/ioat.h"
+#include "devices/register_mirror.h"
 
 namespace vfio_emu::devices::ioat {
 
@@ -40,15 +51,42 @@ class IoatFunction final : public DeviceModel {
   void bar_write(u32 bar, u64 offset, const u8* in, u64 len) override;
   void reset() override;
   void connect(DmaPort* dma, InterruptSink* irq) override;
+  bool bar_mappable(u32 bar) const override { return bar == 0; }
+  void attach_window(u32 bar, BarWindow* window) override;
+
+  // Register writes the mirror took from the window (for the tools and tests).
+  u64 mapped_writes() const { return mapped_writes_.load(std::memory_order_relaxed); }
 
  private:
+  // Signals the engine's interrupts after showing the registers in the window.
+  class PublishingSink final : public InterruptSink {
+   public:
+    explicit PublishingSink(IoatFunction& f) : f_(f) {}
+    void msix(u32 vector) override;
+    InterruptSink* inner = nullptr;
+
+   private:
+    IoatFunction& f_;
+  };
+
   void stop();
   void run();
+  // Under mu_: takes the program's stores from the window into the engine and shows the
+  // engine's registers; returns how many stores were taken.
+  size_t sync_locked();
+  void publish_locked();
+  u64 shown_value_locked(const RegisterSpan& reg, const u64* chan_state);
 
-  std::mutex mu_;  // engine_ and the worker's life
+  std::mutex mu_;  // engine_, the window and the worker's life
   std::shared_ptr<IoatDevice> engine_;
   std::thread worker_;
   std::atomic<bool> stopping_{false};
+  PublishingSink sink_{*this};
+  BarWindow* window_ = nullptr;                   // under mu_
+  std::unique_ptr<RegisterMirror> mirror_;        // under mu_, with window_
+  std::vector<RegisterSpan> regs_;                // what mirror_ mirrors, same order
+  std::vector<RegisterMirror::Write> writes_;     // scratch of sync_locked
+  std::atomic<u64> mapped_writes_{0};
 };
 
 }  // namespace vfio_emu::devices::ioat

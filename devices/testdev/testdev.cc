@@ -32,20 +32,31 @@ void TestDevice::power_on_config(std::span<u8> config, std::span<u8> write_mask)
 }
 
 void TestDevice::bar_read(u32 bar, u64 offset, u8* out, u64 len) {
-  if (bar != 0 || offset >= bar0_.size()) return;
+  if (bar != 0 || offset >= kBar0Size) return;
   std::lock_guard lock(mu_);
-  std::memcpy(out, bar0_.data() + offset, std::min<u64>(len, bar0_.size() - offset));
+  std::memcpy(out, bar0_locked() + offset, std::min<u64>(len, kBar0Size - offset));
 }
 
 void TestDevice::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
-  if (bar != 0 || offset >= bar0_.size()) return;
+  if (bar != 0 || offset >= kBar0Size) return;
   std::lock_guard lock(mu_);
-  std::memcpy(bar0_.data() + offset, in, std::min<u64>(len, bar0_.size() - offset));
+  std::memcpy(bar0_locked() + offset, in, std::min<u64>(len, kBar0Size - offset));
 }
 
 void TestDevice::reset() {
   std::lock_guard lock(mu_);
-  std::fill(bar0_.begin(), bar0_.end(), u8{0});
+  std::memset(bar0_locked(), 0, kBar0Size);
+}
+
+void TestDevice::attach_window(u32 bar, BarWindow* window) {
+  if (bar != 0 || (window != nullptr && window->size() < kBar0Size)) return;
+  std::lock_guard lock(mu_);
+  if (window != nullptr) {
+    std::memcpy(window->data(), bar0_locked(), kBar0Size);  // the BAR moves into the window
+  } else if (window_ != nullptr) {
+    std::memcpy(bar0_.data(), window_->data(), kBar0Size);
+  }
+  window_ = window;
 }
 
 }  // namespace vfio_emu::devices

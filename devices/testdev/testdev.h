@@ -1,7 +1,8 @@
 // The passive test device (model "testdev"): a conventional PCI function with the topology's ids
 // (QEMU's pci-testdev ids, 1b36:0005, unless the topology says otherwise), one 16 KiB 32-bit
 // memory BAR (BAR0) of plain memory, INTA#, no capabilities, no DMA. What a program writes to BAR0
-// it reads back; nothing else happens. Useful for the ioctl sequences of a driver, not its
+// it reads back; nothing else happens. BAR0 can be mapped: once a window is attached it is the
+// BAR's memory, so pread/pwrite and every mapping see the same bytes. Useful for the ioctl sequences of a driver, not its
 // device programming.
 #pragma once
 
@@ -25,11 +26,15 @@ class TestDevice final : public DeviceModel {
   void bar_read(u32 bar, u64 offset, u8* out, u64 len) override;
   void bar_write(u32 bar, u64 offset, const u8* in, u64 len) override;
   void reset() override;
+  bool bar_mappable(u32 bar) const override { return bar == 0; }
+  void attach_window(u32 bar, BarWindow* window) override;
 
  private:
+  u8* bar0_locked() { return window_ != nullptr ? window_->data() : bar0_.data(); }
   PciIds ids_;
   std::mutex mu_;
-  std::vector<u8> bar0_;  // under mu_
+  std::vector<u8> bar0_;  // under mu_; the BAR while no window is attached
+  BarWindow* window_ = nullptr;  // under mu_
 };
 
 }  // namespace vfio_emu::devices

@@ -1,0 +1,46 @@
+#include "devices/register_mirror.h"
+
+#include <utility>
+
+namespace vfio_emu::devices {
+
+using Role = MirroredRegister::Role;
+
+RegisterMirror::RegisterMirror(BarWindow& window, std::vector<MirroredRegister> regs)
+    : window_(window), regs_(std::move(regs)), shown_(regs_.size()), scanned_(regs_.size()) {
+  for (size_t i = 0; i < regs_.size(); ++i) {
+    shown_[i] = window_.load(regs_[i].offset, regs_[i].width);
+    if (regs_[i].role == Role::kDoorbell) scan_order_.push_back(i);
+    if (regs_[i].role != Role::kDoorbell) apply_order_.push_back(i);
+    if (regs_[i].role != Role::kStatus) publish_order_.push_back(i);
+  }
+  for (size_t i = 0; i < regs_.size(); ++i) {
+    if (regs_[i].role != Role::kDoorbell) scan_order_.push_back(i);
+    if (regs_[i].role == Role::kDoorbell) apply_order_.push_back(i);
+    if (regs_[i].role == Role::kStatus) publish_order_.push_back(i);
+  }
+}
+
+size_t RegisterMirror::collect(std::vector<Write>& out) {
+  for (size_t i : scan_order_) scanned_[i] = window_.load(regs_[i].offset, regs_[i].width);
+  size_t n = 0;
+  for (size_t i : apply_order_) {
+    if (scanned_[i] == shown_[i]) continue;
+    shown_[i] = scanned_[i];
+    out.push_back(Write{i, regs_[i].offset, regs_[i].width, scanned_[i]});
+    ++n;
+  }
+  return n;
+}
+
+void RegisterMirror::publish(size_t index, u64 value) {
+  const MirroredRegister& r = regs_[index];
+  const u64 mask = r.width == 8 ? ~u64{0} : (u64{1} << (8 * r.width)) - 1;
+  value &= mask;
+  if (value == shown_[index]) return;
+  // Fails only if the program stored meanwhile: then shown_ stays, and the next collect() sees
+  // the store as a write.
+  if (window_.compare_exchange(r.offset, r.width, shown_[index], value)) shown_[index] = value;
+}
+
+}  // namespace vfio_emu::devices
