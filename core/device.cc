@@ -573,6 +573,7 @@ class DeviceNodeType final : public NodeType {
 }  // namespace
 
 void connect_device_models(Emulator& emu, bool connect) {
+  if (connect) logger(devices::kDevicesLogger);  // registered: the models log through it
   for (const auto& g : emu.groups()) {
     for (const auto& d : g->devices()) {
       if (!connect) {

@@ -16,6 +16,10 @@
 
 namespace vfio_emu::devices {
 
+// The name of the spdlog logger models log through when it is registered (the daemon registers it
+// before connecting them; otherwise spdlog's default logger).
+inline constexpr const char* kDevicesLogger = "devices";
+
 // The ids the topology gives a function (a model may use them or have its own).
 struct PciIds {
   u16 vendor = 0;

@@ -212,6 +212,7 @@ void IoatFunction::connect(DmaPort* dma, InterruptSink* irq) {
   if (dma == nullptr || irq == nullptr) return;
   IoatConfig config;
   config.channels = kChannels;
+  config.log = spdlog::get(kDevicesLogger);  // the daemon's; null in unit tests: the default
   sink_.inner = irq;
   auto made = IoatDevice::create(config, *dma, sink_);
   if (!made) return;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/node_type.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
 
 using namespace vfio_emu;
@@ -448,6 +449,58 @@ TEST_CASE("cdev: DEVICE_GET_REGION_INFO", "[cdev][info]") {
   r = {};
   r.argsz = 31;
   CHECK(h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, &r) == EINVAL);
+}
+
+TEST_CASE("cdev: GET_REGION_INFO once the transport maps BARs", "[cdev][info][mmap]") {
+  Harness h;
+  REQUIRE(core::enable_bar_mmap(h.emu).ok());
+  int fd = -1;
+  // The passive device: BAR0 mappable, no capability (cap_offset untouched).
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
+  vfio_region_info r{};
+  r.argsz = sizeof(r);
+  r.index = VFIO_PCI_BAR0_REGION_INDEX;
+  r.cap_offset = 0x77;
+  REQUIRE(h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, &r) == 0);
+  CHECK(r.flags == (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
+                    VFIO_REGION_INFO_FLAG_MMAP));
+  CHECK(r.cap_offset == 0x77);
+  CHECK(core::device_bar_fd(h.emu, *h.emu.node("vfio/devices/vfio0")) >= 0);
+  CHECK(core::device_bar_fd(h.emu, *h.emu.node("iommu")) == -1);
+  r = {};
+  r.argsz = sizeof(r);
+  r.index = VFIO_PCI_CONFIG_REGION_INDEX;  // config space is never mapped
+  REQUIRE(h.fails(dev, VFIO_DEVICE_GET_REGION_INFO, &r) == 0);
+  CHECK(!(r.flags & VFIO_REGION_INFO_FLAG_MMAP));
+
+  // The I/OAT function: BAR0 holds the MSI-X table, so it carries MSIX_MAPPABLE
+  // (msix_mmappable_cap) after the struct, when argsz leaves room for it.
+  int fd4 = -1;
+  const int ioat = bound_device(h, "vfio/devices/vfio4", &fd4);
+  struct {
+    vfio_region_info info;
+    vfio_info_cap_header cap;
+  } full{};
+  full.info.argsz = sizeof(full);
+  full.info.index = VFIO_PCI_BAR0_REGION_INDEX;
+  REQUIRE(h.fails(ioat, VFIO_DEVICE_GET_REGION_INFO, &full) == 0);
+  CHECK(full.info.flags == (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE |
+                            VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS));
+  CHECK(full.info.size == 0x4000);
+  CHECK(full.info.cap_offset == sizeof(vfio_region_info));
+  CHECK(full.cap.id == VFIO_REGION_INFO_CAP_MSIX_MAPPABLE);
+  CHECK(full.cap.version == 1);
+  CHECK(full.cap.next == 0);
+  // Too small for the chain: argsz says what is needed, cap_offset 0, nothing written past it.
+  full = {};
+  full.info.argsz = sizeof(vfio_region_info);
+  full.info.index = VFIO_PCI_BAR0_REGION_INDEX;
+  full.cap.id = 0xeeee;
+  REQUIRE(h.fails(ioat, VFIO_DEVICE_GET_REGION_INFO, &full.info) == 0);
+  CHECK(full.info.argsz == sizeof(full));
+  CHECK(full.info.cap_offset == 0);
+  CHECK((full.info.flags & VFIO_REGION_INFO_FLAG_CAPS) != 0);
+  CHECK(full.cap.id == 0xeeee);
 }
 
 TEST_CASE("cdev: DEVICE_GET_IRQ_INFO", "[cdev][info]") {
