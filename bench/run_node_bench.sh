@@ -12,9 +12,9 @@ cleanup() {
 }
 trap cleanup EXIT
 "$daemon" --transport fuse --dev-dir "$dir/dev" --control "$dir/control.sock" --foreground \
-  --log-level warn 2>"$dir/daemon.log" &
+  --log-level ${VFIO_EMU_BENCH_LOG:-warn} 2>"$dir/daemon.log" &
 pid=$!
 for _ in $(seq 100); do grep -q 'vfio-emud: ready' "$dir/daemon.log" 2>/dev/null && break; sleep 0.1; done
 grep -q 'vfio-emud: ready' "$dir/daemon.log" || { cat "$dir/daemon.log" >&2; exit 1; }
 echo "== Through the node: FUSE, $(nproc) CPUs, $(uname -r)"
-"$bench" "$dir/dev" "$pid" "$@"
+"$bench" "$dir/dev" "$pid" "$@" || { tail -20 "$dir/daemon.log" >&2; exit 1; }

@@ -122,12 +122,31 @@ Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access acc
   *owner = t.owner;
   *address = t.address;
   const u64 page = t.walk.page_size != 0 ? t.walk.page_size : 4096;
-  const u64 n = std::min(len, page - (iova & (page - 1)));
+  u64 n = std::min(len, page - (iova & (page - 1)));
+  // The pages after the first, under the same lock, as long as they translate to the same owner:
+  // one copy for all (runs of contiguous addresses in one iovec). A page that does not translate
+  // ends the batch; the next call finds its fault. Bounded, so an unmap waits at most one batch.
+  iovec remote[kMaxIovecs];
+  int count = 1;
+  remote[0] = iovec{reinterpret_cast<void*>(t.address), n};
+  while (n < len && n < kMaxBatch && t.more) {
+    auto next = t.more(iova + n);
+    if (!next || !next->walk.ok() || next->owner != t.owner) break;
+    const u64 next_page = next->walk.page_size != 0 ? next->walk.page_size : 4096;
+    const u64 m = std::min(len - n, next_page - ((iova + n) & (next_page - 1)));
+    iovec& last = remote[count - 1];
+    if (reinterpret_cast<u64>(last.iov_base) + last.iov_len == next->address) {
+      last.iov_len += m;
+    } else {
+      if (count == kMaxIovecs) break;
+      remote[count++] = iovec{reinterpret_cast<void*>(next->address), m};
+    }
+    n += m;
+  }
   const iovec local{buf, n};
-  const iovec remote{reinterpret_cast<void*>(t.address), n};
   const ssize_t got = access == iommu::Access::kWrite
-                          ? process_vm_writev(t.owner, &local, 1, &remote, 1, 0)
-                          : process_vm_readv(t.owner, &local, 1, &remote, 1, 0);
+                          ? process_vm_writev(t.owner, &local, 1, remote, count, 0)
+                          : process_vm_readv(t.owner, &local, 1, remote, count, 0);
   if (got != static_cast<ssize_t>(n)) {
     // Linux would have the pages pinned; here the owner unmapped them or is gone.
     auto log = logger("core.dma");

@@ -11,7 +11,8 @@
 // Every access (one read() or write()) is a record in the emulator's trace, as an ioctl is.
 //
 // Unmap during DMA: the access holds the lock of the mapping's owner (the container's, or the
-// IOAS's) for each translated page it copies, so an UNMAP_DMA / IOAS_UNMAP that returns has
+// IOAS's) while it translates and copies a batch of pages (at most 2 MiB, one
+// process_vm_readv/writev), so an UNMAP_DMA / IOAS_UNMAP that returns has
 // waited for every access to the pages it removed; later accesses fault. This is what a device
 // sees behind a real IOMMU after the IOTLB invalidation that ends an unmap.
 #pragma once
@@ -32,8 +33,11 @@ class DeviceDma final : public devices::DmaPort {
 
  private:
   Status access(u64 iova, u8* buf, u64 len, iommu::Access access);
-  // One translated piece: at most up to the end of the IOVA's page. *owner and *address: where
-  // it went (set once translated).
+  // One translated batch: the IOVA's page and those after it that translate to the same owner,
+  // at most kMaxBatch bytes in kMaxIovecs runs. *owner and *address: where the first byte went
+  // (set once translated).
+  static constexpr u64 kMaxBatch = 2 << 20;
+  static constexpr int kMaxIovecs = 64;
   Result<u64> access_page(u64 iova, u8* buf, u64 len, iommu::Access access, pid_t* owner,
                           u64* address);
   // The access in the emulator's trace: device, IOVA range, owner and address, result.

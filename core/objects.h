@@ -160,6 +160,10 @@ struct DmaTranslation {
   iommu::Translation walk;  // walk.ok() false: an IOMMU fault
   pid_t owner = 0;          // the mapping's owner (locked memory is charged to it)
   u64 address = 0;          // the IOVA's byte in `owner`
+  // Translates a further IOVA of the same access under the lock the translation is held with
+  // (its domain, mappings and owner cannot change meanwhile), so that a DMA of many pages is
+  // one copy; unset: the caller translates page by page.
+  std::function<Result<DmaTranslation>(u64 iova)> more;
 };
 
 // A container's IOMMU backend, as Linux's vfio_iommu_driver_ops. Every call is made with the

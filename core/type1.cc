@@ -78,6 +78,8 @@ Result<DmaTranslation> Type1Driver::dma_translate(const Group& g, u64 iova,
     if (dma.last() < iova) return Err{EFAULT};
     t.owner = dma.owner;
     t.address = t.walk.output - dma.output + dma.vaddr;
+    // Valid while the container's lock is held, as this call's result.
+    t.more = [this, &g, access](u64 next) { return dma_translate(g, next, access); };
     return t;
   }
   return Err{ENXIO};  // an emulated group (nop unit): its mappings are only recorded

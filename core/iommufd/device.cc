@@ -215,6 +215,23 @@ void iommufd_detach_device(Emulator&, IommufdCtx& ctx, u32 devid) {
   if (auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice)) hwpt_detach(ctx, *d);
 }
 
+namespace {
+// One IOVA through `hwpt`'s domain, its IOAS's lock held.
+Result<DmaTranslation> translate_in_hwpt(const std::shared_ptr<Hwpt>& hwpt, u64 iova,
+                                         iommu::Access access) {
+  DmaTranslation t;
+  t.domain = hwpt->domain;
+  t.walk = hwpt->domain->hw->translate(iova, access);
+  if (!t.walk.ok()) return t;
+  const iopt::Area* area = hwpt->ioas->iopt.area_overlapping(iova, iova);
+  if (area == nullptr) return Err{EFAULT};  // an entry no area explains: not reached
+  t.owner = area->pages->source_pid;
+  t.address = area->user_va() + (iova - area->iova);
+  t.more = [hwpt, access](u64 next) { return translate_in_hwpt(hwpt, next, access); };
+  return t;
+}
+}  // namespace
+
 Result<DmaTranslation> iommufd_dma_translate(IommufdCtx& ctx, u32 devid, u64 iova,
                                              iommu::Access access,
                                              std::unique_lock<std::mutex>* hold) {
@@ -225,15 +242,7 @@ Result<DmaTranslation> iommufd_dma_translate(IommufdCtx& ctx, u32 devid, u64 iov
   }
   if (!hwpt || !hwpt->domain || !hwpt->ioas) return Err{ENXIO};
   *hold = std::unique_lock(hwpt->ioas->mu);
-  DmaTranslation t;
-  t.domain = hwpt->domain;
-  t.walk = hwpt->domain->hw->translate(iova, access);
-  if (!t.walk.ok()) return t;
-  const iopt::Area* area = hwpt->ioas->iopt.area_overlapping(iova, iova);
-  if (area == nullptr) return Err{EFAULT};  // an entry no area explains: not reached
-  t.owner = area->pages->source_pid;
-  t.address = area->user_va() + (iova - area->iova);
-  return t;
+  return translate_in_hwpt(hwpt, iova, access);
 }
 
 namespace idev_ioctl {

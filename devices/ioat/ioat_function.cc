@@ -46,7 +46,8 @@ std::chrono::microseconds poll_interval(std::chrono::steady_clock::duration quie
   using namespace std::chrono;
   if (quiet < milliseconds(50)) return microseconds(20);
   if (quiet < seconds(1)) return milliseconds(1);
-  return milliseconds(10);
+  if (quiet < seconds(10)) return milliseconds(10);
+  return milliseconds(50);
 }
 
 }  // namespace
@@ -145,7 +146,11 @@ void IoatFunction::attach_window(u32 bar, BarWindow* window) {
     auto role = MirroredRegister::Role::kPlain;
     if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanDmaCount)
       role = MirroredRegister::Role::kDoorbell;
-    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanSts)
+    // What a driver polls to learn that a command or a chain finished is shown last: by the time
+    // it reads "done", every other register shows the new state, and its next stores cannot be
+    // overwritten by a publish still under way (a store of the value shown before would be).
+    if (r.offset >= kChannelStride && (r.offset % kChannelStride == kChanSts ||
+                                       r.offset % kChannelStride == kChanCmd))
       role = MirroredRegister::Role::kStatus;
     mirrored.push_back(MirroredRegister{r.offset, r.width, role});
   }
@@ -158,8 +163,9 @@ size_t IoatFunction::sync_locked() {
   if (!mirror_ || !engine_) return 0;
   writes_.clear();
   const size_t n = mirror_->collect(writes_);
+  if (n == 0) return 0;  // the engine changes only by writes, process() and reset: each publishes
   for (const RegisterMirror::Write& w : writes_) engine_->mmio_write(w.offset, w.value, w.width);
-  if (n != 0) mapped_writes_.fetch_add(n, std::memory_order_relaxed);
+  mapped_writes_.fetch_add(n, std::memory_order_relaxed);
   publish_locked();
   return n;
 }

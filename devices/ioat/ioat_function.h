@@ -17,7 +17,8 @@
 // the engine as register writes, and shows the engine's registers in the window (before an
 // interrupt is signalled, so a handler reads the state that raised it). A store cannot wake a
 // thread, so the worker polls the window: every 20 us for 50 ms after the last register change,
-// then every 1 ms, and every 10 ms after a second of quiet (docs/ARCHITECTURE.md "BAR mmap").
+// then every 1 ms, every 10 ms after a second of quiet and every 50 ms after ten
+// (docs/ARCHITECTURE.md "BAR mmap").
 // A suspended or halted channel shows CHAINADDR and DMACOUNT as 0 in the window, so that the
 // CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
 // they repeat the previous values (the selftests' driver does exactly that).
