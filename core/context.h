@@ -77,6 +77,12 @@ class CallerEnv {
   // DMA with `prot` needs (readable for kProtRead, writable for kProtWrite), as pinning the pages
   // would require. len means all of it.
   virtual u64 dma_accessible(u64 addr, u64 len, Prot prot) = 0;
+  // Whether any of [addr, addr + len) is device memory of the caller: a mapping of a device's
+  // BARs (Linux: VM_PFNMAP, which pin_user_pages refuses; type1 maps it all the same).
+  virtual bool maps_device_memory(u64 addr, u64 len) {
+    (void)addr, (void)len;
+    return false;
+  }
   // RLIMIT_MEMLOCK of the caller in bytes (kU64Max: unlimited).
   virtual u64 memlock_limit() = 0;
   // Whether the caller has a capability in its effective set (CAP_IPC_LOCK, CAP_SYS_RAWIO, ...).

@@ -404,6 +404,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
     df.ictx = g.ictx;
     df.devid = devid;
     df.pt_id = *hwpt;
+    if (dev.group_iommufd_devid == 0) dev.group_iommufd_devid = devid;
   }
   df.irqs = open_device_irqs(dev);
   df.via_group = &g;
@@ -445,6 +446,7 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
   const AwakeScope awake(f.irqs.get());
   const u64 pos = offset & ((u64{1} << kVfioPciOffsetShift) - 1);
   Device& dev = *f.device;
+  dev.model->settle();  // stores made through a mapping come first
   switch (index) {
     case VFIO_PCI_CONFIG_REGION_INDEX: {
       u64 end;
@@ -499,6 +501,8 @@ void release_device_file(Emulator& emu, DeviceFile& f) {
   if (f.bound()) {
     iommufd_unbind_device(emu, *f.ictx, f.devid);
     if (f.device->bound_file == &f) f.device->bound_file = nullptr;
+    if (f.via_group != nullptr && f.device->group_iommufd_devid == f.devid)
+      f.device->group_iommufd_devid = 0;
     f.devid = 0;
     f.pt_id = 0;
     f.ictx.reset();  // the context goes here if its file and groups are gone
@@ -558,6 +562,7 @@ class DeviceNodeType final : public NodeType {
                       "first)", call.cmd);
     }
     route.hold = std::make_shared<AwakeScope>(df.irqs.get());
+    df.device->model->settle();  // stores made through a mapping come first
     return {};
   }
 

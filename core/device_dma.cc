@@ -102,6 +102,10 @@ Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access acc
     } else if (g.container) {
       owner_lock = std::unique_lock(g.container->mu);
       if (g.container->driver) r = g.container->driver->dma_translate(g, iova, access);
+    } else if (g.ictx && device_.group_iommufd_devid != 0) {
+      // A group set to an iommufd: the device was bound there by its group-path file.
+      ictx = g.ictx;
+      devid = device_.group_iommufd_devid;
     }
   }
   if (ictx) r = iommufd_dma_translate(*ictx, devid, iova, access, &owner_lock);

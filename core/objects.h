@@ -81,6 +81,9 @@ class Device {
   // Under Emulator::mu.
   u32 cdev_opens = 0;          // open cdev files (shown by the tools)
   File* bound_file = nullptr;  // the cdev file bound to an iommufd (only one at a time)
+  // The iommufd device object a group-path file bound in its group's iommufd (a group set to an
+  // iommufd with SET_CONTAINER): what the device's DMA goes through then. 0: none.
+  u32 group_iommufd_devid = 0;
   u32 group_path_files = 0;    // device files used through the group (GET_DEVICE_FD's)
   bool bad_state = false;      // failed reset or EEH-frozen: open_device fails with EIO
 

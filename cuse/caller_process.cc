@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -241,6 +242,44 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
     covered_to = q.vma_end;
   }
   return covered_to >= end ? len : covered_to - addr;
+}
+
+bool maps_file_where(pid_t pid, u64 addr, u64 len, bool (*is_device)(u64 dev, u64 ino)) {
+  if (len == 0) return false;
+  const u64 end = addr + len;
+  std::shared_ptr<MapsFile> maps = maps_files().get(pid);
+  bool text = maps->maps.fd < 0;
+  for (u64 at = addr; !text && at < end;) {
+    ProcmapQuery q{};
+    q.size = sizeof(q);
+    q.query_addr = at;
+    q.query_flags = 0x10;  // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+    if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
+      if (errno != ENOTTY && errno != EINVAL) return false;  // ENOENT: nothing further
+      text = true;  // no PROCMAP_QUERY: the text below
+      break;
+    }
+    if (q.vma_start >= end) return false;
+    if (q.inode != 0 && is_device(makedev(q.dev_major, q.dev_minor), q.inode)) return true;
+    at = q.vma_end;
+  }
+  if (!text) return false;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return false;
+  char line[512];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long long lo = 0, hi = 0, ino = 0;
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(line, "%llx-%llx %*s %*s %x:%x %llu", &lo, &hi, &major, &minor, &ino) != 5)
+      continue;
+    if (hi <= addr || lo >= end || ino == 0) continue;
+    found = is_device(makedev(major, minor), ino);
+  }
+  std::fclose(f);
+  return found;
 }
 
 u64 memlock_limit(pid_t pid) {

@@ -30,6 +30,9 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len);
 // with or without FOLL_WRITE requires). Special mappings (VM_IO/PFNMAP) are not distinguished.
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot);
 
+// Whether any mapping of `pid` in [addr, addr + len) is of a file for which `is_device(dev,
+// ino)` holds (st_dev as makedev(major, minor), st_ino).
+bool maps_file_where(pid_t pid, u64 addr, u64 len, bool (*is_device)(u64 dev, u64 ino));
 // RLIMIT_MEMLOCK of `pid` in bytes; kU64Max when unlimited or unknown.
 u64 memlock_limit(pid_t pid);
 

@@ -239,6 +239,10 @@ u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
   return caller_.pid > 0 ? cuse::dma_accessible(caller_.pid, addr, len, prot) : len;
 }
 
+bool RequestCaller::maps_device_memory(u64 addr, u64 len) {
+  return caller_.pid > 0 && cuse::maps_file_where(caller_.pid, addr, len, devices::is_bar_memory);
+}
+
 u64 RequestCaller::memlock_limit() {
   return caller_.pid > 0 ? cuse::memlock_limit(caller_.pid) : iommu::kU64Max;
 }

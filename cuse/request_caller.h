@@ -102,6 +102,7 @@ class RequestCaller final : public core::UserMemory,
   Result<core::UniqueFd> take_eventfd(int fd) override;
   // core::CallerEnv
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override;
+  bool maps_device_memory(u64 addr, u64 len) override;
   u64 memlock_limit() override;
   bool capable(int cap) override;
 

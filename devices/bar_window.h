@@ -45,6 +45,15 @@ class BarWindow {
   u64 size_;
 };
 
+// Whether (st_dev, st_ino) is the memfd of some device's BARs in this process: a program's
+// mapping of it is device memory (Linux: a VM_PFNMAP mapping of a BAR, which pin_user_pages
+// refuses).
+bool is_bar_memory(u64 dev, u64 ino);
+// Another file whose mappings are a device's BAR memory: a FUSE device node mapped by
+// passthrough shows in /proc/PID/maps as the node itself, not as the memfd behind it.
+void register_bar_memory(u64 dev, u64 ino);
+void unregister_bar_memory(u64 dev, u64 ino);
+
 class BarFile {
  public:
   static constexpr u32 kBars = 6;
@@ -64,6 +73,7 @@ class BarFile {
  private:
   explicit BarFile(int fd) : fd_(fd) {}
   int fd_;
+  u64 dev_ = 0, ino_ = 0;  // registered for is_bar_memory() while the file lives
   std::array<std::unique_ptr<BarWindow>, kBars> windows_;
 };
 

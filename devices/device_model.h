@@ -58,6 +58,11 @@ class DeviceModel {
     (void)bar, (void)window;
   }
 
+  // The program entered the daemon for this device (an ioctl, a pread or pwrite of a region):
+  // what it stored through a mapping before takes effect before the call is served, as a
+  // posted MMIO write reaches a device before the driver's next access to it does.
+  virtual void settle() {}
+
   // Function-level reset (and power-on): BAR contents and internal state to their power-on
   // values. Config space is reset by the caller, from power_on_config(). A model that does DMA
   // waits here for an access in flight; the caller holds none of the locks DMA takes.

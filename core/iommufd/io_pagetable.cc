@@ -139,6 +139,10 @@ Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who, std::string* w
       return refuse(why, EFAULT, "pinning vaddr {:#x} size {:#x}: no {} mapping at {:#x}", addr,
                     len, access_name(writable), addr + ok);
     }
+    // iommufd pins struct pages: a BAR's mapping has none (VM_PFNMAP).
+    if (who.env->maps_device_memory(addr, len))
+      return refuse(why, EFAULT, "pinning vaddr {:#x} size {:#x}: device memory (a mapped BAR) "
+                    "cannot be pinned", addr, len);
   }
   const u64 delta = count(newly);
   if (account != AccountMode::kNone && delta != 0) {

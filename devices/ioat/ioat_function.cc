@@ -125,6 +125,7 @@ void IoatFunction::bar_write(u32 bar, u64 offset, const u8* in, u64 len) {
     if (!in_msix(offset, size) && engine_) {
       u64 v = 0;
       std::memcpy(&v, in, size);
+      rearm_halt_locked(offset, v, size);
       engine_->mmio_write(offset, v, size);
     }
     offset += size;
@@ -141,6 +142,12 @@ void IoatFunction::attach_window(u32 bar, BarWindow* window) {
   window_ = window;
   if (window_ == nullptr) return;
   regs_ = bar0_registers(kChannels);
+  // CHANCMD after CHANSTS: a driver that sees its RESET taken reads CHANSTS next and must find
+  // the state the reset left.
+  std::stable_partition(regs_.begin(), regs_.end(), [](const RegisterSpan& r) {
+    return !(r.offset >= kChannelStride && r.offset % kChannelStride == kChanCmd);
+  });
+  show_halt_.fill(true);
   std::vector<MirroredRegister> mirrored;
   for (const RegisterSpan& r : regs_) {
     auto role = MirroredRegister::Role::kPlain;
@@ -164,16 +171,42 @@ size_t IoatFunction::sync_locked() {
   writes_.clear();
   const size_t n = mirror_->collect(writes_);
   if (n == 0) return 0;  // the engine changes only by writes, process() and reset: each publishes
-  for (const RegisterMirror::Write& w : writes_) engine_->mmio_write(w.offset, w.value, w.width);
+  for (const RegisterMirror::Write& w : writes_) {
+    rearm_halt_locked(w.offset, w.value, w.width);
+    engine_->mmio_write(w.offset, w.value, w.width);
+  }
   mapped_writes_.fetch_add(n, std::memory_order_relaxed);
   publish_locked();
   return n;
+}
+
+// A store is the program moving on: an error-free halt it was shown is now shown as SUSPENDED,
+// unless the store is the RESET or ABORT that halts the channel again.
+void IoatFunction::rearm_halt_locked(u64 offset, u64 value, u32 width) {
+  for (u32 ch = 0; ch < kChannels; ++ch) {
+    const u64 cmd = channel_base(ch) + kChanCmd;
+    const bool halts = offset <= cmd && cmd < offset + width &&
+                       ((value >> (8 * (cmd - offset))) & (kChanCmdReset | kChanCmdAbort)) != 0;
+    show_halt_[ch] = halts;
+  }
+}
+
+void IoatFunction::settle() {
+  LockedScope lock(this, mu_);
+  sync_locked();
+  if (!mirror_ || !engine_) return;
+  show_halt_.fill(false);
+  publish_locked();
 }
 
 u64 IoatFunction::shown_value_locked(const RegisterSpan& reg, const u64* chan_state) {
   const u64 value = engine_->mmio_read(reg.offset, reg.width);
   if (reg.offset < kChannelStride) return value;
   const u64 rel = reg.offset % kChannelStride;
+  const u32 ch = static_cast<u32>(reg.offset / kChannelStride - 1);
+  if (rel == kChanSts && (value & kChanStsStateMask) == static_cast<u64>(ChanState::kHalted) &&
+      !show_halt_[ch] && engine_->mmio_read(channel_base(ch) + kChanErr, 4) == 0)
+    return (value & ~kChanStsStateMask) | static_cast<u64>(ChanState::kSuspended);
   if (rel != kChanChainAddr && rel != kChanDmaCount) return value;
   const u64 state = chan_state[reg.offset / kChannelStride - 1];
   const bool stopped = state == static_cast<u64>(ChanState::kSuspended) ||
@@ -210,6 +243,7 @@ void IoatFunction::reset() {
   }
   if (engine) engine->reset();
   LockedScope lock(this, mu_);
+  show_halt_.fill(true);
   publish_locked();
 }
 

@@ -22,6 +22,11 @@
 // A suspended or halted channel shows CHAINADDR and DMACOUNT as 0 in the window, so that the
 // CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
 // they repeat the previous values (the selftests' driver does exactly that).
+// A channel halted without an error (a reset, an ABORT) shows HALTED until the program stores to
+// BAR0 again or makes a system call on the device, and SUSPENDED after that, until its doorbell
+// is taken: a driver that rings and at once polls CHANSTS must not read the HALTED the engine
+// shows only because the doorbell is not seen yet (hardware takes it before the read, by PCIe
+// ordering); a driver that checks for HALTED right after the reset still sees it.
 #pragma once
 
 #include <atomic>
@@ -54,6 +59,7 @@ class IoatFunction final : public DeviceModel {
   void connect(DmaPort* dma, InterruptSink* irq) override;
   bool bar_mappable(u32 bar) const override { return bar == 0; }
   void attach_window(u32 bar, BarWindow* window) override;
+  void settle() override;
 
   // Register writes the mirror took from the window (for the tools and tests).
   u64 mapped_writes() const { return mapped_writes_.load(std::memory_order_relaxed); }
@@ -88,6 +94,10 @@ class IoatFunction final : public DeviceModel {
   std::vector<RegisterSpan> regs_;                // what mirror_ mirrors, same order
   std::vector<RegisterMirror::Write> writes_;     // scratch of sync_locked
   std::atomic<u64> mapped_writes_{0};
+  // Per channel, under mu_: an error-free halt the program may not have seen yet (shown as
+  // HALTED); false: shown as SUSPENDED.
+  std::array<bool, kChannels> show_halt_{};
+  void rearm_halt_locked(u64 offset, u64 value, u32 width);
 };
 
 }  // namespace vfio_emu::devices::ioat

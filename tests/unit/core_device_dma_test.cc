@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/device_dma.h"
+#include "core/uapi/vfio_emu.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
 
 using namespace vfio_emu;
@@ -170,4 +171,31 @@ TEST_CASE("device DMA through an iommufd HWPT (cdev bound and attached)", "[dma]
   CHECK(faults_since(h, seq)[0].hw_code == 0x6);
   REQUIRE(ioas_unmap(h, ictx, ioas, 0x10000, 2 * K4) == 0);
   CHECK(dma.read(0x10000, &byte, 1).error() == EFAULT);
+}
+
+TEST_CASE("device DMA through a group set to an iommufd (compat, group path)", "[dma]") {
+  // The selftests' iommufd_compat modes: SET_CONTAINER with an iommufd fd, SET_IOMMU and
+  // MAP_DMA on the iommufd, the device fd from the group. The device's DMA goes through the
+  // compat IOAS's HWPT (it had no path before: ENXIO).
+  Harness h;
+  const int g = h.open("vfio/1");
+  const int ictx = h.open("iommu");
+  REQUIRE(h.ioctl(g, VFIO_GROUP_SET_CONTAINER, &ictx) == 0);
+  REQUIRE(h.ioctl(ictx, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == 0);
+  core::Device& dev = device_of_group(h, 1);
+  core::DeviceDma dma(h.emu, dev);
+  u8 byte = 0x5a;
+  CHECK(dma.write(0x10000, &byte, 1).error() == ENXIO);  // no device file through the group yet
+  const long n = h.ioctl(g, VFIO_EMU_GROUP_DEVICE, "0000:00:01.0");
+  REQUIRE(n >= 0);
+  const int dev_fd = h.open("vfio/devices/vfio" + std::to_string(n));
+  REQUIRE(h.ioctl(dev_fd, VFIO_EMU_DEVICE_USE_GROUP, static_cast<u64>(g)) == 0);
+  Buffer buf(2 * K4);
+  std::memset(buf.get(), 0, buf.size());
+  REQUIRE(map(h, ictx, buf.addr(), 0x10000, 2 * K4) == 0);
+  REQUIRE(dma.write(0x10000 + K4 + 7, &byte, 1).ok());
+  CHECK(static_cast<u8*>(buf.get())[K4 + 7] == 0x5a);
+  CHECK(dma.read(0x40000, &byte, 1).error() == EFAULT);  // not mapped: a fault
+  h.close(dev_fd);  // the device file goes: no more DMA
+  CHECK(dma.write(0x10000, &byte, 1).error() == ENXIO);
 }

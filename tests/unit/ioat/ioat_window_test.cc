@@ -265,3 +265,47 @@ TEST_CASE("ioat mapped: a reset, then at once the same registers as before it",
   }
   CHECK(rounds > 0);
 }
+
+TEST_CASE("ioat mapped: an error-free halt shows HALTED until the program moves on",
+          "[ioat][window]") {
+  MappedIoat m;
+  m.mem.map(kDesc, 4096);
+  m.reset();  // asserts HALTED right after RESET reads clear
+  // Another store (the selftests' INTRCTRL), seen by the mirror: the halt has been shown.
+  m.prog->store<u8>(kRegIntrCtrl, kIntrCtrlMsixVectorCtl);
+  CHECK(m.reach(ChanState::kSuspended));
+  // The engine itself is halted all along (pread returns the truth).
+  u64 v = 0;
+  m.fn.bar_read(0, ch(kChanSts), reinterpret_cast<u8*>(&v), 8);
+  CHECK((v & kChanStsStateMask) == static_cast<u64>(ChanState::kHalted));
+  // A reset shows HALTED again; a system call on the device (settle) moves on as a store does.
+  m.reset();
+  m.fn.settle();
+  CHECK(m.state() == static_cast<u64>(ChanState::kSuspended));
+  // So a driver that rings and polls at once after init never reads HALTED before DONE.
+  DmaDescriptor d{};
+  d.size = 64;
+  d.ctl.null = 1;
+  d.next = kDesc;
+  REQUIRE(m.mem.poke(kDesc, &d, sizeof d));
+  m.prog->store<u64>(ch(kChanChainAddr), kDesc);
+  m.prog->store<u16>(ch(kChanDmaCount), 1);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  u64 s = 0;
+  while ((s = m.state()) != static_cast<u64>(ChanState::kDone) &&
+         std::chrono::steady_clock::now() < end)
+    if (s == static_cast<u64>(ChanState::kHalted)) break;
+  CHECK(s == static_cast<u64>(ChanState::kDone));
+  // A halt by an error stays HALTED whatever the program stores.
+  d.ctl.null = 0;
+  d.src_addr = 0xdead000;  // not mapped
+  REQUIRE(m.mem.poke(kDesc, &d, sizeof d));
+  m.prog->store<u8>(ch(kChanCmd), kChanCmdSuspend);
+  REQUIRE(m.reach(ChanState::kSuspended));
+  m.prog->store<u64>(ch(kChanChainAddr), kDesc);
+  m.prog->store<u16>(ch(kChanDmaCount), 1);
+  REQUIRE(wait_for([&] { return m.prog->load<u32>(ch(kChanErr)) != 0; }));
+  m.prog->store<u8>(kRegIntrCtrl, 0);
+  m.fn.settle();
+  CHECK(m.state() == static_cast<u64>(ChanState::kHalted));
+}

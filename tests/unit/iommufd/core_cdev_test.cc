@@ -503,6 +503,31 @@ TEST_CASE("cdev: GET_REGION_INFO once the transport maps BARs", "[cdev][info][mm
   CHECK(full.cap.id == 0xeeee);
 }
 
+TEST_CASE("cdev: a mapped BAR is device memory: IOAS_MAP cannot pin it", "[cdev][mmap]") {
+  // Linux: a BAR's mapping is VM_PFNMAP; iommufd pins struct pages and fails with EFAULT
+  // (vfio_dma_mapping_mmio_test expects exactly that for every iommufd mode).
+  Harness h;
+  REQUIRE(core::enable_bar_mmap(h.emu).ok());
+  int iommufd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio4", &iommufd);
+  const u32 ioas = ioas_alloc(h, iommufd);
+  REQUIRE(attach(h, dev, ioas) == 0);
+  const int bar_fd = core::device_bar_fd(h.emu, *h.emu.node("vfio/devices/vfio4"));
+  REQUIRE(bar_fd >= 0);
+  // The harness's caller is this process: map the BAR as a program's mmap would.
+  void* bar = ::mmap(nullptr, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, bar_fd, 0);
+  REQUIRE(bar != MAP_FAILED);
+  CHECK(ioas_map_at(h, iommufd, ioas, reinterpret_cast<u64>(bar), 0x4000, 0x100000) == EFAULT);
+  CHECK(ioas_map_at(h, iommufd, ioas, reinterpret_cast<u64>(bar) + 0x1000, 0x1000, 0x100000) ==
+        EFAULT);
+  // Ordinary memory next to it still maps.
+  void* mem = ::mmap(nullptr, 0x4000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  CHECK(ioas_map_at(h, iommufd, ioas, reinterpret_cast<u64>(mem), 0x4000, 0x100000) == 0);
+  ::munmap(bar, 0x4000);
+  ::munmap(mem, 0x4000);
+}
+
 TEST_CASE("cdev: DEVICE_GET_IRQ_INFO", "[cdev][info]") {
   Harness h;
   int fd = -1;
