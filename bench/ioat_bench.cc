@@ -31,8 +31,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr unsigned long kChan = 0x80;
-constexpr unsigned long kChanCtrl = kChan + 0x00, kChanCmd = kChan + 0x04,
-                        kDmaCount = kChan + 0x06, kChanSts = kChan + 0x08,
+constexpr unsigned long kChanCmd = kChan + 0x04, kDmaCount = kChan + 0x06,
                         kChainAddr = kChan + 0x10, kChanCmp = kChan + 0x18,
                         kChanErr = kChan + 0x28;
 constexpr uint64_t kIovaDesc = 0x100000, kIovaCompl = 0x200000, kIovaSrc = 0x1000000,
