@@ -58,6 +58,9 @@ class DeviceModel {
     (void)bar, (void)window;
   }
 
+  // What the model is doing, in one line for the tools (`vfio-emu list`); empty: nothing to say.
+  virtual std::string state() { return {}; }
+
   // The program entered the daemon for this device (an ioctl, a pread or pwrite of a region):
   // what it stored through a mapping before takes effect before the call is served, as a
   // posted MMIO write reaches a device before the driver's next access to it does.

@@ -263,7 +263,11 @@ void print_list(const Json& l, std::FILE* out) {
     devices.add({cell(d, "bdf"), cell(d, "cdev"), cell(d, "group"),
                  cell(d, "vendor") + ":" + cell(d, "device"), cell(d, "model"),
                  cell(d, "cdev_opens"), bound,
-                 field(d, "bad_state") == true ? "bad state" : "ok"});
+                 std::string(field(d, "bad_state") == true ? "bad state" : "ok") +
+                     (field(d, "model_state").is_string() &&
+                              !field(d, "model_state").get<std::string>().empty()
+                          ? "; " + field(d, "model_state").get<std::string>()
+                          : "")});
   }
   section(out, "Devices", devices);
 

@@ -123,6 +123,11 @@ Json list(Emulator& emu) {
         dj["device"] = hex(u64{d->config[2]} | u64{d->config[3]} << 8);
       }
       dj["model"] = std::string(d->model->name());
+      dj["model_state"] = d->model->state();
+      {
+        std::lock_guard rlock(d->regions_mu);
+        dj["bar_mmap"] = d->bar_file != nullptr;
+      }
       dj["cdev_opens"] = d->cdev_opens;
       if (d->bound_file != nullptr) {
         const auto& df = static_cast<const DeviceFile&>(*d->bound_file);

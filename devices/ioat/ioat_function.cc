@@ -191,6 +191,23 @@ void IoatFunction::rearm_halt_locked(u64 offset, u64 value, u32 width) {
   }
 }
 
+std::string IoatFunction::state() {
+  LockedScope lock(this, mu_);
+  if (!engine_) return "engine stopped";
+  static constexpr const char* kNames[] = {"active", "done", "suspended", "halted"};
+  std::string s;
+  for (u32 ch = 0; ch < kChannels; ++ch) {
+    const u64 sts = engine_->mmio_read(channel_base(ch) + kChanSts, 8);
+    const u64 st = sts & kChanStsStateMask;
+    const u32 err = static_cast<u32>(engine_->mmio_read(channel_base(ch) + kChanErr, 4));
+    s += fmt::format("{}chan {} {}", ch ? "; " : "", ch, st < 4 ? kNames[st] : "?");
+    if (err != 0) s += fmt::format(" CHANERR {:#x}", err);
+    s += fmt::format(" DMACOUNT {:#x}", engine_->mmio_read(channel_base(ch) + kChanDmaCount, 2));
+  }
+  if (mirror_) s += fmt::format("; BAR0 mapped, {} register stores taken", mapped_writes());
+  return s;
+}
+
 void IoatFunction::settle() {
   LockedScope lock(this, mu_);
   sync_locked();

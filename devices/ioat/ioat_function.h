@@ -60,6 +60,7 @@ class IoatFunction final : public DeviceModel {
   bool bar_mappable(u32 bar) const override { return bar == 0; }
   void attach_window(u32 bar, BarWindow* window) override;
   void settle() override;
+  std::string state() override;
 
   // Register writes the mirror took from the window (for the tools and tests).
   u64 mapped_writes() const { return mapped_writes_.load(std::memory_order_relaxed); }
