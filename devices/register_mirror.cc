@@ -12,12 +12,17 @@ RegisterMirror::RegisterMirror(BarWindow& window, std::vector<MirroredRegister> 
     shown_[i] = window_.load(regs_[i].offset, regs_[i].width);
     if (regs_[i].role == Role::kDoorbell) scan_order_.push_back(i);
     if (regs_[i].role != Role::kDoorbell) apply_order_.push_back(i);
-    if (regs_[i].role != Role::kStatus) publish_order_.push_back(i);
   }
   for (size_t i = 0; i < regs_.size(); ++i) {
     if (regs_[i].role != Role::kDoorbell) scan_order_.push_back(i);
     if (regs_[i].role == Role::kDoorbell) apply_order_.push_back(i);
-    if (regs_[i].role == Role::kStatus) publish_order_.push_back(i);
+  }
+  // What a driver waits on goes last: status registers, then command registers.
+  for (Role last : {Role::kPlain, Role::kStatus, Role::kCommand}) {
+    for (size_t i = 0; i < regs_.size(); ++i) {
+      const Role r = regs_[i].role == Role::kDoorbell ? Role::kPlain : regs_[i].role;
+      if (r == last) publish_order_.push_back(i);
+    }
   }
 }
 

@@ -12,7 +12,9 @@
 // command is taken; the I/OAT model shows a suspended channel's CHAINADDR and DMACOUNT as 0).
 // Ordering: doorbell registers are read first and applied last. x86 makes a program's stores
 // visible in program order and keeps loads in order, so when a scan sees a doorbell, it also sees
-// every register the program wrote before ringing it.
+// every register the program wrote before ringing it. The other way, registers a driver waits on
+// are published last (status, then command registers): a driver that sees the change it waited
+// for, and reads on at once, reads the rest already published.
 #pragma once
 
 #include <vector>
@@ -26,8 +28,11 @@ struct MirroredRegister {
   enum class Role : u8 {
     kPlain,     // applied in the order listed
     kDoorbell,  // read before and applied after every other register
-    kStatus,    // published after every other register (a program that waits on it sees the
-                // rest already published)
+    kStatus,    // published after plain registers and doorbells (a program that waits on it
+                // sees them already published)
+    kCommand,   // a register a driver writes a command to and polls until the device has taken
+                // it; published last of all, after the status registers (a driver that sees the
+                // command taken reads the state it left: I/OAT's CHANCMD reset, then CHANSTS)
   };
   u64 offset;  // in the BAR, naturally aligned for its width
   u32 width;   // 1, 2, 4 or 8
@@ -55,7 +60,7 @@ class RegisterMirror {
   // Shows `value` in register `index`'s window bytes unless the program has stored there since
   // the last collect(). Call for every register in publish_order().
   void publish(size_t index, u64 value);
-  // The register indexes in publishing order (status registers last).
+  // The register indexes in publishing order (status, then command registers last).
   const std::vector<size_t>& publish_order() const { return publish_order_; }
 
  private:

@@ -147,6 +147,9 @@ void IoatFunction::attach_window(u32 bar, BarWindow* window) {
       role = MirroredRegister::Role::kDoorbell;
     if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanSts)
       role = MirroredRegister::Role::kStatus;
+    // Drivers poll CHANCMD until a reset is taken, then read CHANSTS: it is shown after it.
+    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanCmd)
+      role = MirroredRegister::Role::kCommand;
     mirrored.push_back(MirroredRegister{r.offset, r.width, role});
   }
   mirror_ = std::make_unique<RegisterMirror>(*window_, std::move(mirrored));

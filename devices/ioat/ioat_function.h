@@ -20,7 +20,9 @@
 // then every 1 ms, and every 10 ms after a second of quiet (docs/ARCHITECTURE.md "BAR mmap").
 // A suspended or halted channel shows CHAINADDR and DMACOUNT as 0 in the window, so that the
 // CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
-// they repeat the previous values (the selftests' driver does exactly that).
+// they repeat the previous values (the selftests' driver does exactly that). CHANSTS is shown
+// after the other registers and CHANCMD after CHANSTS: drivers poll CHANCMD until a reset is
+// taken and then read CHANSTS at once.
 #pragma once
 
 #include <atomic>

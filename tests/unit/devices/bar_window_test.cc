@@ -108,6 +108,19 @@ TEST_CASE("RegisterMirror: a store is collected once, publish never overwrites o
   CHECK(prog.load<u16>(0x02) == 0);
 }
 
+TEST_CASE("RegisterMirror: what a driver waits on is published last, commands after status",
+          "[devices][bar-window]") {
+  // A driver polls a command register until the device took the command, then reads the status
+  // it left (I/OAT: CHANCMD reset, then CHANSTS): the status must show before the command does.
+  auto f = make_file(0x1000);
+  using Role = MirroredRegister::Role;
+  RegisterMirror m(*f->window(0), {{0x04, 1, Role::kCommand},
+                                   {0x08, 8, Role::kStatus},
+                                   {0x00, 2, Role::kPlain},
+                                   {0x06, 2, Role::kDoorbell}});
+  CHECK(m.publish_order() == std::vector<size_t>{2, 3, 1, 0});
+}
+
 TEST_CASE("testdev: a window is BAR0, coherent with pread/pwrite both ways",
           "[devices][bar-window][testdev]") {
   TestDevice dev(PciIds{0x1b36, 0x0005, 0});
