@@ -22,7 +22,8 @@
 // CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
 // they repeat the previous values (the selftests' driver does exactly that). CHANSTS is shown
 // after the other registers and CHANCMD after CHANSTS: drivers poll CHANCMD until a reset is
-// taken and then read CHANSTS at once.
+// taken and then read CHANSTS at once. A command stored right after a doorbell (an error path's
+// reset) is taken after it.
 #pragma once
 
 #include <atomic>
