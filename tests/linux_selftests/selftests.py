@@ -37,7 +37,7 @@ SERIES = "7.3"
 SUITE = "trixie-backports"
 # The built-in machine (README, "The built-in machine"): group 5's I/OAT engine is the device the
 # selftests have a driver for; group 1's testdev has none, so the tests that only need a VFIO
-# device get past vfio_pci_device_init() there even without BAR mmap. The pair (groups 1 and 2, one
+# device run the generic paths there (and a BAR of plain memory). The pair (groups 1 and 2, one
 # VT-d unit) is for the binaries that take several devices: they set them up in parallel threads
 # on one container or iommufd.
 DEFAULT_DEVICES = {"ioat": "0000:00:05.0", "testdev": "0000:00:01.0",
