@@ -77,12 +77,10 @@ class CallerEnv {
   // DMA with `prot` needs (readable for kProtRead, writable for kProtWrite), as pinning the pages
   // would require. len means all of it.
   virtual u64 dma_accessible(u64 addr, u64 len, Prot prot) = 0;
-  // Whether any of [addr, addr + len) is device memory of the caller: a mapping of a device's
-  // BARs (Linux: VM_PFNMAP, which pin_user_pages refuses; type1 maps it all the same).
-  virtual bool maps_device_memory(u64 addr, u64 len) {
-    (void)addr, (void)len;
-    return false;
-  }
+  // The same for memory that is pinned, as iommufd does with pin_user_pages(): a program's
+  // mapping of a device's BAR (VM_PFNMAP in Linux) cannot be pinned and ends the range.
+  // vfio_iommu_type1 maps such mappings (it follows the PFN): it asks dma_accessible().
+  virtual u64 dma_pinnable(u64 addr, u64 len, Prot prot) { return dma_accessible(addr, len, prot); }
   // RLIMIT_MEMLOCK of the caller in bytes (kU64Max: unlimited).
   virtual u64 memlock_limit() = 0;
   // Whether the caller has a capability in its effective set (CAP_IPC_LOCK, CAP_SYS_RAWIO, ...).

@@ -163,7 +163,8 @@ std::uint64_t needed_flags(iommu::Prot prot) {
 }
 
 // The text /proc/<pid>/maps, for kernels without PROCMAP_QUERY.
-u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need) {
+u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need,
+                         const std::function<bool(dev_t, u64)>& unpinnable) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
   FILE* f = std::fopen(path, "re");
@@ -172,14 +173,18 @@ u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need) {
   const u64 end = addr + len;  // len > 0, no overflow: callers pass checked ranges
   char line[512];
   while (std::fgets(line, sizeof(line), f) != nullptr && covered_to < end) {
-    unsigned long long lo = 0, hi = 0;
+    unsigned long long lo = 0, hi = 0, ino = 0;
+    unsigned major = 0, minor = 0;
     char perms[8] = {};
-    if (std::sscanf(line, "%llx-%llx %7s", &lo, &hi, perms) != 3) continue;
+    if (std::sscanf(line, "%llx-%llx %7s %*x %x:%x %llu", &lo, &hi, perms, &major, &minor,
+                    &ino) != 6)
+      continue;
     if (hi <= covered_to) continue;
     if (lo > covered_to) break;  // a hole
     const bool ok = (!(need & kVmaReadable) || perms[0] == 'r') &&
                     (!(need & kVmaWritable) || perms[1] == 'w');
     if (!ok) break;
+    if (unpinnable && ino != 0 && unpinnable(makedev(major, minor), ino)) break;
     covered_to = hi;
   }
   std::fclose(f);
@@ -215,7 +220,8 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len) {
   return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
-u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
+u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
+                   const std::function<bool(dev_t, u64)>& unpinnable) {
   if (len == 0) return 0;
   const std::uint64_t need = needed_flags(prot);
   std::shared_ptr<MapsFile> maps = maps_files().get(pid);
@@ -229,7 +235,8 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
     q.query_addr = covered_to;
     q.query_flags = need;  // only VMAs with these permissions match
     if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
-      if (errno == ENOTTY || errno == EINVAL) return accessible_from_text(pid, addr, len, need);
+      if (errno == ENOTTY || errno == EINVAL)
+        return accessible_from_text(pid, addr, len, need, unpinnable);
       if (errno == ESRCH && !reopened) {  // the address space it was opened on is gone
         maps = maps_files().reopen(pid, maps);
         reopened = true;
@@ -239,47 +246,11 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot) {
       break;  // ENOENT: no VMA with the permissions covers covered_to
     }
     if (q.vma_start > covered_to) break;
+    if (unpinnable && q.inode != 0 && unpinnable(makedev(q.dev_major, q.dev_minor), q.inode))
+      break;
     covered_to = q.vma_end;
   }
   return covered_to >= end ? len : covered_to - addr;
-}
-
-bool maps_file_where(pid_t pid, u64 addr, u64 len, bool (*is_device)(u64 dev, u64 ino)) {
-  if (len == 0) return false;
-  const u64 end = addr + len;
-  std::shared_ptr<MapsFile> maps = maps_files().get(pid);
-  bool text = maps->maps.fd < 0;
-  for (u64 at = addr; !text && at < end;) {
-    ProcmapQuery q{};
-    q.size = sizeof(q);
-    q.query_addr = at;
-    q.query_flags = 0x10;  // PROCMAP_QUERY_COVERING_OR_NEXT_VMA
-    if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
-      if (errno != ENOTTY && errno != EINVAL) return false;  // ENOENT: nothing further
-      text = true;  // no PROCMAP_QUERY: the text below
-      break;
-    }
-    if (q.vma_start >= end) return false;
-    if (q.inode != 0 && is_device(makedev(q.dev_major, q.dev_minor), q.inode)) return true;
-    at = q.vma_end;
-  }
-  if (!text) return false;
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return false;
-  char line[512];
-  bool found = false;
-  while (!found && std::fgets(line, sizeof(line), f) != nullptr) {
-    unsigned long long lo = 0, hi = 0, ino = 0;
-    unsigned major = 0, minor = 0;
-    if (std::sscanf(line, "%llx-%llx %*s %*s %x:%x %llu", &lo, &hi, &major, &minor, &ino) != 5)
-      continue;
-    if (hi <= addr || lo >= end || ino == 0) continue;
-    found = is_device(makedev(major, minor), ino);
-  }
-  std::fclose(f);
-  return found;
 }
 
 u64 memlock_limit(pid_t pid) {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "base/result.h"
 #include "iommu/types.h"
@@ -27,12 +28,13 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len);
 
 // How many bytes from `addr` (at most len) lie in consecutive mappings of `pid` that allow the
 // access a DMA with `prot` needs: readable for kProtRead, writable for kProtWrite (what pinning
-// with or without FOLL_WRITE requires). Special mappings (VM_IO/PFNMAP) are not distinguished.
-u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot);
+// with or without FOLL_WRITE requires). A mapping of a file for which `unpinnable(st_dev,
+// st_ino)` says true (as /proc/<pid>/maps shows the file) ends the range too: the daemon's device
+// nodes, whose mappings are BARs, which Linux maps VM_PFNMAP and pin_user_pages() refuses. The
+// kernel's own VM_IO/PFNMAP mappings are not told apart.
+u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
+                   const std::function<bool(dev_t, u64)>& unpinnable = {});
 
-// Whether any mapping of `pid` in [addr, addr + len) is of a file for which `is_device(dev,
-// ino)` holds (st_dev as makedev(major, minor), st_ino).
-bool maps_file_where(pid_t pid, u64 addr, u64 len, bool (*is_device)(u64 dev, u64 ino));
 // RLIMIT_MEMLOCK of `pid` in bytes; kU64Max when unlimited or unknown.
 u64 memlock_limit(pid_t pid);
 

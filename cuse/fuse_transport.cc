@@ -129,7 +129,6 @@ FuseTransport::FuseTransport(core::Emulator& emu, ThreadGroups& threads, std::st
 }
 
 FuseTransport::~FuseTransport() {
-  for (u64 ino : registered_) devices::unregister_bar_memory(mount_dev_, ino);
   if (se_ != nullptr && mounted_) fuse_session_unmount(se_);  // aborts: deferred calls return
   mounted_ = false;
   service_.stop_deferred();  // they answer through the session
@@ -299,10 +298,6 @@ void FuseTransport::start_bar_mmap(int fuse_fd) {
       continue;
     }
     backing_ids_[in.node] = *made;
-    // A program's mapping shows as this node in its /proc/PID/maps: device memory.
-    const u64 ino = static_cast<u64>(&in - inodes_.data()) + 1;
-    devices::register_bar_memory(mount_dev_, ino);
-    registered_.push_back(ino);
   }
   bar_mmap_ = true;
   log->info("FUSE passthrough: BARs of {} device nodes can be mapped", backing_ids_.size());

@@ -89,7 +89,6 @@ class FuseTransport final : public NodeIdentity {
   std::atomic<bool> bar_mmap_{false};
   std::mutex backing_mu_;
   std::map<const core::NodeInfo*, int> backing_ids_;  // under backing_mu_
-  std::vector<u64> registered_;  // device node inodes registered as BAR memory, under backing_mu_
 };
 
 }  // namespace vfio_emu::cuse

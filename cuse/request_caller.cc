@@ -1,6 +1,7 @@
 #include "cuse/request_caller.h"
 
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -239,8 +240,20 @@ u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
   return caller_.pid > 0 ? cuse::dma_accessible(caller_.pid, addr, len, prot) : len;
 }
 
-bool RequestCaller::maps_device_memory(u64 addr, u64 len) {
-  return caller_.pid > 0 && cuse::maps_file_where(caller_.pid, addr, len, devices::is_bar_memory);
+u64 RequestCaller::dma_pinnable(u64 addr, u64 len, core::Prot prot) {
+  if (caller_.pid <= 0) return len;
+  // A program's mapping of one of our nodes is a device's BAR: FUSE passthrough maps the BAR
+  // memfd, and /proc shows the node's st_dev and inode for it (file_user_inode). FUSE nodes are
+  // regular files; CUSE nodes cannot be mapped at all. Linux maps BARs VM_PFNMAP, which
+  // pin_user_pages() refuses.
+  auto device_bar = [this](dev_t dev, u64 ino) {
+    struct stat st {};
+    st.st_dev = dev;
+    st.st_ino = static_cast<ino_t>(ino);
+    st.st_mode = S_IFREG;
+    return nodes_.is_ours(st);
+  };
+  return cuse::dma_accessible(caller_.pid, addr, len, prot, device_bar);
 }
 
 u64 RequestCaller::memlock_limit() {

@@ -102,7 +102,8 @@ class RequestCaller final : public core::UserMemory,
   Result<core::UniqueFd> take_eventfd(int fd) override;
   // core::CallerEnv
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override;
-  bool maps_device_memory(u64 addr, u64 len) override;
+  // ... up to a mapping of one of our nodes (a device's BAR).
+  u64 dma_pinnable(u64 addr, u64 len, core::Prot prot) override;
   u64 memlock_limit() override;
   bool capable(int cap) override;
 

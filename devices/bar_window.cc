@@ -26,6 +26,7 @@ bool is_bar_memory(u64 dev, u64 ino) {
   return registry().count({dev, ino}) != 0;
 }
 
+namespace {
 void register_bar_memory(u64 dev, u64 ino) {
   std::lock_guard lock(registry_mu);
   registry().insert({dev, ino});
@@ -35,6 +36,7 @@ void unregister_bar_memory(u64 dev, u64 ino) {
   std::lock_guard lock(registry_mu);
   registry().erase({dev, ino});
 }
+}  // namespace
 
 BarWindow::~BarWindow() {
   if (base_ != nullptr) ::munmap(base_, size_);

@@ -48,11 +48,9 @@ class BarWindow {
 // Whether (st_dev, st_ino) is the memfd of some device's BARs in this process: a program's
 // mapping of it is device memory (Linux: a VM_PFNMAP mapping of a BAR, which pin_user_pages
 // refuses).
+// (The daemon's programs map the FUSE node, which /proc shows as the node itself: the transport
+// knows those; this is for a process that maps the memfd, as the unit tests do.)
 bool is_bar_memory(u64 dev, u64 ino);
-// Another file whose mappings are a device's BAR memory: a FUSE device node mapped by
-// passthrough shows in /proc/PID/maps as the node itself, not as the memfd behind it.
-void register_bar_memory(u64 dev, u64 ino);
-void unregister_bar_memory(u64 dev, u64 ino);
 
 class BarFile {
  public:

@@ -8,16 +8,24 @@ using Role = MirroredRegister::Role;
 
 RegisterMirror::RegisterMirror(BarWindow& window, std::vector<MirroredRegister> regs)
     : window_(window), regs_(std::move(regs)), shown_(regs_.size()), scanned_(regs_.size()) {
-  for (size_t i = 0; i < regs_.size(); ++i) {
-    shown_[i] = window_.load(regs_[i].offset, regs_[i].width);
-    if (regs_[i].role == Role::kDoorbell) scan_order_.push_back(i);
-    if (regs_[i].role != Role::kDoorbell) apply_order_.push_back(i);
-    if (regs_[i].role != Role::kStatus) publish_order_.push_back(i);
-  }
-  for (size_t i = 0; i < regs_.size(); ++i) {
-    if (regs_[i].role != Role::kDoorbell) scan_order_.push_back(i);
-    if (regs_[i].role == Role::kDoorbell) apply_order_.push_back(i);
-    if (regs_[i].role == Role::kStatus) publish_order_.push_back(i);
+  for (size_t i = 0; i < regs_.size(); ++i) shown_[i] = window_.load(regs_[i].offset, regs_[i].width);
+  // Scanned: commands, doorbells, the rest; applied: the rest, doorbells, commands. A scan that
+  // sees a command also sees a doorbell rung before it (stores become visible in program order),
+  // and a scan that sees a doorbell sees what was written before ringing it.
+  auto add = [this](std::vector<size_t>& order, Role role) {
+    for (size_t i = 0; i < regs_.size(); ++i) {
+      const bool other = regs_[i].role != Role::kCommand && regs_[i].role != Role::kDoorbell;
+      if (role == Role::kPlain ? other : regs_[i].role == role) order.push_back(i);
+    }
+  };
+  for (Role r : {Role::kCommand, Role::kDoorbell, Role::kPlain}) add(scan_order_, r);
+  for (Role r : {Role::kPlain, Role::kDoorbell, Role::kCommand}) add(apply_order_, r);
+  // What a driver waits on goes last: status registers, then command registers.
+  for (Role last : {Role::kPlain, Role::kStatus, Role::kCommand}) {
+    for (size_t i = 0; i < regs_.size(); ++i) {
+      const Role r = regs_[i].role == Role::kDoorbell ? Role::kPlain : regs_[i].role;
+      if (r == last) publish_order_.push_back(i);
+    }
   }
 }
 

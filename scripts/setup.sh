@@ -10,6 +10,7 @@ packages=(
   catch2 libcli11-dev nlohmann-json3-dev libtomlplusplus-dev
   libbenchmark-dev
   jq util-linux
+  make uuid-dev xz-utils debian-archive-keyring  # tests/linux_selftests: building Linux's VFIO selftests
 )
 
 missing=()

@@ -38,6 +38,10 @@ constexpr int kContinue = -100000;
 // Linux reads the name with strndup_user(arg, PAGE_SIZE).
 constexpr size_t kMaxName = 4096;
 
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL  // Linux 6.9: a pidfd for any thread, not only a leader
+#endif
+
 class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}
@@ -84,6 +88,35 @@ int read_name(pid_t pid, unsigned long addr, std::string* name) {
     addr += static_cast<unsigned long>(n);
   }
   return EINVAL;
+}
+
+// The thread-group id of thread `tid`, from /proc/<tid>/status; -1 if it is gone.
+pid_t tgid_of(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", tid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return -1;
+  pid_t tgid = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  }
+  std::fclose(f);
+  return tgid;
+}
+
+// A pidfd through which pidfd_getfd() reaches the fd table of `tid`, the thread that made the
+// call (a seccomp notification names the thread, not its process). Before Linux 6.9 only a
+// thread-group leader has a pidfd: then its leader's, whose table the thread shares.
+int pidfd_of_thread(pid_t tid) {
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, tid, PIDFD_THREAD));
+  if (fd >= 0 || errno != EINVAL) return fd;
+  const pid_t tgid = tgid_of(tid);
+  if (tgid < 0) {
+    errno = ESRCH;
+    return -1;
+  }
+  return static_cast<int>(syscall(SYS_pidfd_open, tgid, 0));
 }
 
 }  // namespace
@@ -192,7 +225,7 @@ void DeviceFdSupervisor::handle(const Notification& note) {
     std::string name;
     if (int e = read_name(pid, static_cast<unsigned long>(n.data.args[2]), &name); e != 0)
       return -e;
-    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    const int pidfd = pidfd_of_thread(pid);
     if (pidfd < 0) return -ESRCH;
     const Fd group_copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
     ::close(pidfd);

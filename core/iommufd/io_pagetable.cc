@@ -131,18 +131,17 @@ Status Pages::pin(u64 holder, IovaRange pages, const Pinner& who, std::string* w
     const u64 addr = uptr + r.first * kPageSize;
     const u64 len = (r.last - r.first + 1) * kPageSize;
     u64 end;
-    const u64 ok = __builtin_add_overflow(addr, len, &end) ? 0 : who.env->dma_accessible(
+    // pin_user_pages(): a device's BAR mapping (VM_PFNMAP) cannot be pinned either.
+    const u64 ok = __builtin_add_overflow(addr, len, &end) ? 0 : who.env->dma_pinnable(
                                                                    addr, len,
                                                                    writable ? iommu::kProtWrite
                                                                             : iommu::kProtRead);
     if (ok < len) {
-      return refuse(why, EFAULT, "pinning vaddr {:#x} size {:#x}: no {} mapping at {:#x}", addr,
-                    len, access_name(writable), addr + ok);
+      return refuse(why, EFAULT,
+                    "pinning vaddr {:#x} size {:#x}: no pinnable {} mapping at {:#x} (a hole, "
+                    "the wrong access, or a device BAR)", addr, len, access_name(writable),
+                    addr + ok);
     }
-    // iommufd pins struct pages: a BAR's mapping has none (VM_PFNMAP).
-    if (who.env->maps_device_memory(addr, len))
-      return refuse(why, EFAULT, "pinning vaddr {:#x} size {:#x}: device memory (a mapped BAR) "
-                    "cannot be pinned", addr, len);
   }
   const u64 delta = count(newly);
   if (account != AccountMode::kNone && delta != 0) {

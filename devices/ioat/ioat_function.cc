@@ -142,23 +142,20 @@ void IoatFunction::attach_window(u32 bar, BarWindow* window) {
   window_ = window;
   if (window_ == nullptr) return;
   regs_ = bar0_registers(kChannels);
-  // CHANCMD after CHANSTS: a driver that sees its RESET taken reads CHANSTS next and must find
-  // the state the reset left.
-  std::stable_partition(regs_.begin(), regs_.end(), [](const RegisterSpan& r) {
-    return !(r.offset >= kChannelStride && r.offset % kChannelStride == kChanCmd);
-  });
   show_halt_.fill(true);
   std::vector<MirroredRegister> mirrored;
   for (const RegisterSpan& r : regs_) {
     auto role = MirroredRegister::Role::kPlain;
     if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanDmaCount)
       role = MirroredRegister::Role::kDoorbell;
-    // What a driver polls to learn that a command or a chain finished is shown last: by the time
-    // it reads "done", every other register shows the new state, and its next stores cannot be
+    // What a driver polls to learn that a chain finished is shown after the rest: by the time it
+    // reads "done", every other register shows the new state, and its next stores cannot be
     // overwritten by a publish still under way (a store of the value shown before would be).
-    if (r.offset >= kChannelStride && (r.offset % kChannelStride == kChanSts ||
-                                       r.offset % kChannelStride == kChanCmd))
+    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanSts)
       role = MirroredRegister::Role::kStatus;
+    // Drivers poll CHANCMD until a reset is taken, then read CHANSTS: it is shown after it.
+    if (r.offset >= kChannelStride && r.offset % kChannelStride == kChanCmd)
+      role = MirroredRegister::Role::kCommand;
     mirrored.push_back(MirroredRegister{r.offset, r.width, role});
   }
   mirror_ = std::make_unique<RegisterMirror>(*window_, std::move(mirrored));

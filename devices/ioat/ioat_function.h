@@ -27,6 +27,10 @@
 // is taken: a driver that rings and at once polls CHANSTS must not read the HALTED the engine
 // shows only because the doorbell is not seen yet (hardware takes it before the read, by PCIe
 // ordering); a driver that checks for HALTED right after the reset still sees it.
+// CHANSTS is shown
+// after the other registers and CHANCMD after CHANSTS: drivers poll CHANCMD until a reset is
+// taken and then read CHANSTS at once. A command stored right after a doorbell (an error path's
+// reset) is taken after it.
 #pragma once
 
 #include <atomic>

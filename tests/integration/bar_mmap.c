@@ -8,6 +8,10 @@
  *            is process B's (B maps it into the IOAS over the same iommufd).
  *   killed   B, the owner of the memory, is killed while the engine copies it: the channel halts
  *            with CHANERR set, the daemon lives on, and a reset brings the channel back.
+ *   dma      a BAR mapping as DMA memory (Linux's vfio_dma_mapping_mmio_test): iommufd cannot pin
+ *            it (a vfio-pci BAR mapping is VM_PFNMAP: pin_user_pages() fails, EFAULT), type1 maps
+ *            it (vfio_iommu_type1 follows PFNMAP mappings), and the refusal is for the BAR pages
+ *            only.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -259,6 +263,50 @@ static void test_split(int killed)
 	close(iommufd);
 }
 
+static int ioas_map_errno(int iommufd, uint32_t ioas, void *p, uint64_t iova, uint64_t len)
+{
+	struct iommu_ioas_map m = {
+		.size = sizeof(m),
+		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
+			 IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas,
+		.user_va = (uintptr_t)p,
+		.length = len,
+		.iova = iova,
+	};
+	return ioctl(iommufd, IOMMU_IOAS_MAP, &m) ? errno : 0;
+}
+
+static void test_dma_of_bar(void)
+{
+	int iommufd;
+	int dev = open_bound("vfio/devices/vfio0", &iommufd);
+	const uint32_t ioas = attach_new_ioas(dev, iommufd); /* a domain: MAP pins at once */
+	size_t size;
+	uint8_t *bar = map_bar0(dev, &size);
+	EXPECT_EQ(ioas_map_errno(iommufd, ioas, bar, 0x100000, size), EFAULT,
+		  "IOMMU_IOAS_MAP of the whole BAR mapping: EFAULT");
+	EXPECT_EQ(ioas_map_errno(iommufd, ioas, bar + 4096, 0x100000, 4096), EFAULT,
+		  "IOMMU_IOAS_MAP of one page of it: EFAULT");
+	/* The BAR pages end the range, ordinary memory before them is still pinnable. */
+	uint8_t *mem = alloc_memory(2 * 4096);
+	EXPECT_EQ(ioas_map_errno(iommufd, ioas, mem, 0x200000, 2 * 4096), 0,
+		  "IOMMU_IOAS_MAP of ordinary memory");
+
+	/* type1, on another group of the same unit: the same BAR mapping maps. */
+	int group;
+	int container = open_type1("2", &group);
+	EXPECT_EQ(map_dma(container, bar, 0x100000, size), 0, "type1 MAP_DMA of a BAR mapping");
+	uint64_t unmapped = 0;
+	EXPECT_EQ(unmap_dma(container, 0x100000, size, &unmapped), 0, "type1 UNMAP_DMA");
+	EXPECT_EQ(unmapped, size, "all of it unmapped");
+	close(group);
+	close(container);
+	munmap(bar, size);
+	close(dev);
+	close(iommufd);
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv);
@@ -269,6 +317,8 @@ int main(int argc, char **argv)
 		test_split(0);
 	else if (strcmp(mode, "killed") == 0)
 		test_split(1);
+	else if (strcmp(mode, "dma") == 0)
+		test_dma_of_bar();
 	else
 		die("unknown mode %s", mode);
 	return test_finish();

@@ -18,6 +18,10 @@ out=$(timeout 60 "$tool" run -- "$type1" 0000:00:01.0 libc 2>&1) || fail "type1:
 echo "$out"
 out=$(timeout 60 "$tool" run -- "$type1" 0000:00:02.0 raw-syscall 2>&1) || fail "type1, raw syscall: $out"
 echo "$out"
+# ... and from a thread that is not the thread-group leader (the seccomp notification names the
+# thread; Linux serves any thread of the process).
+out=$(timeout 60 "$tool" run -- "$type1" 0000:00:02.0 thread 2>&1) || fail "type1, from a thread: $out"
+echo "$out"
 out=$(timeout 60 "$tool" run -- "$type1_static" 0000:00:01.0 raw-syscall 2>&1) ||
   fail "static type1: $out"
 echo "$out"

@@ -1,13 +1,15 @@
 /* A VFIO program as real ones are written: finds the IOMMU group of a PCI device in sysfs,
  * opens /dev/vfio/vfio and /dev/vfio/<group>, runs the type1 flow, then asks for the device fd.
- *   type1_real_paths BDF libc|raw-syscall
+ *   type1_real_paths BDF libc|raw-syscall|thread
  * libc: GET_DEVICE_FD through libc's ioctl(); raw-syscall: through syscall(SYS_ioctl), as a
- * program with its own syscall layer does. Either way `vfio-emu run` must answer it (its seccomp
- * supervisor), with Linux's errnos for bad names and an O_CLOEXEC fd, and leave the same ioctl on
- * any other file to the kernel. */
+ * program with its own syscall layer does; thread: through libc's ioctl() in a second thread (not
+ * the thread-group leader), as the VFIO selftests' vfio_pci_device_init_perf_test does. Either
+ * way `vfio-emu run` must answer it (its seccomp supervisor), with Linux's errnos for bad names
+ * and an O_CLOEXEC fd, and leave the same ioctl on any other file to the kernel. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,18 +27,45 @@
     }                                                                     \
   } while (0)
 
-static int raw;
+static int raw, in_thread;
+
+struct ioctl_call {
+  int fd;
+  unsigned long cmd;
+  const void* arg;
+  long ret;
+  int err;
+};
+
+static void* ioctl_thread(void* p) {
+  struct ioctl_call* c = p;
+  c->ret = ioctl(c->fd, c->cmd, c->arg);
+  c->err = errno;
+  return NULL;
+}
 
 static long do_ioctl(int fd, unsigned long cmd, const void* arg) {
+  if (in_thread) {  /* the ioctl from a thread that is not the leader; its errno comes back */
+    struct ioctl_call c = {fd, cmd, arg, -1, 0};
+    pthread_t t;
+    if (pthread_create(&t, NULL, ioctl_thread, &c) != 0 || pthread_join(t, NULL) != 0) {
+      errno = EAGAIN;
+      return -1;
+    }
+    errno = c.err;
+    return c.ret;
+  }
   return raw ? syscall(SYS_ioctl, fd, cmd, arg) : ioctl(fd, cmd, arg);
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3 || (strcmp(argv[2], "libc") && strcmp(argv[2], "raw-syscall"))) {
-    fprintf(stderr, "usage: %s BDF libc|raw-syscall\n", argv[0]);
+  if (argc != 3 ||
+      (strcmp(argv[2], "libc") && strcmp(argv[2], "raw-syscall") && strcmp(argv[2], "thread"))) {
+    fprintf(stderr, "usage: %s BDF libc|raw-syscall|thread\n", argv[0]);
     return 2;
   }
   raw = strcmp(argv[2], "raw-syscall") == 0;
+  in_thread = strcmp(argv[2], "thread") == 0;
   const char* bdf = argv[1];
   char path[512], link[512];
   snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/iommu_group", bdf);

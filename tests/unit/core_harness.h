@@ -166,8 +166,10 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override {
     return cuse::dma_accessible(caller.pid, addr, len, prot);
   }
-  bool maps_device_memory(u64 addr, u64 len) override {
-    return cuse::maps_file_where(caller.pid, addr, len, devices::is_bar_memory);
+  // This process maps the BAR memfds themselves (no FUSE node in between).
+  u64 dma_pinnable(u64 addr, u64 len, core::Prot prot) override {
+    return cuse::dma_accessible(caller.pid, addr, len, prot,
+                                [](dev_t dev, u64 ino) { return devices::is_bar_memory(dev, ino); });
   }
   u64 memlock_limit() override { return memlock_limit_bytes; }
   bool capable(int cap) override { return capabilities.count(cap) != 0; }

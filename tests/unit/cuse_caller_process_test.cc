@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -199,4 +200,29 @@ TEST_CASE("maps check: a process that exited and whose pid is reused is checked 
   close(p2_wait[1]);
   if (p2 > 0) waitpid(p2, &status, 0);
   for (int fd : {report[0], report[1], go[0], go[1], p2_wait[0]}) close(fd);
+}
+
+TEST_CASE("maps check: a mapping of a file the caller calls unpinnable ends the range",
+          "[cuse][maps]") {
+  // The daemon's device nodes (BAR mappings): Linux maps BARs VM_PFNMAP, which iommufd cannot
+  // pin. Anonymous memory, then a file mapping right after it.
+  const int fd = ::memfd_create("unpinnable-test", MFD_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::ftruncate(fd, 2 * kPage) == 0);
+  struct stat st {};
+  REQUIRE(::fstat(fd, &st) == 0);
+  auto* base = static_cast<char*>(::mmap(nullptr, 4 * kPage, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(base != MAP_FAILED);
+  REQUIRE(::mmap(base + 2 * kPage, 2 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+                 0) == base + 2 * kPage);
+  const u64 addr = reinterpret_cast<u64>(base);
+  auto is_it = [&](dev_t dev, u64 ino) { return dev == st.st_dev && ino == st.st_ino; };
+  auto never = [](dev_t, u64) { return false; };
+  CHECK(dma_accessible(getpid(), addr, 4 * kPage, kProtRead) == 4 * kPage);
+  CHECK(dma_accessible(getpid(), addr, 4 * kPage, kProtRead, never) == 4 * kPage);
+  CHECK(dma_accessible(getpid(), addr, 4 * kPage, kProtRead, is_it) == 2 * kPage);
+  CHECK(dma_accessible(getpid(), addr + 2 * kPage, kPage, kProtRead, is_it) == 0);
+  ::munmap(base, 4 * kPage);
+  ::close(fd);
 }

@@ -108,6 +108,42 @@ TEST_CASE("RegisterMirror: a store is collected once, publish never overwrites o
   CHECK(prog.load<u16>(0x02) == 0);
 }
 
+TEST_CASE("RegisterMirror: what a driver waits on is published last, commands after status",
+          "[devices][bar-window]") {
+  // A driver polls a command register until the device took the command, then reads the status
+  // it left (I/OAT: CHANCMD reset, then CHANSTS): the status must show before the command does.
+  auto f = make_file(0x1000);
+  using Role = MirroredRegister::Role;
+  RegisterMirror m(*f->window(0), {{0x04, 1, Role::kCommand},
+                                   {0x08, 8, Role::kStatus},
+                                   {0x00, 2, Role::kPlain},
+                                   {0x06, 2, Role::kDoorbell}});
+  CHECK(m.publish_order() == std::vector<size_t>{2, 3, 1, 0});
+}
+
+TEST_CASE("RegisterMirror: a command stored after a doorbell is applied after it",
+          "[devices][bar-window]") {
+  // A driver rings the doorbell and then resets or suspends the channel (an abort, an error
+  // path) before the next scan: the scan sees both, and the device must take them in the
+  // program's order. (The other order, a command then a doorbell, does not come in one scan from
+  // a driver: it waits until the command is taken, which needs a scan, before it rings.)
+  auto f = make_file(0x1000);
+  ProgramMapping prog(f->fd(), 0, 0x1000);
+  using Role = MirroredRegister::Role;
+  RegisterMirror m(*f->window(0), {{0x00, 2, Role::kPlain},
+                                   {0x04, 1, Role::kCommand},
+                                   {0x06, 2, Role::kDoorbell},
+                                   {0x10, 8, Role::kPlain}});
+  std::vector<RegisterMirror::Write> w;
+  prog.store<u64>(0x10, 0xabc000);
+  prog.store<u16>(0x06, 1);
+  prog.store<u8>(0x04, 0x20);
+  REQUIRE(m.collect(w) == 3);
+  CHECK(w[0].offset == 0x10);
+  CHECK(w[1].offset == 0x06);
+  CHECK(w[2].offset == 0x04);
+}
+
 TEST_CASE("testdev: a window is BAR0, coherent with pread/pwrite both ways",
           "[devices][bar-window][testdev]") {
   TestDevice dev(PciIds{0x1b36, 0x0005, 0});

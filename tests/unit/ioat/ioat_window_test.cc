@@ -186,6 +186,36 @@ TEST_CASE("ioat mapped: a cumulative DMACOUNT (SPDK, Linux) without suspending",
   CHECK(m.mem.count(kSrc, kCopy, false) == 8);
 }
 
+TEST_CASE("ioat mapped: a driver spinning on CHANCMD until a reset is taken then reads HALTED",
+          "[ioat][window]") {
+  // ioat_reset() of the selftests' driver and Linux's ioat_reset_hw(): write RESET to CHANCMD,
+  // poll CHANCMD until the RESET bit clears, then read CHANSTS (the selftests assert HALTED). A
+  // driver that polls without sleeping reads CHANSTS nanoseconds after it sees CHANCMD change:
+  // the mapping must already show the state the reset left. Each round starts from a suspended
+  // channel, so a stale CHANSTS would not read HALTED. Bounded by count and time.
+  MappedIoat m;
+  u8* src = m.mem.map(kSrc, kCopy);
+  m.mem.map(kDst, kCopy);
+  m.mem.map(kDesc, 4096);
+  std::memset(src, 0x5a, kCopy);
+  m.reset();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int rounds = 0, stale = 0;
+  for (; rounds < 30 && std::chrono::steady_clock::now() < end; ++rounds) {
+    m.memcpy_round(1, false);  // ends SUSPENDED
+    m.prog->store<u8>(ch(kChanCmd), kChanCmdReset);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while ((m.prog->load<u8>(ch(kChanCmd)) & kChanCmdReset) != 0 &&
+           std::chrono::steady_clock::now() < give_up) {
+    }
+    REQUIRE((m.prog->load<u8>(ch(kChanCmd)) & kChanCmdReset) == 0);
+    if (m.state() != static_cast<u64>(ChanState::kHalted)) ++stale;
+    REQUIRE(m.reach(ChanState::kHalted));
+  }
+  INFO(rounds << " rounds");
+  CHECK(stale == 0);
+}
+
 TEST_CASE("ioat mapped: pread/pwrite and the mapping agree", "[ioat][window]") {
   MappedIoat m;
   // A store through the mapping is what the next pread of the register returns.
