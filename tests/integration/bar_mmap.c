@@ -72,6 +72,15 @@ static int wait_state(uint8_t *bar, int want, double secs)
 	}
 }
 
+/* CHANCMD RESET, and a wait (at most 5 s) until the channel has taken it. */
+static void reset_channel(uint8_t *bar)
+{
+	V8(bar, CHANCMD) = CHANCMD_RESET;
+	const double end = now() + 5;
+	while ((V8(bar, CHANCMD) & CHANCMD_RESET) && now() < end)
+		usleep(100);
+}
+
 static uint8_t *map_bar0(int dev, size_t *size)
 {
 	struct vfio_region_info r = {.argsz = sizeof(r), .index = VFIO_PCI_BAR0_REGION_INDEX};
@@ -149,7 +158,7 @@ static void test_testdev(void)
 	close(iommufd);
 }
 
-static uint64_t ioas_map(int iommufd, uint32_t ioas, void *p, uint64_t iova, uint64_t len)
+static int ioas_map_errno(int iommufd, uint32_t ioas, void *p, uint64_t iova, uint64_t len)
 {
 	struct iommu_ioas_map m = {
 		.size = sizeof(m),
@@ -160,7 +169,13 @@ static uint64_t ioas_map(int iommufd, uint32_t ioas, void *p, uint64_t iova, uin
 		.length = len,
 		.iova = iova,
 	};
-	if (ioctl(iommufd, IOMMU_IOAS_MAP, &m))
+	return ioctl(iommufd, IOMMU_IOAS_MAP, &m) ? errno : 0;
+}
+
+static uint64_t ioas_map(int iommufd, uint32_t ioas, void *p, uint64_t iova, uint64_t len)
+{
+	errno = ioas_map_errno(iommufd, ioas, p, iova, len);
+	if (errno)
 		die("IOMMU_IOAS_MAP %#llx", (unsigned long long)iova);
 	return iova;
 }
@@ -197,10 +212,7 @@ static void memory_owner(int sock, int iommufd, uint32_t ioas, size_t bytes, siz
 static void start_copy(uint8_t *bar, uint16_t count)
 {
 	V32(bar, CHANERR) = V32(bar, CHANERR);
-	V8(bar, CHANCMD) = CHANCMD_RESET;
-	const double end = now() + 5;
-	while ((V8(bar, CHANCMD) & CHANCMD_RESET) && now() < end)
-		usleep(100);
+	reset_channel(bar);
 	EXPECT_EQ(V64(bar, CHANSTS) & 7, ST_HALTED, "halted after the reset");
 	V64(bar, CHAINADDR) = IOVA_DESC;
 	V16(bar, CHANCTRL) = 0x0008; /* ANY_ERR_ABORT_EN */
@@ -251,30 +263,13 @@ static void test_split(int killed)
 		note("CHANERR after the owner died: %#x", V32(bar, CHANERR));
 		EXPECT_EQ(V32(bar, CHANERR) != 0, 1, "CHANERR says why");
 		/* The device is still the driver's: a reset brings the channel back. */
-		V8(bar, CHANCMD) = CHANCMD_RESET;
-		const double end = now() + 5;
-		while ((V8(bar, CHANCMD) & CHANCMD_RESET) && now() < end)
-			usleep(100);
+		reset_channel(bar);
 		EXPECT_EQ(V32(bar, CHANERR), 0, "CHANERR clear after the reset");
 		EXPECT_EQ(V64(bar, CHANSTS) & 7, ST_HALTED, "halted and clean after the reset");
 	}
 	close(sv[0]);
 	close(dev);
 	close(iommufd);
-}
-
-static int ioas_map_errno(int iommufd, uint32_t ioas, void *p, uint64_t iova, uint64_t len)
-{
-	struct iommu_ioas_map m = {
-		.size = sizeof(m),
-		.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE |
-			 IOMMU_IOAS_MAP_WRITEABLE,
-		.ioas_id = ioas,
-		.user_va = (uintptr_t)p,
-		.length = len,
-		.iova = iova,
-	};
-	return ioctl(iommufd, IOMMU_IOAS_MAP, &m) ? errno : 0;
 }
 
 static void test_dma_of_bar(void)
