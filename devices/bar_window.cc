@@ -1,41 +1,14 @@
 #include "devices/bar_window.h"
 
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
-#include <set>
-#include <utility>
 
 namespace vfio_emu::devices {
 
 namespace {
 constexpr u64 kRegionShift = 40;  // VFIO_PCI_OFFSET_SHIFT
-
-std::mutex registry_mu;
-std::set<std::pair<u64, u64>>& registry() {
-  static std::set<std::pair<u64, u64>> files;
-  return files;
-}
-}  // namespace
-
-bool is_bar_memory(u64 dev, u64 ino) {
-  std::lock_guard lock(registry_mu);
-  return registry().count({dev, ino}) != 0;
-}
-
-namespace {
-void register_bar_memory(u64 dev, u64 ino) {
-  std::lock_guard lock(registry_mu);
-  registry().insert({dev, ino});
-}
-
-void unregister_bar_memory(u64 dev, u64 ino) {
-  std::lock_guard lock(registry_mu);
-  registry().erase({dev, ino});
-}
 }  // namespace
 
 BarWindow::~BarWindow() {
@@ -88,11 +61,6 @@ Result<std::unique_ptr<BarFile>> BarFile::create(const std::string& name,
   const int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
   if (fd < 0) return err(errno);
   std::unique_ptr<BarFile> file(new BarFile(fd));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return err(errno);
-  file->dev_ = st.st_dev;
-  file->ino_ = st.st_ino;
-  register_bar_memory(file->dev_, file->ino_);
   u64 end = 0;
   for (u32 bar = 0; bar < kBars; ++bar)
     if (bar_sizes[bar] != 0) end = (u64{bar} << kRegionShift) + bar_sizes[bar];
@@ -108,7 +76,6 @@ Result<std::unique_ptr<BarFile>> BarFile::create(const std::string& name,
 }
 
 BarFile::~BarFile() {
-  if (ino_ != 0) unregister_bar_memory(dev_, ino_);
   for (auto& w : windows_) w.reset();
   ::close(fd_);
 }

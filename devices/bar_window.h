@@ -45,13 +45,6 @@ class BarWindow {
   u64 size_;
 };
 
-// Whether (st_dev, st_ino) is the memfd of some device's BARs in this process: a program's
-// mapping of it is device memory (Linux: a VM_PFNMAP mapping of a BAR, which pin_user_pages
-// refuses).
-// (The daemon's programs map the FUSE node, which /proc shows as the node itself: the transport
-// knows those; this is for a process that maps the memfd, as the unit tests do.)
-bool is_bar_memory(u64 dev, u64 ino);
-
 class BarFile {
  public:
   static constexpr u32 kBars = 6;
@@ -71,7 +64,6 @@ class BarFile {
  private:
   explicit BarFile(int fd) : fd_(fd) {}
   int fd_;
-  u64 dev_ = 0, ino_ = 0;  // registered for is_bar_memory() while the file lives
   std::array<std::unique_ptr<BarWindow>, kBars> windows_;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace vfio_emu::devices::ioat {
 
@@ -207,10 +208,12 @@ std::string IoatFunction::state() {
 
 void IoatFunction::settle() {
   LockedScope lock(this, mu_);
-  sync_locked();
   if (!mirror_ || !engine_) return;
-  show_halt_.fill(false);
-  publish_locked();
+  sync_locked();  // publishes what the stores changed
+  // A halt shown as HALTED has now been seen: show it as SUSPENDED (publish only then).
+  bool shown = false;
+  for (bool& h : show_halt_) shown |= std::exchange(h, false);
+  if (shown) publish_locked();
 }
 
 u64 IoatFunction::shown_value_locked(const RegisterSpan& reg, const u64* chan_state) {

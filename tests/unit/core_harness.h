@@ -10,6 +10,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -166,10 +167,20 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override {
     return cuse::dma_accessible(caller.pid, addr, len, prot);
   }
-  // This process maps the BAR memfds themselves (no FUSE node in between).
+  // This process maps the devices' BAR memfds themselves (no FUSE node in between): a mapping
+  // of one of them is device memory.
   u64 dma_pinnable(u64 addr, u64 len, core::Prot prot) override {
-    return cuse::dma_accessible(caller.pid, addr, len, prot,
-                                [](dev_t dev, u64 ino) { return devices::is_bar_memory(dev, ino); });
+    return cuse::dma_accessible(caller.pid, addr, len, prot, [this](dev_t dev, u64 ino) {
+      for (const auto& g : emu.groups())
+        for (const auto& d : g->devices()) {
+          std::lock_guard lock(d->regions_mu);
+          struct stat st {};
+          if (d->bar_file != nullptr && ::fstat(d->bar_file->fd(), &st) == 0 &&
+              st.st_dev == dev && st.st_ino == ino)
+            return true;
+        }
+      return false;
+    });
   }
   u64 memlock_limit() override { return memlock_limit_bytes; }
   bool capable(int cap) override { return capabilities.count(cap) != 0; }
