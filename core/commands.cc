@@ -27,6 +27,7 @@
 #include "core/iommufd/ioctls.h"
 #include "core/log.h"
 #include "core/node_type.h"
+#include "core/pci_hot_reset.h"
 #include "core/reject.h"
 #include "core/spapr.h"
 #include "core/type1.h"
@@ -138,6 +139,10 @@ constexpr Command kCommands[] = {
          offsetof(vfio_irq_set, count) + 4, kNoFlags, set_irqs_ioctl),
     VFIO(VFIO_DEVICE_RESET, kDevice, Backend::kNone, ArgKind::kNone, ArgRule::kNone, 0, kNoFlags,
          device_ioctl::reset),
+    VFIO(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, kDevice, Backend::kNone, kStruct, kArgsz,
+         sizeof(vfio_pci_hot_reset_info), kNoFlags, device_ioctl::get_pci_hot_reset_info),
+    VFIO(VFIO_DEVICE_PCI_HOT_RESET, kDevice, Backend::kNone, kStruct, kArgsz,
+         sizeof(vfio_pci_hot_reset), kNoFlags, device_ioctl::pci_hot_reset),
     VFIO(VFIO_DEVICE_FEATURE, kDevice, Backend::kNone, kStruct, kArgsz,
          offsetof(vfio_device_feature, flags) + 4, kNoFlags, device_ioctl::device_feature),
     // An extensible struct (copy_struct_from_user on argsz): the handler reads it.

@@ -5,8 +5,10 @@
 
 #include <cctype>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "devices/device_model.h"
 #include "iommu/nop/nop.h"
@@ -25,7 +27,8 @@ bool valid_bdf(const std::string& s) {
   if (s.size() != 12 || s[4] != ':' || s[7] != ':' || s[10] != '.') return false;
   for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9, 11})
     if (!std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  return s[11] <= '7';
+  // Device numbers are 5 bits (00..1f), functions 3 (0..7).
+  return s[11] <= '7' && std::stoul(s.substr(8, 2), nullptr, 16) <= 0x1f;
 }
 
 struct Parser {
@@ -179,6 +182,13 @@ struct Parser {
           !get_int(*t, "class_code", &d->class_code, where))
         return false;
       if (auto f = (*t)["fail_reset"].value<bool>()) d->fail_reset = *f;
+      if (const toml::node* h = t->get("hot_reset")) {
+        const auto v = h->value<std::string>();
+        if (v == "auto") d->hot_reset = HotReset::kAuto;
+        else if (v == "slot") d->hot_reset = HotReset::kSlot;
+        else if (v == "none") d->hot_reset = HotReset::kNone;
+        else return fail(where + ": 'hot_reset' must be \"auto\", \"slot\" or \"none\"");
+      }
       if (const toml::node* m = t->get("model")) {
         auto name = m->value<std::string>();
         if (!name) return fail(where + ": 'model' must be a string");
@@ -224,6 +234,16 @@ bool parse_size(const std::string& text, u64* out) {
   if (shift != 0 && (v >> (64 - shift)) != 0) return false;
   *out = v << shift;
   return v != 0;
+}
+
+PciAddress pci_address(const std::string& bdf) {
+  PciAddress a;
+  a.segment = static_cast<u16>(std::stoul(bdf.substr(0, 4), nullptr, 16));
+  a.bus = static_cast<u8>(std::stoul(bdf.substr(5, 2), nullptr, 16));
+  const auto dev = std::stoul(bdf.substr(8, 2), nullptr, 16);
+  const auto fn = std::stoul(bdf.substr(11, 1), nullptr, 16);
+  a.devfn = static_cast<u8>(((dev & 0x1f) << 3) | (fn & 7));
+  return a;
 }
 
 const std::shared_ptr<iommu::Unit>* Topology::unit(const std::string& name) const {
@@ -344,6 +364,18 @@ std::optional<Topology> Topology::parse(const std::string& toml_text, std::strin
         g.devices.push_back(d);
       }
       t.groups.push_back(std::move(g));
+    }
+  }
+  // A slot is reset as a whole: its functions agree on whether it can be.
+  std::map<std::tuple<u16, u8, u8>, const DeviceSpec*> slots;
+  for (const GroupSpec& g : t.groups) {
+    for (const DeviceSpec& d : g.devices) {
+      if (!p.error.empty()) break;
+      const PciAddress a = pci_address(d.bdf);
+      auto [it, fresh] = slots.try_emplace({a.segment, a.bus, a.slot()}, &d);
+      if (!fresh && (it->second->hot_reset == HotReset::kSlot) != (d.hot_reset == HotReset::kSlot))
+        p.fail(fmt::format("device {}: 'hot_reset' must be \"slot\" for every function of its "
+                           "slot or for none (device {} differs)", d.bdf, it->second->bdf));
     }
   }
   if (const toml::node* l = root.get("limits"); l != nullptr && p.error.empty())

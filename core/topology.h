@@ -21,7 +21,8 @@
 //   mode = 0o660                           # optional: the group's and its cdevs' nodes
 //   uid = 1000                             # optional owner (default: the daemon's user)
 //   gid = 1000
-//   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true }]
+//   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true,
+//   #                 hot_reset = "auto" }]    # "auto" | "slot" | "none" (core/pci_hot_reset.h)
 //
 //   [limits]                   # optional: what clients may take (core/resource_limits.h)
 //   dma_entry_limit = 65535    # type1 mappings per container (ENOSPC beyond)
@@ -47,6 +48,13 @@ using iommu::u32;
 using iommu::u64;
 using iommu::u8;
 
+// The reset a function's slot or bus offers (VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+// core/pci_hot_reset.h). kAuto: a bus reset when the function is behind a bridge (bus number not
+// 0), none on a root bus; kSlot: its slot can be reset (a hotplug slot), which resets every
+// function of the slot; kNone: no slot reset, and it forbids a bus reset of its bus
+// (PCI_DEV_FLAGS_NO_BUS_RESET).
+enum class HotReset : u8 { kAuto, kSlot, kNone };
+
 struct DeviceSpec {
   std::string bdf;           // "0000:00:01.0"
   u32 cdev_index = 0;        // N of /dev/vfio/devices/vfioN, in order of appearance
@@ -54,6 +62,7 @@ struct DeviceSpec {
   u16 device = 0x0005;       // QEMU PCI test device
   u32 class_code = 0x00ff00; // unclassified device
   bool fail_reset = false;   // VFIO_DEVICE_RESET fails and leaves the device in a bad state
+  HotReset hot_reset = HotReset::kAuto;
   std::string model = "testdev";  // what the device is (devices/device_model.h)
 };
 
@@ -83,6 +92,15 @@ struct Topology {
   static std::optional<Topology> parse(const std::string& toml_text, std::string* error);
   static std::optional<Topology> load(const std::string& path, std::string* error);
 };
+
+// A PCI address, from a BDF the parser accepted ("dddd:bb:dd.f").
+struct PciAddress {
+  u16 segment = 0;
+  u8 bus = 0;
+  u8 devfn = 0;  // device << 3 | function
+  u8 slot() const { return devfn >> 3; }
+};
+PciAddress pci_address(const std::string& bdf);
 
 // "4K", "64K", "2M", "1G", "16G", or a plain number of bytes. False if not a size.
 bool parse_size(const std::string& text, u64* out);
