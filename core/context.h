@@ -81,6 +81,15 @@ class CallerEnv {
   // mapping of a device's BAR (VM_PFNMAP in Linux) cannot be pinned and ends the range.
   // vfio_iommu_type1 maps such mappings (it follows the PFN): it asks dma_accessible().
   virtual u64 dma_pinnable(u64 addr, u64 len, Prot prot) { return dma_accessible(addr, len, prot); }
+  // The largest IOMMU page shift the caller's pinned pages at [addr, addr+len) can back, as
+  // mm_iommu_do_alloc (arch/powerpc/mm/book3s64/iommu_api.c) computes it from `natural_shift`
+  // (__ffs(ua | size)) and the pages: with base pages of `base_shift`, walking them in order,
+  // the result drops to the shift of the first page when that page is not a hugetlb page, and
+  // otherwise to each hugetlb page's (a base page after a huge one keeps the huge shift, as in
+  // Linux's loop). Without knowledge of the mappings: the natural shift capped at base_shift.
+  virtual u32 pinned_page_shift(u64 /*addr*/, u64 /*len*/, u32 natural_shift, u32 base_shift) {
+    return natural_shift < base_shift ? natural_shift : base_shift;
+  }
   // RLIMIT_MEMLOCK of the caller in bytes (kU64Max: unlimited).
   virtual u64 memlock_limit() = 0;
   // Whether the caller has a capability in its effective set (CAP_IPC_LOCK, CAP_SYS_RAWIO, ...).

@@ -4,14 +4,12 @@
 // offsets (drivers/vfio/device_cdev.c, vfio_main.c, pci/vfio_pci_core.c, pci/vfio_pci_config.c;
 // spec §5.10).
 //
-// The device is a conventional PCI function (256 bytes of config space, no PCIe capability)
-// with one 16 KiB 32-bit memory BAR (BAR0, plain memory), INTA#, no MSI/MSI-X, no ROM, no VGA.
-// Its interrupt counts come from its config space (core/device_irqs.h irq_count), so a device
-// whose config space gains an MSI or MSI-X capability gets those interrupts too. It is neither an
-// SR-IOV PF nor a VF and supports no migration and no DMA logging; runtime low power is there, as
-// for every vfio-pci device.
-// Regions carry no VFIO_REGION_INFO_FLAG_MMAP: CUSE has no mmap, so BAR0 is reached with
-// pread/pwrite only (which VFIO always supports).
+// What the device is (config space, BARs, reset, DMA, interrupts) is its model's
+// (devices/device_model.h: the passive testdev, the I/OAT engine); its interrupt counts come from
+// its config space (core/device_irqs.h irq_count). No device is an SR-IOV PF or VF, and none
+// supports migration or DMA logging; runtime low power is there, as for every vfio-pci device.
+// Regions carry VFIO_REGION_INFO_FLAG_MMAP only where the transport maps BARs (FUSE passthrough,
+// enable_bar_mmap); hot reset is core/pci_hot_reset.h.
 #pragma once
 
 #include <memory>

@@ -100,8 +100,6 @@ Status read_flagless_arg(IoctlCall& call, T* s, u32 minsz) {
 
 }  // namespace
 
-int SpaprRegion::page_shift() const { return std::countr_zero(vaddr | size); }
-
 // ---- driver life cycle -----------------------------------------------------------------------
 
 SpaprDriver::SpaprDriver(Emulator& emu, Container& container, u32 type)
@@ -417,7 +415,11 @@ Result<long> SpaprDriver::register_memory(IoctlCall& call) {
     if (want.overlaps(IovaRange{r.vaddr, r.last()}))
       return reject(call, EINVAL, "vaddr {:#x} size {:#x} overlaps registered {:#x}+{:#x}",
                     reg.vaddr, reg.size, r.vaddr, r.size);
-  regions_.push_back(SpaprRegion{reg.vaddr, reg.size, true});
+  // mm_iommu_do_alloc: __ffs(ua | size), then the pages behind it.
+  const u32 natural = static_cast<u32>(std::countr_zero(reg.vaddr | reg.size));
+  const u32 shift = call.env->pinned_page_shift(reg.vaddr, reg.size, natural, kPageShift);
+  regions_.push_back(SpaprRegion{reg.vaddr, reg.size, true, shift});
+  call.detail += fmt::format(" -> pageshift {}", shift);
   uncharge_unless_registered.cancel();
   enabled_ = true;
   return 0;

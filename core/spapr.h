@@ -30,10 +30,12 @@ struct SpaprRegion {
   // into it: Linux then returns 0 but the region stays pinned, charged and usable for MAP until
   // the process (here: the container's driver) goes away.
   bool listed = true;
+  // mm_iommu_table_group_mem_t.pageshift: the largest IOMMU page the region can back: its
+  // natural alignment, limited by the pages behind it (core/context.h pinned_page_shift): 4 KiB
+  // (the emulated kernel's PAGE_SIZE) unless they are hugetlb pages.
+  u32 shift = 12;
   u64 last() const { return vaddr + (size - 1); }
-  // mm_iommu_table_group_mem_t.pageshift: the largest IOMMU page the region can back, from its
-  // natural alignment (the backing pages are assumed to be at least that large).
-  int page_shift() const;
+  int page_shift() const { return static_cast<int>(shift); }
 };
 
 class SpaprDriver final : public IommuDriver {

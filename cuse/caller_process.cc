@@ -9,6 +9,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -251,6 +253,40 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
     covered_to = q.vma_end;
   }
   return covered_to >= end ? len : covered_to - addr;
+}
+
+void for_each_mapping_page_size(pid_t pid, u64 addr, u64 len,
+                                const std::function<bool(u64)>& page_size) {
+  std::shared_ptr<MapsFile> maps = maps_files().get(pid);
+  const u64 end = addr + len < addr ? iommu::kU64Max : addr + len;
+  bool reopened = false;
+  for (u64 at = addr; at < end && maps->maps.fd >= 0;) {
+    ProcmapQuery q{};
+    q.size = sizeof(q);
+    q.query_addr = at;
+    if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
+      if (errno != ESRCH || reopened) return;  // ENOENT: nothing maps `at`
+      maps = maps_files().reopen(pid, maps);  // the address space it was opened on is gone
+      reopened = true;
+      continue;
+    }
+    if (q.vma_start > at || !page_size(q.vma_page_size)) return;
+    at = q.vma_end;
+  }
+}
+
+u32 pinned_page_shift(pid_t pid, u64 addr, u64 len, u32 natural_shift, u32 base_shift) {
+  u32 shift = natural_shift;
+  u32 page_shift = base_shift;  // Linux's `pageshift`, set before the loop and only raised in it
+  bool any = false;
+  for_each_mapping_page_size(pid, addr, len, [&](u64 page_size) {
+    any = true;
+    const bool huge = page_size > (u64{1} << base_shift);
+    if (shift > base_shift && huge) page_shift = static_cast<u32>(std::countr_zero(page_size));
+    shift = std::min(shift, page_shift);
+    return shift > base_shift;  // at the base shift nothing can change it any more
+  });
+  return any ? shift : std::min(natural_shift, base_shift);
 }
 
 u64 memlock_limit(pid_t pid) {

@@ -35,6 +35,18 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len);
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
                    const std::function<bool(dev_t, u64)>& unpinnable = {});
 
+// Calls `page_size` with the page size of each mapping of `pid` that covers part of
+// [addr, addr+len), in address order: the huge page size for hugetlb mappings
+// (vma_kernel_pagesize), the base page size otherwise; stops when it returns false, or at the
+// first address no mapping covers. Calls it for nothing when the kernel has no PROCMAP_QUERY
+// (before 6.11) or the process is gone.
+void for_each_mapping_page_size(pid_t pid, u64 addr, u64 len,
+                                const std::function<bool(u64)>& page_size);
+
+// core::CallerEnv::pinned_page_shift for process `pid`: Linux's mm_iommu_do_alloc walk over
+// the pages of [addr, addr+len), a mapping at a time (for_each_mapping_page_size).
+u32 pinned_page_shift(pid_t pid, u64 addr, u64 len, u32 natural_shift, u32 base_shift);
+
 // RLIMIT_MEMLOCK of `pid` in bytes; kU64Max when unlimited or unknown.
 u64 memlock_limit(pid_t pid);
 

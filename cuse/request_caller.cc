@@ -256,6 +256,11 @@ u64 RequestCaller::dma_pinnable(u64 addr, u64 len, core::Prot prot) {
   return cuse::dma_accessible(caller_.pid, addr, len, prot, device_bar);
 }
 
+u32 RequestCaller::pinned_page_shift(u64 addr, u64 len, u32 natural_shift, u32 base_shift) {
+  if (caller_.pid <= 0) return CallerEnv::pinned_page_shift(addr, len, natural_shift, base_shift);
+  return cuse::pinned_page_shift(caller_.pid, addr, len, natural_shift, base_shift);
+}
+
 u64 RequestCaller::memlock_limit() {
   return caller_.pid > 0 ? cuse::memlock_limit(caller_.pid) : iommu::kU64Max;
 }

@@ -29,25 +29,30 @@
 #include "vfio_emu_compat.h"
 #include "walkthrough.h"
 
-#define TCE_PAGE_SHIFT 16                  /* 64 KiB IOMMU pages in the new window */
-#define TCE_PAGE_SIZE (1UL << TCE_PAGE_SHIFT)
+#define HUGE_TCE_PAGE_SHIFT 16             /* 64 KiB IOMMU pages in the new window ... */
+#define BASE_TCE_PAGE_SHIFT 12             /* ... or 4 KiB ones without hugetlb pages */
 #define WINDOW_SIZE (1ULL << 30)           /* 1 GiB of bus addresses */
 #define WINDOW_LEVELS 2                    /* a two-level TCE table */
 #define MEMORY_SIZE (2UL * 1024 * 1024)    /* registered memory */
 #define MAP_SIZE (1UL * 1024 * 1024)       /* the part of it that is mapped */
 
-/* Anonymous memory aligned to the TCE page size: a 64K TCE needs a 64K-aligned 64K page. */
-static void *alloc_aligned(size_t size, size_t align)
+/* The memory DMA may use, and the largest TCE page it can back. Linux (mm_iommu_do_alloc)
+ * lets a registered region back IOMMU pages larger than the kernel's page only when hugetlb
+ * pages lie behind it: on a kernel of 4 KiB pages, 64K TCEs need hugetlb memory. */
+static void *alloc_dma_memory(size_t size, unsigned *tce_page_shift)
 {
-	char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			 -1, 0);
-	if (raw == MAP_FAILED)
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	*tce_page_shift = HUGE_TCE_PAGE_SHIFT;
+	if (m == MAP_FAILED) {
+		printf("no hugetlb pages (vm.nr_hugepages is 0?): the window gets 4K TCEs\n");
+		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		*tce_page_shift = BASE_TCE_PAGE_SHIFT;
+	}
+	if (m == MAP_FAILED)
 		fail("mmap");
-	char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
-	if (aligned > raw)
-		munmap(raw, aligned - raw);
-	munmap(aligned + size, raw + align - aligned);
-	return aligned;
+	memset(m, 0, size);
+	return m;
 }
 
 int main(int argc, char **argv)
@@ -111,13 +116,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "spapr_v2: the platform has no dynamic DMA windows\n");
 		return 1;
 	}
-	if (!(info.ddw.pgsizes & TCE_PAGE_SIZE)) {
-		fprintf(stderr, "spapr_v2: the platform has no %lu-byte TCE pages\n", TCE_PAGE_SIZE);
-		return 1;
-	}
 
 	/* 5. Register (pin) the memory DMA may ever use. */
-	void *memory = alloc_aligned(MEMORY_SIZE, TCE_PAGE_SIZE);
+	unsigned tce_page_shift;
+	void *memory = alloc_dma_memory(MEMORY_SIZE, &tce_page_shift);
+	const unsigned long tce_page_size = 1UL << tce_page_shift;
+	if (!(info.ddw.pgsizes & tce_page_size)) {
+		fprintf(stderr, "spapr_v2: the platform has no %lu-byte TCE pages\n", tce_page_size);
+		return 1;
+	}
 	struct vfio_iommu_spapr_register_memory reg = {
 		.argsz = sizeof(reg),
 		.vaddr = (uintptr_t)memory,
@@ -130,7 +137,7 @@ int main(int argc, char **argv)
 	/* 6. A new DMA window: the hardware chooses where it starts on the bus. */
 	struct vfio_iommu_spapr_tce_create create = {
 		.argsz = sizeof(create),
-		.page_shift = TCE_PAGE_SHIFT,
+		.page_shift = tce_page_shift,
 		.window_size = WINDOW_SIZE,
 		.levels = WINDOW_LEVELS,
 	};
@@ -138,7 +145,7 @@ int main(int argc, char **argv)
 		fail("VFIO_IOMMU_SPAPR_TCE_CREATE");
 	printf("VFIO_IOMMU_SPAPR_TCE_CREATE: %lu-byte pages, %#llx bytes, %u levels: the window "
 	       "starts at bus address %#llx\n",
-	       TCE_PAGE_SIZE, (unsigned long long)create.window_size, create.levels,
+	       tce_page_size, (unsigned long long)create.window_size, create.levels,
 	       (unsigned long long)create.start_addr);
 
 	/* 7. Map part of the registered memory at the start of the new window. */
@@ -152,7 +159,7 @@ int main(int argc, char **argv)
 	if (ioctl(container, VFIO_IOMMU_MAP_DMA, &map))
 		fail("VFIO_IOMMU_MAP_DMA");
 	printf("VFIO_IOMMU_MAP_DMA: vaddr %p -> bus %#llx, %#lx bytes (%lu TCEs)\n", memory,
-	       (unsigned long long)map.iova, MAP_SIZE, MAP_SIZE / TCE_PAGE_SIZE);
+	       (unsigned long long)map.iova, MAP_SIZE, MAP_SIZE / tce_page_size);
 
 	/* 8. Unmap clears every TCE in the range; sPAPR does not write the size back. */
 	struct vfio_iommu_type1_dma_unmap unmap = {

@@ -41,7 +41,9 @@
 
 #define VTD_GROUP "vfio/1"
 #define TCE_GROUP "vfio/3"
-#define TCE_PAGE_SHIFT 16
+/* 64K TCEs need hugetlb pages behind the registered memory (Linux's mm_iommu rule on a kernel of
+ * 4K pages); without any, the window has 4K TCEs. */
+#define TCE_HUGE_PAGE_SHIFT 16
 #define TCE_WINDOW_SIZE GIB
 #define TCE_LEVELS 2
 #define TCE_REGISTERED (2 * MIB)
@@ -188,7 +190,14 @@ int main(int argc, char **argv)
 
 	/* TCE: an sPAPR v2 container with group 3, memory registered, a new 64K-page window. */
 	int tce_container = open_container(dir, TCE_GROUP, VFIO_SPAPR_TCE_v2_IOMMU);
-	void *memory = map_aligned(TCE_REGISTERED, 1ULL << TCE_PAGE_SHIFT, 0);
+	int tce_page_shift = TCE_HUGE_PAGE_SHIFT;
+	void *memory = mmap(NULL, TCE_REGISTERED, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+	if (memory == MAP_FAILED) {
+		tce_page_shift = 12;
+		memory = map_aligned(TCE_REGISTERED, 4 * KIB, 0);
+	}
+	memset(memory, 0, TCE_REGISTERED);
 	struct vfio_iommu_spapr_register_memory reg = {
 		.argsz = sizeof(reg),
 		.vaddr = (uintptr_t)memory,
@@ -198,7 +207,7 @@ int main(int argc, char **argv)
 		fail("VFIO_IOMMU_SPAPR_REGISTER_MEMORY");
 	struct vfio_iommu_spapr_tce_create create = {
 		.argsz = sizeof(create),
-		.page_shift = TCE_PAGE_SHIFT,
+		.page_shift = (uint32_t)tce_page_shift,
 		.window_size = TCE_WINDOW_SIZE,
 		.levels = TCE_LEVELS,
 	};
@@ -211,7 +220,7 @@ int main(int argc, char **argv)
 	print_mappings("vtd", vtd, 3);
 	printf(",\"tce\":{\"window_start\":\"0x%llx\",\"page_shift\":%d,\"window_size\":%llu,"
 	       "\"levels\":%d,\"registered\":{\"vaddr\":\"%p\",\"size\":%llu},",
-	       (unsigned long long)create.start_addr, TCE_PAGE_SHIFT,
+	       (unsigned long long)create.start_addr, tce_page_shift,
 	       (unsigned long long)TCE_WINDOW_SIZE, TCE_LEVELS, memory,
 	       (unsigned long long)TCE_REGISTERED);
 	print_mappings("maps", &tce, 1);

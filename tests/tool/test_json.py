@@ -69,11 +69,17 @@ def check_list(rig, check, ready):
     d = find(lst["domains"], id=tce_domain)
     if check.true(d, f"list: TCE domain {tce_domain}"):
         check.expect((d["unit"], d["model"], d["owner"], d["entries"], d["mapped_bytes"]),
-                     ("phb0", "tce", f"container {tce_c['id']}", 16, MIB), "list: TCE domain")
+                     ("phb0", "tce", f"container {tce_c['id']}", tce_entries(tce), MIB),
+                     "list: TCE domain")
     check.expect(sorted(f["node"] for f in lst["files"]),
                  ["vfio/1", "vfio/3", "vfio/vfio", "vfio/vfio"], "list: open files")
     check.expect({f["pid"] for f in lst["files"]}, {pid}, "list: open files' pid")
     return (vtd_c["id"], vtd_domain), (tce_c["id"], tce_domain)
+
+
+def tce_entries(tce):
+    """TCEs of the client's mapping: 64K ones with hugetlb pages behind it, else 4K ones."""
+    return tce["maps"][0]["size"] >> tce["page_shift"]
 
 
 def expected_row(source, m, pid):
@@ -144,13 +150,19 @@ def check_translate(rig, check, ready, vtd_domain, tce_domain):
 
     tce = ready["tce"]
     start, vaddr = u(tce["window_start"]), u(tce["maps"][0]["vaddr"])
+    shift = tce["page_shift"]  # 16 with hugetlb pages behind the client's memory, else 12
     t = translate(rig, check, tce_domain, start + 0x10010, "--write")
     if t is not None:
         check.expect((t["ok"], t["output"], t["page_size"], t["prot"], t["access"]),
-                     (True, hexs(vaddr + 0x10010), 64 * KIB, "rw", "write"), "translate TCE")
+                     (True, hexs(vaddr + 0x10010), 1 << shift, "rw", "write"), "translate TCE")
         check.expect([s["level"] for s in t["steps"]], [2, 1], "translate TCE: walk levels")
-        check.expect(t["steps"][-1]["index"], 1, "translate TCE: TCE index")
-    for iova, reason, level in ((start + 2 * MIB, "not-present", 1),
+        per_table = 1 << -(-(30 - shift) // 2)  # a 1G window in 2 levels
+        check.expect(t["steps"][-1]["index"], (0x10010 >> shift) % per_table,
+                     "translate TCE: TCE index")
+    # 2M past the start: in the first leaf table (64K TCEs: present, the TCE is not), or past
+    # it (4K TCEs: 512 per table, the second table was never allocated).
+    beyond = 2 if (2 * MIB >> shift) >= (1 << -(-(30 - shift) // 2)) else 1
+    for iova, reason, level in ((start + 2 * MIB, "not-present", beyond),
                                 (0x40000000, "out-of-aperture", 0)):
         t = translate(rig, check, tce_domain, iova)
         if t is not None:
@@ -205,11 +217,12 @@ def check_pt(rig, check, ready, vtd_domain, tce_domain):
                      (tce["window_start"], tce["window_size"], tce["page_shift"], tce["levels"]),
                      "pt TCE: the created window")
         start, vaddr = u(tce["window_start"]), u(tce["maps"][0]["vaddr"])
-        want = [{"index": i, "bus": hexs(start + i * 64 * KIB), "output": hexs(vaddr + i * 64 * KIB),
-                 "prot": "rw"} for i in range(16)]
+        page = 1 << tce["page_shift"]  # 64K with hugetlb pages, else 4K (mapping_client.c)
+        want = [{"index": i, "bus": hexs(start + i * page), "output": hexs(vaddr + i * page),
+                 "prot": "rw"} for i in range(tce_entries(tce))]
         got = w.get("entries", [])
         check.expect([{k: e[k] for k in ("index", "bus", "output", "prot")} for e in got], want,
-                     "pt TCE: 16 TCEs (index, bus, output, prot)")
+                     "pt TCE: one TCE per page (index, bus, output, prot)")
         for e in got:
             check.expect((u(e["tce"]) & ~0xFFF, u(e["tce"]) & 3), (u(e["output"]), 3),
                          f"pt TCE index {e['index']}: raw TCE = output | read | write")
@@ -229,7 +242,7 @@ def check_rest(rig, check, ready, vtd, tce):
         maps = find(s["ioctls"], command="VFIO_IOMMU_MAP_DMA", backend="type1")
         check.expect(maps and (maps["calls"], maps["errors"]), (3, 0), "stats: type1 MAP_DMA")
         d = find(s["domains"], id=tce[1])
-        check.expect(d and d["entries"], 16, "stats: TCE domain entries")
+        check.expect(d and d["entries"], tce_entries(ready["tce"]), "stats: TCE domain entries")
     f = rig.tool_json(check, "faults")
     if f is not None:
         check.expect(f, {"faults": [], "last_seq": 0}, "faults: none yet")

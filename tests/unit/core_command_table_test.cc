@@ -36,10 +36,12 @@ TEST_CASE("command table: every row is found by its key, and nothing else is", "
         CHECK(keys.count({n, b, 0x3b00 | nr}) == 1);
       }
   CHECK(found == all.size());
-  // A number of another node kind is not served: GET_PCI_HOT_RESET_INFO's number is type1's
-  // GET_INFO on a container, nothing on a device here.
-  CHECK(find_command(NodeKind::kDevice, Backend::kNone, uapi::VFIO_IOMMU_GET_INFO) == nullptr);
+  // One number, a command per node kind: 0x3b70 is type1's GET_INFO on a container and
+  // GET_PCI_HOT_RESET_INFO on a device; 0x3b6f (DEVICE_RESET) is nothing on a container.
+  const Command* dev = find_command(NodeKind::kDevice, Backend::kNone, uapi::VFIO_IOMMU_GET_INFO);
+  CHECK((dev != nullptr && dev->name == "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO"));
   CHECK(find_command(NodeKind::kContainer, Backend::kType1, uapi::VFIO_IOMMU_GET_INFO) != nullptr);
+  CHECK(find_command(NodeKind::kContainer, Backend::kType1, uapi::VFIO_DEVICE_RESET) == nullptr);
 }
 
 TEST_CASE("command table: flags and argument rules", "[commands]") {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <memory>
@@ -182,12 +183,20 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
       return false;
     });
   }
+  u32 pinned_page_shift(u64 addr, u64 len, u32 natural_shift, u32 base_shift) override {
+    if (pretend_hugetlb_page_size != 0)  // as if every page were a hugetlb page of that size
+      return std::min<u32>(natural_shift, static_cast<u32>(__builtin_ctzll(pretend_hugetlb_page_size)));
+    return cuse::pinned_page_shift(caller.pid, addr, len, natural_shift, base_shift);
+  }
   u64 memlock_limit() override { return memlock_limit_bytes; }
   bool capable(int cap) override { return capabilities.count(cap) != 0; }
 
   core::Emulator emu;
   core::Caller caller;
   u64 memlock_limit_bytes = iommu::kU64Max;
+  // Non-zero: sPAPR registrations see the caller's memory as hugetlb pages of this size (tests
+  // of large TCE pages on machines without hugetlb pages); 0: the real mappings decide.
+  u64 pretend_hugetlb_page_size = 0;
   std::set<int> capabilities;
   std::string last_detail;
 

@@ -640,6 +640,7 @@ TEST_CASE("spapr: MAP replaces TCEs; UNMAP clears any range and writes nothing b
 
 TEST_CASE("spapr v2: register, create, map, unmap, remove, unregister", "[spapr][v2][flow]") {
   Harness h;
+  h.pretend_hugetlb_page_size = M2;  // 64K TCEs need pages of at least 64K
   const int c = h.open("vfio/vfio");
   const int g = h.open("vfio/3");
   REQUIRE(set_container(h, g, c) == 0);
@@ -810,6 +811,7 @@ TEST_CASE("spapr v2: UNREGISTER_MEMORY", "[spapr][v2][register]") {
 
 TEST_CASE("spapr v2: MAP needs registered memory that can back the TCE page", "[spapr][v2][map]") {
   Harness h;
+  h.pretend_hugetlb_page_size = M2;  // hugetlb pages: the region's alignment decides
   const int c = setup(h, "vfio/3", VFIO_SPAPR_TCE_v2_IOMMU);
   Buffer ram(M4);
   REQUIRE(reg(h, c, ram.addr(), M1) == 0);
@@ -829,8 +831,60 @@ TEST_CASE("spapr v2: MAP needs registered memory that can back the TCE page", "[
   CHECK(driver(h, c).domain()->hw->stats().entries == 2 + 1);
 }
 
+TEST_CASE("spapr v2: the pages behind registered memory bound its TCE page size (mm_iommu)",
+          "[spapr][v2][map]") {
+  Harness h;  // the real mappings decide
+  const int c = setup(h, "vfio/3", VFIO_SPAPR_TCE_v2_IOMMU);
+  SECTION("base pages back 4K TCEs only, however the region is aligned") {
+    Buffer ram(M4);  // 2M-aligned anonymous memory, not hugetlb (THP does not count either)
+    REQUIRE(reg(h, c, ram.addr(), M2) == 0);
+    CHECK(driver(h, c).regions()[0].page_shift() == 12);
+    REQUIRE(create(h, c, 16, G1, 1) == 0);
+    CHECK(map(h, c, ram.addr(), kDdwStart, K64) == EINVAL);
+    CHECK(map(h, c, ram.addr(), 0, K64) == 0);  // the default window's 4K TCEs
+  }
+  SECTION("hugetlb pages back TCEs up to the region's natural alignment") {
+    void* huge = mmap(nullptr, 2 * M2, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (huge == MAP_FAILED) {
+      WARN("no hugetlb pages on this machine (vm.nr_hugepages): not checked");
+      return;
+    }
+    std::memset(huge, 0, 2 * M2);
+    const u64 a = reinterpret_cast<u64>(huge);
+    REQUIRE(reg(h, c, a + K64, K64 * 4) == 0);  // aligned to 64K, 256K long
+    REQUIRE(reg(h, c, a + M2, M2) == 0);        // a whole huge page
+    CHECK(driver(h, c).regions()[0].page_shift() == 16);
+    CHECK(driver(h, c).regions()[1].page_shift() == 21);
+    REQUIRE(create(h, c, 16, G1, 1) == 0);
+    CHECK(map(h, c, a + K64, kDdwStart, K64) == 0);
+    munmap(huge, 2 * M2);
+  }
+  SECTION("a region that starts with base pages stays at 4K though huge pages follow") {
+    // Linux's walk: the first page decides when it is not a hugetlb page.
+    void* both = mmap(nullptr, 2 * M2, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(both != MAP_FAILED);
+    const u64 a = (reinterpret_cast<u64>(both) + M2 - 1) & ~(M2 - 1);
+    void* base = mmap(reinterpret_cast<void*>(a - K64), K64, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    REQUIRE(base != MAP_FAILED);
+    void* huge = mmap(reinterpret_cast<void*>(a), M2, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_HUGETLB, -1, 0);
+    if (huge == MAP_FAILED) {
+      munmap(both, 2 * M2);
+      WARN("no hugetlb pages on this machine (vm.nr_hugepages): not checked");
+      return;
+    }
+    std::memset(reinterpret_cast<void*>(a - K64), 0, K64 + M2);
+    REQUIRE(reg(h, c, a - K64, K64 + M2) == 0);
+    CHECK(driver(h, c).regions()[0].page_shift() == 12);
+    munmap(both, 2 * M2);
+  }
+}
+
 TEST_CASE("spapr v2: CREATE and REMOVE", "[spapr][v2][window]") {
   Harness h;
+  h.pretend_hugetlb_page_size = M2;  // 64K TCEs need pages of at least 64K
   const int c = setup(h, "vfio/3", VFIO_SPAPR_TCE_v2_IOMMU);
   Buffer ram(M2);
   SECTION("argument checks") {
@@ -1063,6 +1117,7 @@ TEST_CASE("spapr: EEH ops apply to every group; a group leaving clears the share
 
 TEST_CASE("spapr: the last group leaving releases everything", "[spapr][release]") {
   Harness h;
+  h.pretend_hugetlb_page_size = M2;  // 64K TCEs need pages of at least 64K
   Buffer ram(M4);
   const int c = h.open("vfio/vfio");
   const int g = h.open("vfio/3");
