@@ -257,8 +257,6 @@ Result<long> get_irq_info(Emulator&, File& file, IoctlCall& call) {
   if (info.index >= VFIO_PCI_NUM_IRQS)
     return reject(call, EINVAL, "index {:#x} >= {:#x}", info.index, VFIO_PCI_NUM_IRQS);
   Device& dev = *file_of(file).device;
-  if (info.index == VFIO_PCI_ERR_IRQ_INDEX && !is_pcie(dev))
-    return reject(call, EINVAL, "index {:#x}: the error IRQ needs a PCIe device", info.index);
   info.flags = VFIO_IRQ_INFO_EVENTFD;
   info.count = irq_count(dev, info.index);
   if (info.index == VFIO_PCI_INTX_IRQ_INDEX)
@@ -355,6 +353,9 @@ Result<long> device_feature(Emulator&, File& file, IoctlCall& call) {
       df.irqs->low_power_exit();
       return 0;
     }
+    case VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:  // 7.x: vfio_main.c checks migration_flags
+      return reject(call, EINVAL, "feature {:#x}: device {} has no pre-copy migration", id,
+                    df.device->spec().bdf);
     case VFIO_DEVICE_FEATURE_PCI_VF_TOKEN:
       return reject(call, ENOTTY, "feature {:#x}: device {} is not an SR-IOV PF", id,
                     df.device->spec().bdf);

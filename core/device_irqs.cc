@@ -169,18 +169,13 @@ u32 irq_count(Device& dev, u32 index) {
       if (pos == 0) return 0;
       return (config16(dev.config, pos + 2) & kPciMsixFlagsQsize) + 1u;
     }
-    case VFIO_PCI_ERR_IRQ_INDEX:
-      return find_capability(dev.config, kPciCapIdExp) != 0 ? 1 : 0;
+    case VFIO_PCI_ERR_IRQ_INDEX:  // every device since Linux 7.x (6.12: PCI Express only)
+      return 1;
     case VFIO_PCI_REQ_IRQ_INDEX:
       return 1;
     default:
       return 0;
   }
-}
-
-bool is_pcie(Device& dev) {
-  std::lock_guard lock(dev.regions_mu);
-  return find_capability(dev.config, kPciCapIdExp) != 0;
 }
 
 Result<UniqueFd> fetch_eventfd(IoctlCall& call, int fd) {
@@ -219,7 +214,6 @@ Status DeviceIrqs::set_irqs(IoctlCall& call, u32 flags, u32 index, u32 start, u3
       if (act == VFIO_IRQ_SET_ACTION_TRIGGER) action = &DeviceIrqs::set_msi_trigger;
       break;
     case VFIO_PCI_ERR_IRQ_INDEX:
-      // Only a PCI Express device has it, and only such a device gets past the count check.
       if (act == VFIO_IRQ_SET_ACTION_TRIGGER) action = &DeviceIrqs::set_err_trigger;
       break;
     case VFIO_PCI_REQ_IRQ_INDEX:

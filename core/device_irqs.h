@@ -43,8 +43,6 @@ u32 irq_count(Device& dev, u32 index);
 // held.
 int msix_bar_locked(const Device& dev);
 
-// pci_is_pcie: the config space has a PCI Express capability. Takes Device::regions_mu.
-bool is_pcie(Device& dev);
 
 // What eventfd_ctx_fdget() does with the caller's `fd`, done before any lock is taken (on FUSE a
 // request for our own nodes may be on its way): the daemon's own duplicate of it. Errors: EBADF

@@ -277,6 +277,7 @@ constexpr std::uint32_t VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT = 8;
 constexpr std::uint32_t VFIO_DEVICE_FEATURE_MIG_DATA_SIZE = 9;
 constexpr std::uint32_t VFIO_DEVICE_FEATURE_BUS_MASTER = 10;
 constexpr std::uint32_t VFIO_DEVICE_FEATURE_DMA_BUF = 11;
+constexpr std::uint32_t VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 = 12;
 
 // ---- Device cdev and iommufd (Linux 6.6+; spec §5.10) -------------------------------------------
 
