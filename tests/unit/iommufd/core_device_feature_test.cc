@@ -73,6 +73,10 @@ TEST_CASE("FEATURE: what this device does not have is ENOTTY", "[feature]") {
     CHECK(feature(h, dev, kSet | id) == ENOTTY);
     CHECK(feature(h, dev, id) == ENOTTY);
   }
+  // MIG_PRECOPY_INFOv2 is vfio_main.c's own: EINVAL without pre-copy migration, before the
+  // operation is checked (Linux 7.3).
+  for (u32 ops : {kProbe | kSet, kGet, kSet, u32{0}})
+    CHECK(feature(h, dev, ops | VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2) == EINVAL);
 }
 
 TEST_CASE("FEATURE LOW_POWER: vfio_check_feature's rules", "[feature][lowpower]") {
