@@ -24,9 +24,23 @@ namespace vfio_emu::core {
 
 using namespace uapi;
 
+constexpr u64 kPciCommand = 0x04;
+constexpr u8 kPciCommandMemory = 0x02;          // PCI_COMMAND_MEMORY, low byte
+constexpr u8 kPciCommandIntxDisableHi = 0x04;  // PCI_COMMAND_INTX_DISABLE (0x400), high byte
+
 namespace device_ioctl {
 
 DeviceFile& file_of(File& f) { return static_cast<DeviceFile&>(f); }
+
+// vfio_pci_core_enable at the device's first open: pci_enable_device turns memory decoding on
+// for a device with a memory BAR, then pci_save_state keeps the config space that the last
+// close restores (vfio_pci_core_disable), so what one user wrote does not reach the next.
+void enable_device(Device& dev) {
+  std::lock_guard lock(dev.regions_mu);
+  for (u32 bar = 0; bar < 6; ++bar)
+    if (dev.model->bar_size(bar) != 0) dev.config[kPciCommand] |= kPciCommandMemory;
+  dev.saved_config = dev.config;
+}
 
 // iommu_device_claim_dma_owner: the group's DMA belongs to one iommufd context at a time.
 const Device* group_owned_elsewhere(const Device& dev, const IommufdCtx* ctx) {
@@ -101,6 +115,7 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
   Cleanup unbind([&] { iommufd_unbind_device(emu, *ctx, devid); });
   TRY(copy_to_user(call, out, &devid, sizeof(devid)));
   call.detail += fmt::format(" -> devid={:#x}", devid);
+  if (dev.group_path_files == 0) enable_device(dev);  // its first open
   df.irqs = open_device_irqs(dev);  // the last step that can fail
   unbind.cancel();
   df.ictx = std::move(ctx);
@@ -407,6 +422,7 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
     df.pt_id = *hwpt;
     if (dev.group_iommufd_devid == 0) dev.group_iommufd_devid = devid;
   }
+  if (dev.group_path_files == 0) enable_device(dev);  // its first open (no cdev is bound)
   df.irqs = open_device_irqs(dev);
   df.via_group = &g;
   ++g.device_users;
@@ -428,9 +444,6 @@ Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::str
               why, errno_name(e), e);
   return Err{e};
 }
-
-constexpr u64 kPciCommand = 0x04;
-constexpr u8 kPciCommandIntxDisableHi = 0x04;  // PCI_COMMAND_INTX_DISABLE (0x400), high byte
 
 // vfio_pci_rw: reads into `out`, or writes from `in` (exactly one is set).
 Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
@@ -483,6 +496,9 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
       if (size == 0) return refuse(f, write, offset, len, EINVAL, "the region is empty");
       if (pos >= size) return refuse(f, write, offset, len, EINVAL, "past the end of the BAR");
       const u64 n = std::min(len, size - pos);
+      // __vfio_pci_memory_enabled: with memory decoding off the BAR does not answer.
+      if (!(dev.config[kPciCommand] & kPciCommandMemory))
+        return refuse(f, write, offset, len, EIO, "memory decoding is off (PCI_COMMAND_MEMORY)");
       if (write)
         dev.model->bar_write(bar, pos, in, n);
       else
@@ -516,8 +532,11 @@ void release_device_file(Emulator& emu, DeviceFile& f) {
   }
   if (f.irqs) {
     // vfio_device_last_close: the device's last open file.
-    if (f.device->bound_file == nullptr && f.device->group_path_files == 0)
+    if (f.device->bound_file == nullptr && f.device->group_path_files == 0) {
       f.irqs->close_device();
+      std::lock_guard lock(f.device->regions_mu);  // vfio_pci_core_disable: pci_restore_state
+      if (!f.device->saved_config.empty()) f.device->config = f.device->saved_config;
+    }
     f.irqs.reset();
   }
 }

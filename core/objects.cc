@@ -31,11 +31,7 @@ void Device::reset_regions() {
   model->power_on_config(config, config_write_mask);
 }
 
-void Device::reset() {
-  model->reset();
-  std::lock_guard lock(regions_mu);
-  reset_regions();
-}
+void Device::reset() { model->reset(); }
 
 Group::Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit)
     : id_(spec.id), unit_(std::move(unit)) {

@@ -103,9 +103,12 @@ class Device {
   std::mutex regions_mu;
   std::vector<u8> config;
   std::vector<u8> config_write_mask;  // bits software may change
+  std::vector<u8> saved_config;       // as the first open left it, restored at the last close
   void reset_regions();  // config space to its power-on values, under regions_mu
-  // Function-level reset: the model (which waits for DMA in flight: call it holding none of the
-  // locks DMA takes, regions_mu included), then config space.
+  // Function-level reset of the model (which waits for DMA in flight: call it holding none of
+  // the locks DMA takes, regions_mu included). Config space is kept: Linux saves the device's
+  // state before a reset and restores it after (pci_dev_save_and_disable, pci_dev_restore), and
+  // vfio-pci's virtual config space is not touched.
   void reset();
 
  private:

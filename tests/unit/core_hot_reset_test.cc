@@ -124,13 +124,14 @@ int hot_reset(Harness& h, int dev, std::vector<int> fds, u32 flags = 0) {
   return h.fails(dev, VFIO_DEVICE_PCI_HOT_RESET, &r);
 }
 
-u8 command_byte(Harness& h, int dev) {
+// The first byte of BAR0 (testdev: plain memory, zero after a reset; config space is kept).
+u8 bar0_byte(Harness& h, int dev) {
   u8 v = 0xaa;
-  REQUIRE(h.pread(dev, &v, 1, vfio_pci_index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 4) == 1);
+  REQUIRE(h.pread(dev, &v, 1, vfio_pci_index_to_offset(VFIO_PCI_BAR0_REGION_INDEX)) == 1);
   return v;
 }
-void set_command_byte(Harness& h, int dev, u8 v) {
-  REQUIRE(h.pwrite(dev, &v, 1, vfio_pci_index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 4) == 1);
+void set_bar0_byte(Harness& h, int dev, u8 v) {
+  REQUIRE(h.pwrite(dev, &v, 1, vfio_pci_index_to_offset(VFIO_PCI_BAR0_REGION_INDEX)) == 1);
 }
 
 }  // namespace
@@ -224,9 +225,9 @@ TEST_CASE("hot reset: PCI_HOT_RESET with group fds", "[hotreset]") {
   GroupDevice d1;
   const int c = type1_container(h, 1, "0000:01:00.0", &d1);
   GroupDevice d2 = open_group_device(h, c, 2, "0000:01:01.0");
-  set_command_byte(h, d1.dev, 0x06);
-  set_command_byte(h, d2.dev, 0x06);
-  REQUIRE(command_byte(h, d1.dev) == 0x06);
+  set_bar0_byte(h, d1.dev, 0x06);
+  set_bar0_byte(h, d2.dev, 0x06);
+  REQUIRE(bar0_byte(h, d1.dev) == 0x06);
 
   // Checks in Linux's order.
   Reset r{};
@@ -244,16 +245,16 @@ TEST_CASE("hot reset: PCI_HOT_RESET with group fds", "[hotreset]") {
   CHECK(hot_reset(h, d1.dev, {h.foreign_fd(), d1.group}) == EINVAL);  // not a VFIO file
   // Group 2's device is reset too: without its group the caller does not own it.
   CHECK(hot_reset(h, d1.dev, {d1.group}) == EINVAL);
-  CHECK(command_byte(h, d1.dev) == 0x06);  // nothing was reset
-  CHECK(command_byte(h, d2.dev) == 0x06);
+  CHECK(bar0_byte(h, d1.dev) == 0x06);  // nothing was reset
+  CHECK(bar0_byte(h, d2.dev) == 0x06);
 
   REQUIRE(hot_reset(h, d1.dev, {d2.group, d1.group}) == 0);
-  CHECK(command_byte(h, d1.dev) == 0);  // every function of the bus was reset
-  CHECK(command_byte(h, d2.dev) == 0);
+  CHECK(bar0_byte(h, d1.dev) == 0);  // every function of the bus was reset
+  CHECK(bar0_byte(h, d2.dev) == 0);
   // A group that is not open as a device fd still proves ownership: reset from group 2's device.
-  set_command_byte(h, d1.dev, 0x02);
+  set_bar0_byte(h, d1.dev, 0x02);
   REQUIRE(hot_reset(h, d2.dev, {d1.group, d2.group}) == 0);
-  CHECK(command_byte(h, d1.dev) == 0);
+  CHECK(bar0_byte(h, d1.dev) == 0);
 }
 
 TEST_CASE("hot reset: a function whose reset fails is left in a bad state", "[hotreset]") {
@@ -271,9 +272,9 @@ devices = ["0000:05:00.0", { bdf = "0000:05:01.0", fail_reset = true }]
   Harness h(std::move(*t));
   GroupDevice d;
   type1_container(h, 1, "0000:05:00.0", &d);
-  set_command_byte(h, d.dev, 0x06);
+  set_bar0_byte(h, d.dev, 0x06);
   CHECK(hot_reset(h, d.dev, {d.group}) == EIO);
-  CHECK(command_byte(h, d.dev) == 0);  // the other function was reset
+  CHECK(bar0_byte(h, d.dev) == 0);  // the other function was reset
   // The failed one cannot be opened any more.
   CHECK(h.ioctl(d.group, VFIO_EMU_GROUP_DEVICE, "0000:05:01.0") >= 0);
   const int bad = h.open("vfio/devices/vfio1");
@@ -326,9 +327,9 @@ TEST_CASE("hot reset: cdev-bound devices prove ownership through their iommufd",
   CHECK(info.flags == (VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED));
   CHECK(info.devices[2].devid == devid2);
 
-  set_command_byte(h, dev2b, 0x06);
+  set_bar0_byte(h, dev2b, 0x06);
   REQUIRE(hot_reset(h, dev0, {}) == 0);
-  CHECK(command_byte(h, dev2b) == 0);
+  CHECK(bar0_byte(h, dev2b) == 0);
 }
 
 TEST_CASE("hot reset: the built-in machine's devices sit on root buses", "[hotreset]") {

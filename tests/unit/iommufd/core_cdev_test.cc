@@ -570,6 +570,7 @@ TEST_CASE("cdev: config space reads, write masks and BAR sizing", "[cdev][region
   CHECK(vendor == 0x1b36);
   CHECK(device == 0x0005);
   CHECK(cfg[0x3d] == 1);  // INTA#
+  CHECK(cfg[4] == 0x02);     // the open enabled memory decoding (pci_enable_device)
   // Vendor id is read-only.
   const u16 junk = 0xdead;
   REQUIRE(h.pwrite(dev, &junk, 2, kConfig) == 2);
@@ -602,12 +603,40 @@ TEST_CASE("cdev: config space reads, write masks and BAR sizing", "[cdev][region
   CHECK(h.pread(dev, cfg, 1, u64{9} << 40) == -1);
   CHECK(errno == EINVAL);
   CHECK(h.pread(dev, cfg, 0, kConfig + 4096) == 0);  // nothing to do
-  // RESET brings back the power-on values.
+  // RESET keeps config space, as Linux restores it after the function reset.
   REQUIRE(h.ioctl(dev, VFIO_DEVICE_RESET) == 0);
   REQUIRE(h.pread(dev, &bar, 4, kConfig + 0x10) == 4);
-  CHECK(bar == 0);
+  CHECK(bar == addr);
   REQUIRE(h.pread(dev, &got, 2, kConfig + 4) == 2);
-  CHECK(got == 0);
+  CHECK(got == 0x0406);
+  // The last close restores what the first open saw: the power-on values, memory decoding on.
+  h.close(dev);
+  const int again = bound_device(h, "vfio/devices/vfio0", &fd);
+  REQUIRE(h.pread(again, &bar, 4, kConfig + 0x10) == 4);
+  CHECK(bar == 0);
+  REQUIRE(h.pread(again, &got, 2, kConfig + 4) == 2);
+  CHECK(got == 0x0002);
+}
+
+TEST_CASE("cdev: BAR accesses with memory decoding off are EIO", "[cdev][regions]") {
+  Harness h;
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
+  u32 v = 0x12345678;
+  REQUIRE(h.pwrite(dev, &v, 4, kBar0) == 4);
+  const u16 off = 0;
+  REQUIRE(h.pwrite(dev, &off, 2, kConfig + 4) == 2);  // PCI_COMMAND: memory decoding off
+  CHECK(h.pread(dev, &v, 4, kBar0) == -1);
+  CHECK(errno == EIO);
+  CHECK(h.pwrite(dev, &v, 4, kBar0) == -1);
+  CHECK(errno == EIO);
+  // Range checks come first.
+  CHECK(h.pread(dev, &v, 4, kBar0 + 16 * 1024) == -1);
+  CHECK(errno == EINVAL);
+  const u16 on = 0x0002;
+  REQUIRE(h.pwrite(dev, &on, 2, kConfig + 4) == 2);
+  REQUIRE(h.pread(dev, &v, 4, kBar0) == 4);
+  CHECK(v == 0x12345678);
 }
 
 TEST_CASE("cdev: BAR0 is plain memory; other BARs, ROM and VGA are EINVAL", "[cdev][regions]") {
