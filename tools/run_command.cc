@@ -235,7 +235,8 @@ void shadow(const fs::path& dir, const fs::path& staging, const std::vector<std:
   fs::create_directories(old);
   mount_or_die(dir.c_str(), old, nullptr, MS_BIND | MS_REC);
   mount_or_die("tmpfs", dir, "tmpfs", MS_NOSUID, "mode=0755");
-  for (const fs::directory_entry& e : fs::directory_iterator(old)) {
+  std::error_code list_ec;  // a directory we may not read (debugfs, as a normal user): empty
+  for (const fs::directory_entry& e : fs::directory_iterator(old, list_ec)) {
     const std::string name = e.path().filename().string();
     if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
     const fs::path target = dir / name;
@@ -251,6 +252,20 @@ void shadow(const fs::path& dir, const fs::path& staging, const std::vector<std:
     // Best effort: an entry that cannot be bound (a race with the host) is left out.
     mount(e.path().c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
   }
+}
+
+// Binds each file of the daemon's directory `from` over a new empty file of the same name in
+// `to`. Returns false if `from` is not there.
+bool bind_files(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  if (!fs::is_directory(from, ec)) return false;
+  for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    const fs::path target = to / e.path().filename();
+    std::ofstream(target).close();
+    bind(e.path(), target);
+  }
+  return true;
 }
 
 struct EmulatedDevice {
@@ -295,17 +310,21 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
   fs::remove_all("/sys/class/vfio-dev", ec);
   fs::remove_all("/sys/bus/pci/drivers/vfio-pci", ec);
   fs::create_directories("/sys/bus/pci/drivers/vfio-pci");
+  const fs::path served = fs::path(node_dir) / "sys";  // the daemon's (cuse/sysfs_files.h)
   for (const EmulatedDevice& d : devices) {
     const fs::path dev = pci / d.bdf;
     const fs::path group = fs::path("/sys/kernel/iommu_groups") / std::to_string(d.group);
     fs::create_directories(dev / "vfio-dev" / d.cdev);
     fs::create_directories(group / "devices");
     write_file(group / "type", "DMA\n");
-    write_file(dev / "vendor", d.vendor + "\n");
-    write_file(dev / "device", d.device + "\n");
-    write_file(dev / "subsystem_vendor", d.vendor + "\n");
-    write_file(dev / "subsystem_device", d.device + "\n");
-    write_file(dev / "class", "0x00ff00\n");
+    if (!bind_files(served / "bus/pci/devices" / d.bdf, dev)) {
+      // A daemon without them (an older one, reused with --control): the ids, as files.
+      write_file(dev / "vendor", d.vendor + "\n");
+      write_file(dev / "device", d.device + "\n");
+      write_file(dev / "subsystem_vendor", d.vendor + "\n");
+      write_file(dev / "subsystem_device", d.device + "\n");
+      write_file(dev / "class", "0x00ff00\n");
+    }
     // A FUSE node is a regular file: it has no device number to report.
     write_file(dev / "vfio-dev" / d.cdev / "dev", "0:0\n");
     fs::create_symlink(group, dev / "iommu_group");
@@ -316,6 +335,15 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     fs::create_directories(cls);
     write_file(cls / "dev", "0:0\n");
     fs::create_symlink(dev, cls / "device");
+  }
+  bind_files(served / "bus/pci/drivers/vfio-pci", "/sys/bus/pci/drivers/vfio-pci");
+  // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
+  // the host's other entries (debugfs itself takes no new directory).
+  if (fs::is_directory(served / "kernel/debug/iommu", ec)) {
+    fs::create_directories("/sys/kernel/debug", ec);
+    shadow("/sys/kernel/debug", staging, {"iommu"});
+    fs::create_directories("/sys/kernel/debug/iommu");
+    bind(served / "kernel/debug/iommu", "/sys/kernel/debug/iommu");
   }
 }
 
