@@ -268,6 +268,12 @@ bool bind_files(const fs::path& from, const fs::path& to) {
   return true;
 }
 
+// A symbolic link at `link` to `target`, relative as sysfs's are ("../../drivers/vfio-pci"):
+// tools resolve them against the link's directory (pciutils appends the link to it).
+void relative_symlink(const fs::path& target, const fs::path& link) {
+  fs::create_symlink(target.lexically_relative(link.parent_path()), link);
+}
+
 struct EmulatedDevice {
   std::string bdf, cdev, vendor, device;
   unsigned group;
@@ -327,14 +333,14 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     }
     // A FUSE node is a regular file: it has no device number to report.
     write_file(dev / "vfio-dev" / d.cdev / "dev", "0:0\n");
-    fs::create_symlink(group, dev / "iommu_group");
-    fs::create_symlink("/sys/bus/pci/drivers/vfio-pci", dev / "driver");
-    fs::create_symlink(dev, group / "devices" / d.bdf);
-    fs::create_symlink(dev, "/sys/bus/pci/drivers/vfio-pci" / fs::path(d.bdf));
+    relative_symlink(group, dev / "iommu_group");
+    relative_symlink("/sys/bus/pci/drivers/vfio-pci", dev / "driver");
+    relative_symlink(dev, group / "devices" / d.bdf);
+    relative_symlink(dev, "/sys/bus/pci/drivers/vfio-pci" / fs::path(d.bdf));
     const fs::path cls = fs::path("/sys/class/vfio-dev") / d.cdev;
     fs::create_directories(cls);
     write_file(cls / "dev", "0:0\n");
-    fs::create_symlink(dev, cls / "device");
+    relative_symlink(dev, cls / "device");
   }
   bind_files(served / "bus/pci/drivers/vfio-pci", "/sys/bus/pci/drivers/vfio-pci");
   // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
