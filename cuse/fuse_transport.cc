@@ -280,14 +280,24 @@ void FuseTransport::open_sysfs(fuse_req_t req, const SysfsFile& f, fuse_file_inf
                           errno_name(content.error()));
     return (void)fuse_reply_err(req, content.error());
   }
+  // What all open sysfs files hold together is bounded: a program that opens a big page table's
+  // file many times gets ENOMEM, not the daemon's memory.
+  const u64 bytes = content->size();
+  if (sysfs_bytes_.fetch_add(bytes) + bytes > kSysfsBytesMax) {
+    sysfs_bytes_.fetch_sub(bytes);
+    logger("cuse")->info("open of {} by {}: the open sysfs files would hold more than {:#x} "
+                         "bytes: ENOMEM", f.path, tid, kSysfsBytesMax);
+    return (void)fuse_reply_err(req, ENOMEM);
+  }
   std::unique_ptr<SysfsHandle> h;
   try {
-    h = std::make_unique<SysfsHandle>(SysfsHandle{content.take()});
+    h = std::make_unique<SysfsHandle>(content.take(), this);
   } catch (const std::bad_alloc&) {
+    sysfs_bytes_.fetch_sub(bytes);
     return (void)fuse_reply_err(req, ENOMEM);
   }
   fi->fh = reinterpret_cast<uint64_t>(h.get());
-  if (fuse_reply_open(req, fi) == -ENOENT) return;  // the caller is gone: no release will come
+  if (fuse_reply_open(req, fi) == -ENOENT) return;  // the caller is gone: h gives the bytes back
   h.release();  // the kernel's now, until op_release
 }
 
@@ -385,7 +395,7 @@ void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi)
 void FuseTransport::op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseTransport& t = self(req);
   if (t.sysfs_of(ino) != nullptr) {
-    delete reinterpret_cast<SysfsHandle*>(fi->fh);
+    delete reinterpret_cast<SysfsHandle*>(fi->fh);  // gives its bytes back
     return (void)fuse_reply_err(req, 0);
   }
   serve_release(t.emu_, t.service_.files(), req, fi);

@@ -82,7 +82,15 @@ class FuseTransport final : public NodeIdentity {
   // An open sysfs file: its contents as of the open.
   struct SysfsHandle {
     std::string content;
+    FuseTransport* owner;
+    SysfsHandle(std::string c, FuseTransport* o) : content(std::move(c)), owner(o) {}
+    ~SysfsHandle() { owner->sysfs_bytes_.fetch_sub(content.size()); }
+    SysfsHandle(const SysfsHandle&) = delete;
+    SysfsHandle& operator=(const SysfsHandle&) = delete;
   };
+  // At most this many bytes of contents held by the open sysfs files together (ENOMEM beyond).
+  static constexpr u64 kSysfsBytesMax = u64{256} << 20;
+  std::atomic<u64> sysfs_bytes_{0};
   const SysfsFile* sysfs_of(fuse_ino_t ino) const;
   void open_sysfs(fuse_req_t req, const SysfsFile& f, fuse_file_info* fi);
 

@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <new>
 
 #include "core/inspect/vtd_debugfs.h"
@@ -198,6 +199,9 @@ Result<std::string> SysfsFiles::open(const SysfsFile& f, int flags, bool privile
     return show(f, privileged);
   } catch (const std::bad_alloc&) {
     return err(ENOMEM);
+  } catch (const std::exception& e) {
+    logger("cuse")->error("{}: computing its contents failed: {}: EIO", f.path, e.what());
+    return err(EIO);
   }
 }
 
@@ -231,6 +235,9 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
     }
   } catch (const std::bad_alloc&) {
     return err(ENOMEM);
+  } catch (const std::exception& e) {
+    log->error("{}: a write of {:#x} bytes failed: {}: EIO", f.path, data.size(), e.what());
+    return err(EIO);
   }
 }
 

@@ -4,10 +4,16 @@
 // in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
 // /dev/vfio/devices/vfioN, /dev/iommu) and sysfs says what VFIO programs look up there:
 //   /sys/bus/pci/devices/<bdf>/{iommu_group -> /sys/kernel/iommu_groups/<g>, driver -> vfio-pci,
-//                               vendor, device, class, subsystem_*, vfio-dev/vfioN/dev}
+//                               vfio-dev/vfioN/dev, and the daemon's files: vendor, device,
+//                               subsystem_*, class, revision, irq, config, resource,
+//                               driver_override}
 //   /sys/kernel/iommu_groups/<g>/{devices/<bdf>, type}
 //   /sys/class/vfio-dev/vfioN/{dev, device}
-//   /sys/bus/pci/drivers/vfio-pci/<bdf>
+//   /sys/bus/pci/drivers/vfio-pci/{<bdf>, and the daemon's bind, unbind, new_id, remove_id}
+//   /sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct (the daemon's, behind VT-d)
+// The daemon's files (cuse/sysfs_files.h) are bound from the sys/ subtree of its FUSE mount:
+// their contents are computed at each open, and writes do what Linux's stores do. Symbolic
+// links are relative, as sysfs's.
 // The host's /dev and /sys are untouched: the namespace sees overlays (and a fresh tmpfs in place
 // of /sys/bus/pci/devices, so only emulated PCI devices are there). As root the namespace is a
 // mount namespace; as a normal user, also a user namespace mapping only the user itself.

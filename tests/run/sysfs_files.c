@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/vfio.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -61,6 +63,25 @@ static ssize_t read_all(int fd, char* buf, size_t size) {
   }
 }
 
+struct churn {
+  int container;
+  char* mem;
+  int stop;
+};
+
+/* Maps and unmaps two pages at IOVA 0x6000000 until told to stop. */
+static void* churn_maps(void* p) {
+  struct churn* c = p;
+  while (!__atomic_load_n(&c->stop, __ATOMIC_SEQ_CST)) {
+    struct vfio_iommu_type1_dma_map map = {sizeof(map), VFIO_DMA_MAP_FLAG_READ, (unsigned long)c->mem,
+                                           0x6000000, 4096};
+    struct vfio_iommu_type1_dma_unmap unmap = {sizeof(unmap), 0, 0x6000000, 4096};
+    ioctl(c->container, VFIO_IOMMU_MAP_DMA, &map);
+    ioctl(c->container, VFIO_IOMMU_UNMAP_DMA, &unmap);
+  }
+  return NULL;
+}
+
 static int count_lines(const char* s) {
   int n = 0;
   for (; *s; ++s) n += *s == '\n';
@@ -103,6 +124,8 @@ int main(int argc, char** argv) {
   EXPECT(pread(fd, buf, 16, 4096) == 0, "pread of config at its end");
   EXPECT(pread(fd, buf, 16, 1 << 30) == 0, "pread of config far past its end");
   EXPECT(pread(fd, buf, 64, 4096 - 8) == 8, "pread straddling config's end");
+  EXPECT(pread(fd, buf, 16, (off_t)1 << 62) == 0, "pread of config at 2^62");
+  EXPECT(pread(fd, buf, 16, -1) < 0 && errno == EINVAL, "pread at a negative offset");
   close(fd);
   EXPECT(write_errno(DEV("config"), "\0\0", 2) == EPERM, "write of config");
 
@@ -176,6 +199,25 @@ int main(int argc, char** argv) {
   close(before);
   close(after);
   EXPECT(write_errno(dbg, "x", 1) == EINVAL, "write to debugfs");
+
+  /* Reads of the debugfs file while another thread maps and unmaps: each open is consistent
+   * (its first line is the device's, and every row a whole row); bounded by count and time. */
+  struct churn c = {container, mem, 0};
+  pthread_t t;
+  EXPECT(pthread_create(&t, NULL, churn_maps, &c) == 0, "churn thread");
+  const time_t until = time(NULL) + 2;
+  for (int i = 0; i < 2000 && time(NULL) < until; ++i) {
+    const int d = open(dbg, O_RDONLY);
+    n = d >= 0 ? read_all(d, buf, sizeof(buf) - 1) : -1;
+    if (d >= 0) close(d);
+    buf[n > 0 ? n : 0] = 0;
+    const int rows = n > 0 ? count_lines(buf) : -1;
+    EXPECT(n > 0 && strncmp(buf, "Device ", 7) == 0 && buf[n - 1] == '\n' && rows >= 2 && rows <= 4,
+           "read %d during maps: %zd bytes, %d lines", i, n, rows);
+    if (failures) break;
+  }
+  __atomic_store_n(&c.stop, 1, __ATOMIC_SEQ_CST);
+  pthread_join(t, NULL);
   close(group);
   close(container);
   if (failures) return 1;
