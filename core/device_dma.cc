@@ -82,33 +82,53 @@ void DeviceDma::trace(u64 iova, u64 len, iommu::Access access, pid_t owner, u64 
   }
 }
 
-Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access access,
-                                   pid_t* owner, u64* address) {
-  // Which container or iommufd the device is in is read under Emulator::mu; the owner's lock
-  // (the container's, taken before Emulator::mu is let go, so a detach waits for the access; or
-  // the IOAS's) is held until the bytes are copied (see the header). Emulator::mu is not held
-  // while the owner's memory is touched: that may wait on a page fault of a slow filesystem.
-  std::unique_lock<std::mutex> owner_lock;
+namespace {
+
+// Where the device's DMA to `iova` goes now: its bound cdev's or its group's iommufd device, or
+// its group's container. Which one is read under Emulator::mu; the owner's lock (the
+// container's, taken before Emulator::mu is let go, so a detach waits for the access; or the
+// IOAS's) is left held in *owner_lock.
+Result<DmaTranslation> translate_for(Emulator& emu, Device& device, u64 iova,
+                                     iommu::Access access,
+                                     std::unique_lock<std::mutex>* owner_lock) {
   std::shared_ptr<IommufdCtx> ictx;
   u32 devid = 0;
   Result<DmaTranslation> r = Err{ENXIO};
   {
-    std::lock_guard emu_lock(emu_.mu);
-    Group& g = device_.group();
-    if (device_.bound_file != nullptr) {
-      const auto& df = static_cast<const DeviceFile&>(*device_.bound_file);
+    std::lock_guard emu_lock(emu.mu);
+    Group& g = device.group();
+    if (device.bound_file != nullptr) {
+      const auto& df = static_cast<const DeviceFile&>(*device.bound_file);
       ictx = df.ictx;
       devid = df.devid;
     } else if (g.container) {
-      owner_lock = std::unique_lock(g.container->mu);
+      *owner_lock = std::unique_lock(g.container->mu);
       if (g.container->driver) r = g.container->driver->dma_translate(g, iova, access);
-    } else if (g.ictx && device_.group_iommufd_devid != 0) {
+    } else if (g.ictx && device.group_iommufd_devid != 0) {
       // A group set to an iommufd: the device was bound there by its group-path file.
       ictx = g.ictx;
-      devid = device_.group_iommufd_devid;
+      devid = device.group_iommufd_devid;
     }
   }
-  if (ictx) r = iommufd_dma_translate(*ictx, devid, iova, access, &owner_lock);
+  if (ictx) r = iommufd_dma_translate(*ictx, devid, iova, access, owner_lock);
+  return r;
+}
+
+}  // namespace
+
+std::shared_ptr<HwDomain> current_domain(Emulator& emu, Device& device) {
+  std::unique_lock<std::mutex> owner_lock;
+  // Any IOVA names the domain: a walk that faults still says which domain it walked.
+  auto r = translate_for(emu, device, 0, iommu::Access::kRead, &owner_lock);
+  return r ? r->domain : nullptr;
+}
+
+Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access access,
+                                   pid_t* owner, u64* address) {
+  // Emulator::mu is not held while the owner's memory is touched: that may wait on a page fault
+  // of a slow filesystem; the owner's lock is held until the bytes are copied (see the header).
+  std::unique_lock<std::mutex> owner_lock;
+  Result<DmaTranslation> r = translate_for(emu_, device_, iova, access, &owner_lock);
   if (!r) {
     auto log = logger("core.dma");
     if (rejection_log_allowed(*log, 0))

@@ -48,6 +48,11 @@ class DeviceDma final : public devices::DmaPort {
   Device& device_;
 };
 
+// The IOMMU domain `device`'s DMA goes through now (its group's container domain, or the HWPT its
+// iommufd device is attached to), or null (none: no DMA possible). What Linux's intel-iommu
+// debugfs shows the page table of.
+std::shared_ptr<HwDomain> current_domain(Emulator& emu, Device& device);
+
 // The VT-d fault reason code of a second-level translation fault (VT-d spec 7.1.3, as QEMU's
 // intel_iommu reports them): 4h address beyond the domain's width, 5h write without permission
 // (also not present), 6h read without permission (also not present).

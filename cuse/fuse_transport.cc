@@ -1,6 +1,7 @@
 #include "cuse/fuse_transport.h"
 
 #include <signal.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -13,10 +14,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <new>
+#include <string_view>
 
 #include "base/errno_name.h"
 #include "core/log.h"
 #include "core/node_type.h"
+#include "cuse/caller_process.h"
 #include "cuse/fuse_passthrough.h"
 #include "cuse/transport.h"
 
@@ -74,6 +79,17 @@ class OpenBackingScope {
   ~OpenBackingScope() { t_open_backing = -1; }
 };
 
+// Whether thread `tid` has CAP_SYS_ADMIN in the initial user namespace (file_ns_capable(filp,
+// &init_user_ns, ...)): in its effective set, and in the daemon's user namespace, which is the
+// initial one when the daemon runs outside any (a `run` namespace of a normal user is not).
+bool opener_privileged(pid_t tid) {
+  if (!has_capability(tid, CAP_SYS_ADMIN)) return false;
+  struct stat mine {}, theirs {};
+  const std::string ns = "/proc/" + std::to_string(tid) + "/ns/user";
+  return ::stat("/proc/self/ns/user", &mine) == 0 && ::stat(ns.c_str(), &theirs) == 0 &&
+         mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
+}
+
 enum class MountState { kDead, kAlive, kNotAnswering };
 
 // Whether a FUSE mount at `dir` still has a daemon. Asked with statfs(), which the kernel always
@@ -105,26 +121,30 @@ FuseTransport::FuseTransport(core::Emulator& emu, ThreadGroups& threads, std::st
     : emu_(emu),
       threads_(threads),
       service_(emu, *this, threads, ArgAccess::kDirect),
+      sysfs_(emu),
       dir_(std::move(dir)) {
-  inodes_.push_back(Inode{"", 1, true, nullptr, {}});  // ino 1: the root
-  for (const core::NodeInfo& n : emu_.nodes()) {
-    fuse_ino_t parent = 1;
-    size_t start = 0;
-    for (;;) {
-      const size_t slash = n.path.find('/', start);
-      const std::string part = n.path.substr(start, slash == std::string::npos ? slash : slash - start);
-      auto& children = inodes_[parent - 1].children;
-      auto it = children.find(part);
-      if (it == children.end()) {
-        const fuse_ino_t ino = inodes_.size() + 1;
-        const bool is_dir = slash != std::string::npos;
-        inodes_.push_back(Inode{part, parent, is_dir, is_dir ? nullptr : &n, {}});
-        it = inodes_[parent - 1].children.emplace(part, ino).first;
-      }
-      if (slash == std::string::npos) break;
-      parent = it->second;
-      start = slash + 1;
+  inodes_.push_back(Inode{"", 1, true, nullptr, nullptr, {}});  // ino 1: the root
+  for (const core::NodeInfo& n : emu_.nodes()) inodes_[add_path(n.path) - 1].node = &n;
+  for (const SysfsFile& f : sysfs_.files()) inodes_[add_path(f.path) - 1].sysfs = &f;
+}
+
+fuse_ino_t FuseTransport::add_path(const std::string& path) {
+  fuse_ino_t parent = 1;
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = path.find('/', start);
+    const std::string part = path.substr(start, slash == std::string::npos ? slash : slash - start);
+    auto& children = inodes_[parent - 1].children;
+    auto it = children.find(part);
+    if (it == children.end()) {
+      const fuse_ino_t ino = inodes_.size() + 1;
+      const bool is_dir = slash != std::string::npos;
+      inodes_.push_back(Inode{part, parent, is_dir, nullptr, nullptr, {}});
+      it = inodes_[parent - 1].children.emplace(part, ino).first;
     }
+    if (slash == std::string::npos) return it->second;
+    parent = it->second;
+    start = slash + 1;
   }
 }
 
@@ -153,13 +173,20 @@ struct stat FuseTransport::attr_of(fuse_ino_t ino) const {
   st.st_ino = ino;
   st.st_uid = geteuid();
   st.st_gid = getegid();
-  if (!in.dir) {
+  if (in.node != nullptr) {
     st.st_uid = in.node->uid.value_or(st.st_uid);
     st.st_gid = in.node->gid.value_or(st.st_gid);
   }
   if (in.dir) {
     st.st_mode = S_IFDIR | 0755;
     st.st_nlink = 2;
+  } else if (in.sysfs != nullptr) {
+    // Root's, as sysfs's files are.
+    st.st_uid = 0;
+    st.st_gid = 0;
+    st.st_mode = S_IFREG | in.sysfs->mode;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(in.sysfs->size);
   } else {
     st.st_mode = S_IFREG | in.node->mode;
     st.st_nlink = 1;
@@ -169,7 +196,7 @@ struct stat FuseTransport::attr_of(fuse_ino_t ino) const {
 
 bool FuseTransport::is_ours(const struct stat& st) const {
   return mounted_ && st.st_dev == mount_dev_ && S_ISREG(st.st_mode) && st.st_ino >= 1 &&
-         st.st_ino <= inodes_.size() && !inodes_[st.st_ino - 1].dir;
+         st.st_ino <= inodes_.size() && inodes_[st.st_ino - 1].node != nullptr;
 }
 
 // ---- operations ------------------------------------------------------------------------------
@@ -220,12 +247,58 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
   const Inode& in = t.inodes_[ino - 1];
   if (in.dir) return (void)fuse_reply_err(req, EISDIR);
+  if (in.sysfs != nullptr) return t.open_sysfs(req, *in.sysfs, fi);
   fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
   fi->keep_cache = 0;
   // A device file maps its BARs by passthrough; the kernel refuses (EINVAL) an open of an inode
   // in passthrough mode that is not passthrough itself, so every open of a device node is.
   const OpenBackingScope backing(t.backing_id(in.node));
   serve_open(t.emu_, t.service_.files(), req, fi, *in.node, t.caller_of(req));
+}
+
+void FuseTransport::op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int,
+                               fuse_file_info*) {
+  FuseTransport& t = self(req);
+  // O_TRUNC of an attribute (`echo x > attr`): sysfs takes it and changes nothing.
+  if (t.sysfs_of(ino) == nullptr) return (void)fuse_reply_err(req, ENOSYS);
+  const struct stat st = t.attr_of(ino);
+  fuse_reply_attr(req, &st, kTimeout);
+}
+
+const SysfsFile* FuseTransport::sysfs_of(fuse_ino_t ino) const {
+  return ino >= 1 && ino <= inodes_.size() ? inodes_[ino - 1].sysfs : nullptr;
+}
+
+void FuseTransport::open_sysfs(fuse_req_t req, const SysfsFile& f, fuse_file_info* fi) {
+  // Every read and write goes to the daemon: contents are per open, never the page cache's.
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  const pid_t tid = fuse_req_ctx(req)->pid;
+  auto content = sysfs_.open(f, fi->flags, opener_privileged(tid));
+  if (!content) {
+    logger("cuse")->debug("open of {} (flags {:#x}) by {}: {}", f.path, fi->flags, tid,
+                          errno_name(content.error()));
+    return (void)fuse_reply_err(req, content.error());
+  }
+  // What all open sysfs files hold together is bounded: a program that opens a big page table's
+  // file many times gets ENOMEM, not the daemon's memory.
+  const u64 bytes = content->size();
+  if (sysfs_bytes_.fetch_add(bytes) + bytes > kSysfsBytesMax) {
+    sysfs_bytes_.fetch_sub(bytes);
+    logger("cuse")->info("open of {} by {}: the open sysfs files would hold more than {:#x} "
+                         "bytes: ENOMEM", f.path, tid, kSysfsBytesMax);
+    return (void)fuse_reply_err(req, ENOMEM);
+  }
+  std::unique_ptr<SysfsHandle> h;
+  try {
+    h = std::make_unique<SysfsHandle>(content.take(), this);
+  } catch (const std::bad_alloc&) {
+    sysfs_bytes_.fetch_sub(bytes);
+    return (void)fuse_reply_err(req, ENOMEM);
+  }
+  fi->fh = reinterpret_cast<uint64_t>(h.get());
+  if (fuse_reply_open(req, fi) == -ENOENT) return;  // the caller is gone: h gives the bytes back
+  h.release();  // the kernel's now, until op_release
 }
 
 // ---- the raw channel: passthrough -------------------------------------------------------------
@@ -310,40 +383,59 @@ int FuseTransport::backing_id(const core::NodeInfo* node) {
   return it == backing_ids_.end() ? -1 : it->second;
 }
 
-void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseTransport& t = self(req);
+  if (t.sysfs_of(ino) != nullptr) return (void)fuse_reply_err(req, 0);
   // The daemon's own close of an fd it took to identify a file is not a client closing it.
   if (fuse_req_ctx(req)->pid != gettid() && t.threads_.tgid_of(fuse_req_ctx(req)->pid) != getpid())
     t.service_.files().flushed(*handle_of(fi)->file);
   fuse_reply_err(req, 0);
 }
 
-void FuseTransport::op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void FuseTransport::op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FuseTransport& t = self(req);
+  if (t.sysfs_of(ino) != nullptr) {
+    delete reinterpret_cast<SysfsHandle*>(fi->fh);  // gives its bytes back
+    return (void)fuse_reply_err(req, 0);
+  }
   serve_release(t.emu_, t.service_.files(), req, fi);
 }
 
-void FuseTransport::op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+void FuseTransport::op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                             fuse_file_info* fi) {
   FuseTransport& t = self(req);
+  if (t.sysfs_of(ino) != nullptr) {
+    // The contents the open computed; past their end, nothing (end of file).
+    const std::string& text = reinterpret_cast<SysfsHandle*>(fi->fh)->content;
+    const size_t at = off < 0 ? text.size() : std::min(text.size(), static_cast<size_t>(off));
+    return (void)fuse_reply_buf(req, text.data() + at, std::min(size, text.size() - at));
+  }
   std::vector<char> buf(size);
   auto r = t.emu_.read(*handle_of(fi)->file, static_cast<u64>(off), buf.data(), size);
   if (!r) return (void)fuse_reply_err(req, r.error());
   fuse_reply_buf(req, buf.data(), *r);
 }
 
-void FuseTransport::op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off,
+void FuseTransport::op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                              fuse_file_info* fi) {
   FuseTransport& t = self(req);
+  if (const SysfsFile* f = t.sysfs_of(ino)) {
+    // kernfs_fop_write_iter: a sysfs attribute's store sees at most PAGE_SIZE bytes.
+    const size_t len = f->kind == SysfsKind::kDomainTranslation ? size : std::min(size, kSysfsWriteMax);
+    auto r = t.sysfs_.store(*f, std::string_view(buf, len));
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    return (void)fuse_reply_write(req, *r);
+  }
   auto r = t.emu_.write(*handle_of(fi)->file, static_cast<u64>(off), buf, size);
   if (!r) return (void)fuse_reply_err(req, r.error());
   fuse_reply_write(req, *r);
 }
 
-void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t, unsigned int cmd, void* arg,
+void FuseTransport::op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg,
                              fuse_file_info* fi, unsigned flags, const void* in_buf,
                              size_t in_bufsz, size_t out_bufsz) {
   FuseTransport& t = self(req);
+  if (t.sysfs_of(ino) != nullptr) return (void)fuse_reply_err(req, ENOTTY);
   if (flags & FUSE_IOCTL_DIR) return (void)fuse_reply_err(req, ENOTTY);
   (void)in_buf;  // FUSE ioctls are restricted: the kernel sends no data, only the pointer
   (void)in_bufsz;
@@ -411,6 +503,7 @@ Status FuseTransport::mount() {
     o.read = op_read;
     o.write = op_write;
     o.ioctl = op_ioctl;
+    o.setattr = op_setattr;
     return o;
   }();
   // allow_other: every user's programs reach the nodes; default_permissions: the kernel

@@ -20,6 +20,7 @@
 #include "cuse/open_files.h"
 #include "cuse/ioctl_service.h"
 #include "cuse/request_caller.h"
+#include "cuse/sysfs_files.h"
 #include "cuse/thread_groups.h"
 
 namespace vfio_emu::cuse {
@@ -45,7 +46,8 @@ class FuseTransport final : public NodeIdentity {
     std::string name;
     fuse_ino_t parent = 0;
     bool dir = false;
-    const core::NodeInfo* node = nullptr;  // files only
+    const core::NodeInfo* node = nullptr;  // a node's file
+    const SysfsFile* sysfs = nullptr;      // a sysfs or debugfs file (cuse/sysfs_files.h)
     std::map<std::string, fuse_ino_t> children;
   };
 
@@ -60,6 +62,8 @@ class FuseTransport final : public NodeIdentity {
   static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
   static void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                        fuse_file_info* fi);
+  static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                         fuse_file_info* fi);
   static void op_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void* arg,
                        fuse_file_info* fi, unsigned flags, const void* in_buf, size_t in_bufsz,
                        size_t out_bufsz);
@@ -73,12 +77,30 @@ class FuseTransport final : public NodeIdentity {
   // The backing id for opens of `node`, or -1.
   int backing_id(const core::NodeInfo* node);
 
+  // The inode of `path` (a file; its directories made on the way), made if new.
+  fuse_ino_t add_path(const std::string& path);
+  // An open sysfs file: its contents as of the open.
+  struct SysfsHandle {
+    std::string content;
+    FuseTransport* owner;
+    SysfsHandle(std::string c, FuseTransport* o) : content(std::move(c)), owner(o) {}
+    ~SysfsHandle() { owner->sysfs_bytes_.fetch_sub(content.size()); }
+    SysfsHandle(const SysfsHandle&) = delete;
+    SysfsHandle& operator=(const SysfsHandle&) = delete;
+  };
+  // At most this many bytes of contents held by the open sysfs files together (ENOMEM beyond).
+  static constexpr u64 kSysfsBytesMax = u64{256} << 20;
+  std::atomic<u64> sysfs_bytes_{0};
+  const SysfsFile* sysfs_of(fuse_ino_t ino) const;
+  void open_sysfs(fuse_req_t req, const SysfsFile& f, fuse_file_info* fi);
+
   struct stat attr_of(fuse_ino_t ino) const;
   core::Caller caller_of(fuse_req_t req) const;
 
   core::Emulator& emu_;
   ThreadGroups& threads_;
   IoctlService service_;
+  SysfsFiles sysfs_;
   std::string dir_;
   std::vector<Inode> inodes_;  // index = ino - 1
   fuse_session* se_ = nullptr;

@@ -11,6 +11,7 @@ packages=(
   libbenchmark-dev
   jq util-linux
   make uuid-dev xz-utils debian-archive-keyring  # tests/linux_selftests: building Linux's VFIO selftests
+  pciutils  # tests/run/sysfs_test.sh: lspci -vv of the emulated devices under vfio-emu run
 )
 
 missing=()

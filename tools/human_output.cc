@@ -1,5 +1,7 @@
 #include "tools/human_output.h"
 
+#include "base/vtd_debugfs_format.h"
+
 #include <fmt/core.h>
 
 #include <cinttypes>
@@ -168,8 +170,9 @@ void print_vtd_page_table(const Json& pt, std::FILE* out) {
                cell(pt, "unit").c_str(), cell(pt, "model").c_str(), cell(pt, "levels").c_str(),
                plural(rows.size(), "present leaf", "present leaves").c_str(),
                leaves.empty() ? "" : ": ", leaves.c_str());
-  // Linux drivers/iommu/intel/debugfs.c, show_device_domain_translation() / dump_page_info().
-  std::fprintf(out, "IOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE\n");
+  // Linux 7.3 drivers/iommu/intel/debugfs.c, domain_translation_struct_show() /
+  // dump_page_info(): the text the emulated debugfs file has too (base/vtd_debugfs_format.h).
+  std::fputs(vtd_debugfs_header().c_str(), out);
   for (const Json& r : rows) {
     const Json& entries = array_field(r, "entries");
     u64 path[6] = {};  // path[level], as Linux keeps it; levels the domain lacks stay 0
@@ -177,10 +180,7 @@ void print_vtd_page_table(const Json& pt, std::FILE* out) {
     for (size_t i = 0; i < top && top - i <= 5; ++i)
       if (entries[i].is_string()) path[top - i] = parse_u64(entries[i].get<std::string>()).value_or(0);
     const u64 pfn = json_u64(r, "iova_pfn").value_or(json_u64(r, "iova").value_or(0) >> 12);
-    std::fprintf(out,
-                 "0x%013" PRIx64 " |\t0x%016" PRIx64 "\t0x%016" PRIx64 "\t0x%016" PRIx64
-                 "\t0x%016" PRIx64 "\t0x%016" PRIx64 "\n",
-                 pfn, path[5], path[4], path[3], path[2], path[1]);
+    std::fputs(vtd_debugfs_row(pfn << 12, path).c_str(), out);
   }
   std::fprintf(out, "\n");
 }

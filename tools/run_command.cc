@@ -4,10 +4,16 @@
 // in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
 // /dev/vfio/devices/vfioN, /dev/iommu) and sysfs says what VFIO programs look up there:
 //   /sys/bus/pci/devices/<bdf>/{iommu_group -> /sys/kernel/iommu_groups/<g>, driver -> vfio-pci,
-//                               vendor, device, class, subsystem_*, vfio-dev/vfioN/dev}
+//                               vfio-dev/vfioN/dev, and the daemon's files: vendor, device,
+//                               subsystem_*, class, revision, irq, config, resource,
+//                               driver_override}
 //   /sys/kernel/iommu_groups/<g>/{devices/<bdf>, type}
 //   /sys/class/vfio-dev/vfioN/{dev, device}
-//   /sys/bus/pci/drivers/vfio-pci/<bdf>
+//   /sys/bus/pci/drivers/vfio-pci/{<bdf>, and the daemon's bind, unbind, new_id, remove_id}
+//   /sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct (the daemon's, behind VT-d)
+// The daemon's files (cuse/sysfs_files.h) are bound from the sys/ subtree of its FUSE mount:
+// their contents are computed at each open, and writes do what Linux's stores do. Symbolic
+// links are relative, as sysfs's.
 // The host's /dev and /sys are untouched: the namespace sees overlays (and a fresh tmpfs in place
 // of /sys/bus/pci/devices, so only emulated PCI devices are there). As root the namespace is a
 // mount namespace; as a normal user, also a user namespace mapping only the user itself.
@@ -235,7 +241,8 @@ void shadow(const fs::path& dir, const fs::path& staging, const std::vector<std:
   fs::create_directories(old);
   mount_or_die(dir.c_str(), old, nullptr, MS_BIND | MS_REC);
   mount_or_die("tmpfs", dir, "tmpfs", MS_NOSUID, "mode=0755");
-  for (const fs::directory_entry& e : fs::directory_iterator(old)) {
+  std::error_code list_ec;  // a directory we may not read (debugfs, as a normal user): empty
+  for (const fs::directory_entry& e : fs::directory_iterator(old, list_ec)) {
     const std::string name = e.path().filename().string();
     if (std::find(skip.begin(), skip.end(), name) != skip.end()) continue;
     const fs::path target = dir / name;
@@ -251,6 +258,26 @@ void shadow(const fs::path& dir, const fs::path& staging, const std::vector<std:
     // Best effort: an entry that cannot be bound (a race with the host) is left out.
     mount(e.path().c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr);
   }
+}
+
+// Binds each file of the daemon's directory `from` over a new empty file of the same name in
+// `to`. Returns false if `from` is not there.
+bool bind_files(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  if (!fs::is_directory(from, ec)) return false;
+  for (const fs::directory_entry& e : fs::directory_iterator(from, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    const fs::path target = to / e.path().filename();
+    std::ofstream(target).close();
+    bind(e.path(), target);
+  }
+  return true;
+}
+
+// A symbolic link at `link` to `target`, relative as sysfs's are ("../../drivers/vfio-pci"):
+// tools resolve them against the link's directory (pciutils appends the link to it).
+void relative_symlink(const fs::path& target, const fs::path& link) {
+  fs::create_symlink(target.lexically_relative(link.parent_path()), link);
 }
 
 struct EmulatedDevice {
@@ -295,27 +322,40 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
   fs::remove_all("/sys/class/vfio-dev", ec);
   fs::remove_all("/sys/bus/pci/drivers/vfio-pci", ec);
   fs::create_directories("/sys/bus/pci/drivers/vfio-pci");
+  const fs::path served = fs::path(node_dir) / "sys";  // the daemon's (cuse/sysfs_files.h)
   for (const EmulatedDevice& d : devices) {
     const fs::path dev = pci / d.bdf;
     const fs::path group = fs::path("/sys/kernel/iommu_groups") / std::to_string(d.group);
     fs::create_directories(dev / "vfio-dev" / d.cdev);
     fs::create_directories(group / "devices");
     write_file(group / "type", "DMA\n");
-    write_file(dev / "vendor", d.vendor + "\n");
-    write_file(dev / "device", d.device + "\n");
-    write_file(dev / "subsystem_vendor", d.vendor + "\n");
-    write_file(dev / "subsystem_device", d.device + "\n");
-    write_file(dev / "class", "0x00ff00\n");
+    if (!bind_files(served / "bus/pci/devices" / d.bdf, dev)) {
+      // A daemon without them (an older one, reused with --control): the ids, as files.
+      write_file(dev / "vendor", d.vendor + "\n");
+      write_file(dev / "device", d.device + "\n");
+      write_file(dev / "subsystem_vendor", d.vendor + "\n");
+      write_file(dev / "subsystem_device", d.device + "\n");
+      write_file(dev / "class", "0x00ff00\n");
+    }
     // A FUSE node is a regular file: it has no device number to report.
     write_file(dev / "vfio-dev" / d.cdev / "dev", "0:0\n");
-    fs::create_symlink(group, dev / "iommu_group");
-    fs::create_symlink("/sys/bus/pci/drivers/vfio-pci", dev / "driver");
-    fs::create_symlink(dev, group / "devices" / d.bdf);
-    fs::create_symlink(dev, "/sys/bus/pci/drivers/vfio-pci" / fs::path(d.bdf));
+    relative_symlink(group, dev / "iommu_group");
+    relative_symlink("/sys/bus/pci/drivers/vfio-pci", dev / "driver");
+    relative_symlink(dev, group / "devices" / d.bdf);
+    relative_symlink(dev, "/sys/bus/pci/drivers/vfio-pci" / fs::path(d.bdf));
     const fs::path cls = fs::path("/sys/class/vfio-dev") / d.cdev;
     fs::create_directories(cls);
     write_file(cls / "dev", "0:0\n");
-    fs::create_symlink(dev, cls / "device");
+    relative_symlink(dev, cls / "device");
+  }
+  bind_files(served / "bus/pci/drivers/vfio-pci", "/sys/bus/pci/drivers/vfio-pci");
+  // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
+  // the host's other entries (debugfs itself takes no new directory).
+  if (fs::is_directory(served / "kernel/debug/iommu", ec)) {
+    fs::create_directories("/sys/kernel/debug", ec);
+    shadow("/sys/kernel/debug", staging, {"iommu"});
+    fs::create_directories("/sys/kernel/debug/iommu");
+    bind(served / "kernel/debug/iommu", "/sys/kernel/debug/iommu");
   }
 }
 

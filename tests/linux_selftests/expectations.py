@@ -5,7 +5,9 @@ One line per case, fields separated by blanks; a line starting with `#` is a com
 CASE `-` is the binary as a whole, for a binary that runs no case (it exits before the harness
 starts: no driver for the device, SR-IOV absent, a library assertion in main()).
 
-    pass  must pass. A failure, a skip or a missing case is a mismatch.
+    pass  must pass. A failure, a skip or a missing case is a mismatch. If SIGNATURE is given,
+          the case's output must contain it (a check the case can skip silently, such as
+          vfio_dma_mapping_test's page-table lookup through Intel IOMMU debugfs, must have run).
     fail  must fail, for REASON. If SIGNATURE is given, it must occur in the failure's reason, so
           that a case failing for another cause is noticed. A pass is a mismatch too: the case
           has been fixed, the line must say `pass` now.
@@ -53,7 +55,7 @@ def load(path: Path) -> dict[tuple[str, str, str], Expectation]:
         device, binary, case, expect = fields[:4]
         rest = fields[4] if len(fields) > 4 else ""
         reason, _, signature = rest.partition("|")
-        if expect != PASS and not reason.strip():
+        if (expect != PASS or signature.strip()) and not reason.strip():
             raise ExpectationsError(f"{path}:{n}: a `{expect}` line needs a reason")
         key = (device, binary, case)
         if key in table:
@@ -77,7 +79,11 @@ def _judge(case: Case, exp: Expectation | None) -> tuple[str, str]:
     if exp is None:
         return "MISMATCH", "not in the expectations file: add it"
     if exp.expect == PASS:
-        return ("ok", "") if case.status == PASS else ("MISMATCH", f"must pass, {case.status}s")
+        if case.status != PASS:
+            return "MISMATCH", f"must pass, {case.status}s"
+        if exp.signature and exp.signature not in case.output:
+            return "MISMATCH", f"passes, but its output lacks `{exp.signature}`"
+        return "ok", ""
     if exp.expect == FAIL:
         if case.status == PASS:
             return "MISMATCH", "expected to fail, now passes: change the line to `pass`"
@@ -89,6 +95,8 @@ def _judge(case: Case, exp: Expectation | None) -> tuple[str, str]:
     if case.status == SKIP:
         return "ok", ""
     if case.status == PASS and exp.expect == SKIP_OR_PASS:
+        if exp.signature and exp.signature not in case.output:
+            return "MISMATCH", f"passes, but its output lacks `{exp.signature}`"
         return "ok", ""
     if case.status == PASS:
         return "MISMATCH", "expected to skip, now passes: change the line to `pass`"

@@ -29,6 +29,7 @@ class Case:
     name: str
     status: str
     reason: str = ""
+    output: str = ""  # what the case printed (the lines since the previous result)
 
 
 @dataclasses.dataclass
@@ -87,12 +88,13 @@ def parse(binary: str, output: str, exit_code: int | None, timeout_s: float | No
         m = _RESULT.match(line)
         if m:
             verdict, _, name, directive, why = m.groups()
+            printed = "\n".join(block)
             if verdict == "not ok":
-                cases.append(Case(name, FAIL, _failure_reason(block, name)))
+                cases.append(Case(name, FAIL, _failure_reason(block, name), printed))
             elif directive == "SKIP":
-                cases.append(Case(name, SKIP, _one_line(why or "skipped")))
+                cases.append(Case(name, SKIP, _one_line(why or "skipped"), printed))
             else:
-                cases.append(Case(name, PASS))
+                cases.append(Case(name, PASS, "", printed))
             block = []
             continue
         block.append(line)

@@ -123,6 +123,24 @@ dev bin not.run.any.more pass
         rows = ex.compare("dev", failing, table("dev bin a skip-or-pass no hugetlb pages\n"))
         self.assertEqual(rows[0].verdict, "MISMATCH")
 
+    def test_pass_with_signature_needs_it_in_the_output(self):
+        # A check the case skips silently (vfio_dma_mapping_test without Intel IOMMU debugfs)
+        # must show in its output.
+        out = ("1..2\n# Searching for IOVA 0x0\n# Found IOMMU mappings for IOVA 0x0:\nok 1 a\n"
+               "# Searching for IOVA 0x0\nok 2 b\n")
+        result = parse("bin", out, 0)
+        self.assertIn("Found IOMMU mappings", result.cases[0].output)
+        self.assertNotIn("Found IOMMU mappings", result.cases[1].output)
+        rows = ex.compare("dev", result, table(
+            "dev bin a pass page tables checked | Found IOMMU mappings\n"
+            "dev bin b pass page tables checked | Found IOMMU mappings\n"))
+        self.assertEqual([r.verdict for r in rows], ["ok", "MISMATCH"])
+        self.assertIn("lacks `Found IOMMU mappings`", rows[1].why)
+        rows = ex.compare("dev", result, table(
+            "dev bin a skip-or-pass hugetlb | Found IOMMU mappings\n"
+            "dev bin b skip-or-pass hugetlb | Found IOMMU mappings\n"))
+        self.assertEqual([r.verdict for r in rows], ["ok", "MISMATCH"])
+
     def test_whole_binary_now_runs(self):
         rows = ex.compare("dev", parse("bin", "1..1\nok 1 a\n", 0),
                           table("dev bin - fail needs BAR mmap\ndev bin a pass\n"))

@@ -9,10 +9,13 @@ import re
 
 from harness import hexs, main
 
-# Linux drivers/iommu/intel/debugfs.c: the header and dump_page_info()'s
-# "0x%013lx |\t0x%016llx\t0x%016llx\t0x%016llx\t0x%016llx\t0x%016llx\n".
-DEBUGFS_HEADER = "IOVA_PFN\t\tPML5E\t\t\tPML4E\t\t\tPDPE\t\t\tPDE\t\t\tPTE"
-DEBUGFS_ROW = re.compile(r"^0x([0-9a-f]{13}) \|\t" + r"\t".join(["0x([0-9a-f]{16})"] * 5) + "$")
+# Linux 7.3 drivers/iommu/intel/debugfs.c: the header
+# "%-17s\t%-18s\t%-18s\t%-18s\t%-18s\t%-s\n" and dump_page_info()'s
+# "0x%013lx |\t0x%016llx\t0x%016llx\t0x%016llx", then "\t0x%016llx" for the PDE if it is set
+# and, after it, for the PTE if it is set.
+DEBUGFS_HEADER = "IOVA_PFN         \tPML5E             \tPML4E             \tPDPE              \tPDE               \tPTE"
+DEBUGFS_ROW = re.compile(r"^0x([0-9a-f]{13}) \|\t" + r"\t".join(["0x([0-9a-f]{16})"] * 3) +
+                         r"(?:\t0x([0-9a-f]{16}))?(?:\t0x([0-9a-f]{16}))?$")
 
 
 def columns_align(check, lines, header_words, what):
@@ -70,7 +73,7 @@ def test(rig, check):
     if len(rows) == 5 and all(rows):
         pfns = [int(m.group(1), 16) for m in rows]
         check.expect(pfns, [0x100, 0x101, 0x102, 0x200, 0x40000], "pt VT-d: IOVA_PFN column")
-        nonzero = [tuple(int(m.group(i), 16) != 0 for i in range(2, 7)) for m in rows]
+        nonzero = [tuple(int(m.group(i) or "0", 16) != 0 for i in range(2, 7)) for m in rows]
         # PML5E is 0 (a 4-level domain); the levels below a superpage leaf are 0.
         check.expect(nonzero, [(False, True, True, True, True)] * 3 +
                      [(False, True, True, True, False), (False, True, True, False, False)],

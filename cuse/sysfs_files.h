@@ -1,0 +1,91 @@
+// The sysfs and debugfs files `vfio-emu run` shows in its namespace, served by the daemon (which
+// owns the device models and the domains) in a subtree of its FUSE mount, sys/ (bound over the
+// namespace's /sys by `run`). Each open computes the file's contents then, from the device's
+// state at that moment, and keeps them with the open file, as Linux's seq_file does for one
+// reader; writes do what the attribute's store does in Linux 7.3, with its errno, or refuse.
+//
+//   sys/bus/pci/devices/<bdf>/{vendor,device,subsystem_vendor,subsystem_device,class,revision,
+//                              irq,config,resource,driver_override}
+//   sys/bus/pci/drivers/vfio-pci/{bind,unbind,new_id,remove_id}
+//   sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct   (devices behind VT-d)
+#pragma once
+
+#include <array>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/emulator.h"
+
+namespace vfio_emu::cuse {
+
+enum class SysfsKind {
+  kVendor, kDevice, kSubsystemVendor, kSubsystemDevice, kClass, kRevision, kIrq,
+  kConfig, kResource, kDriverOverride,
+  kBind, kUnbind, kNewId, kRemoveId,
+  kDomainTranslation,
+};
+
+struct SysfsFile {
+  std::string path;  // relative to the mount: "sys/bus/pci/devices/0000:00:05.0/config"
+  SysfsKind kind;
+  core::Device* device = nullptr;  // null: a file of the driver
+  u32 mode = 0444;                 // as Linux creates it
+  u64 size = 4096;                 // st_size: sysfs's PAGE_SIZE, config's size, debugfs 0
+};
+
+// Linux's PAGE_SIZE: what one write to a sysfs attribute reaches the store with at most.
+inline constexpr size_t kSysfsWriteMax = 4096;
+
+class SysfsFiles {
+ public:
+  explicit SysfsFiles(core::Emulator& emu);
+
+  // Every file, in a vector that never changes (the addresses stay valid).
+  const std::vector<SysfsFile>& files() const { return files_; }
+
+  // open(2) with `flags`: as kernfs_fop_open, EACCES (even for root) for a write of a file
+  // without a store or a read of one without a show; then the contents as of now.
+  // `privileged`: the opener has CAP_SYS_ADMIN in the initial user namespace (config shows all
+  // of config space; others its first 64 bytes, as pci_read_config). Errors: EACCES, ENOMEM.
+  Result<std::string> open(const SysfsFile& f, int flags, bool privileged);
+
+  // write(2) of `data` (at most kSysfsWriteMax bytes; the caller cuts, as kernfs does): what
+  // the store answers, the bytes taken or Linux's errno for the input.
+  Result<size_t> store(const SysfsFile& f, std::string_view data);
+
+ private:
+  struct DynId {
+    u32 vendor, device, subvendor, subdevice, class_code, class_mask;
+    u64 driver_data;
+  };
+  core::Device* device_by_name(std::string_view name) const;
+  std::string show(const SysfsFile& f, bool privileged);
+  Result<size_t> bind(std::string_view data);
+  Result<size_t> unbind(std::string_view data);
+  Result<size_t> new_id(std::string_view data);
+  Result<size_t> remove_id(std::string_view data);
+
+  core::Emulator& emu_;
+  std::vector<SysfsFile> files_;
+  std::vector<core::Device*> devices_;
+  std::mutex mu_;  // overrides_, dynids_
+  std::map<const core::Device*, std::string> overrides_;  // driver_override, if set
+  std::vector<DynId> dynids_;                              // vfio-pci's, from new_id
+};
+
+// ---- the formats, for the unit tests ----
+
+// The `resource` file of a function whose config space is `config` and whose BARs have
+// `bar_sizes`: 13 lines "0x%016llx 0x%016llx 0x%016llx\n" (start, end, flags) for BARs 0-5, the
+// ROM and the 6 SR-IOV BARs (Linux with CONFIG_PCI_IOV), as pci-sysfs.c resource_show; flags as
+// decode_bar() with IORESOURCE_SIZEALIGN; an absent resource all zero.
+std::string pci_resource_text(std::span<const u8> config, const std::array<u64, 6>& bar_sizes);
+
+// sysfs_streq(a, b): equal, but for one trailing newline on either.
+bool sysfs_streq(std::string_view a, std::string_view b);
+
+}  // namespace vfio_emu::cuse
