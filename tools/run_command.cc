@@ -93,8 +93,14 @@ class Daemon {
 
   // Starts it and waits until it reports READY=1 on a notify socket.
   bool start(const RunOptions& o) {
-    char tmpl[] = "/tmp/vfio-emu-run.XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) return fail(std::string("mkdtemp: ") + std::strerror(errno)), false;
+    // In $TMPDIR (else /tmp), as mktemp(1): the sockets in it need a short path (sun_path).
+    const char* tmpdir = std::getenv("TMPDIR");
+    std::string tmpl = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") +
+                       "/vfio-emu-run.XXXXXX";
+    if (tmpl.size() + sizeof("/notify.sock") > sizeof(sockaddr_un::sun_path))
+      return fail("TMPDIR is too long for the daemon's sockets: " + tmpl), false;
+    if (mkdtemp(tmpl.data()) == nullptr)
+      return fail(std::string("mkdtemp: ") + std::strerror(errno)), false;
     dir_ = tmpl;
     control_ = o.control.empty() ? dir_ + "/control.sock" : o.control;
     node_dir_ = dir_ + "/dev";

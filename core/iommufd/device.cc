@@ -296,8 +296,9 @@ Result<long> get_hw_info(Emulator&, File& file, IoctlCall& call) {
     off += n;
   }
   cmd.data_len = data_len;
-  // No dirty tracking (ECAP.SSADS), no PASID on any simulated unit or device.
-  cmd.out_capabilities = 0;
+  // No dirty tracking (ECAP.SSADS), no PASID on any simulated unit or device; and no device
+  // model has an ATS capability, which Linux 7.x reports (IOMMU_CAP_PCI_ATS_SUPPORTED unset).
+  cmd.out_capabilities = IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED;
   cmd.out_max_pasid_log2 = 0;
   call.detail += fmt::format(" -> type={:#x} len={:#x}", cmd.out_data_type, data_len);
   TRY(respond(call, sizeof(cmd)));

@@ -285,6 +285,7 @@ enum iommufd_hw_capabilities : std::uint64_t {
   IOMMU_HW_CAP_DIRTY_TRACKING = 1U << 0,
   IOMMU_HW_CAP_PCI_PASID_EXEC = 1U << 1,
   IOMMU_HW_CAP_PCI_PASID_PRIV = 1U << 2,
+  IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED = 1U << 3,
 };
 
 enum iommufd_hw_info_flags : std::uint32_t {

@@ -12,6 +12,10 @@ snapshot() {
     grep -v 'fuse.vfio-emu' /proc/self/mountinfo | awk '{print $5, $9}' | sort; } 2>&1
 }
 before=$(snapshot)
+# Our runs' temporary directories go to a directory of our own: other tests may run `vfio-emu
+# run` meanwhile, and theirs are in /tmp.
+export TMPDIR
+TMPDIR=$(mktemp -d /tmp/run-test.XXXXXX)
 
 # GET_DEVICE_FD works for every program: dynamic, static, raw syscall() (no preload).
 out=$(timeout 60 "$tool" run -- "$type1" 0000:00:01.0 libc 2>&1) || fail "type1: $out"
@@ -69,5 +73,6 @@ if [ "$before" != "$after" ]; then
   diff <(echo "$before") <(echo "$after") >&2 || true
   fail "the host changed"
 fi
-ls /tmp | grep -q '^vfio-emu-run\.' && fail "a temporary directory was left behind"
+ls "$TMPDIR" | grep -q '^vfio-emu-run\.' && fail "a temporary directory was left behind"
+rmdir "$TMPDIR"
 echo "run: all checks passed"
