@@ -77,7 +77,7 @@ case "${1:-build}" in
     build build g++ gcc
     shift
     exec python3 tests/oracle/oracle.py --transcript build/tests/oracle/oracle-transcript \
-      --daemon build/cuse/vfio-emud "$@"
+      --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu "$@"
     ;;
   demo)
     build build g++ gcc

@@ -8,7 +8,8 @@ tests/oracle/golden/<kernel>.txt (README.md here).
 
 With --daemon, the VM of each kernel that has /dev/cuse also starts vfio-emud in CUSE mode and
 runs the transcript against its character devices (`--arg-access direct`, then `retry`); those
-transcripts are written to golden/cuse-<kernel>-<mode>.txt.
+transcripts are kept in CACHE/logs/ and compared with the same transcript over FUSE on this
+machine (`vfio-emu run`, with --tool): the transports must answer alike.
 
 Never touches the host's devices and needs no KVM. Exit status: 0 when every golden was
 written; 1 on a failure; 2 when a prerequisite (QEMU, busybox, the archive) is missing.
@@ -16,6 +17,7 @@ written; 1 on a failure; 2 when a prerequisite (QEMU, busybox, the archive) is m
 from __future__ import annotations
 
 import argparse
+import difflib
 import gzip
 import os
 import platform
@@ -201,10 +203,32 @@ def header(kernel: kmod.Kernel, uname_line: str) -> list[str]:
             "# written by ./dev.sh oracle (tests/oracle/oracle.py); do not edit by hand"]
 
 
+def compare_transports(kernel: str, name: str, cuse_lines: list[str], args, logs: Path) -> int:
+    """vfio-emud over the VM's real CUSE against vfio-emud over FUSE here (`vfio-emu run`), the
+    same transcript (device fd from the cdev: GET_DEVICE_FD needs `run`). Returns 1 on a
+    difference, which is printed and kept in CACHE/logs/."""
+    (logs / f"{kernel}.{name}.txt").write_text("\n".join(cuse_lines) + "\n")
+    if not args.tool:
+        log(f"{kernel}: {name}: {len(cuse_lines)} lines (no --tool: not compared with FUSE)")
+        return 0
+    r = subprocess.run(["timeout", "300", str(args.tool), "run", "--", str(args.transcript),
+                        "--no-group-device"], capture_output=True, text=True)
+    fuse_lines = r.stdout.splitlines() + [f"@@ rc={r.returncode}"]
+    (logs / f"{kernel}.fuse.txt").write_text("\n".join(fuse_lines) + "\n")
+    diff = [f"  {line}" for line in difflib.unified_diff(fuse_lines, cuse_lines, "fuse", name,
+                                                          n=0, lineterm="")]
+    if not diff:
+        log(f"{kernel}: {name}: {len(cuse_lines)} lines, the same as over FUSE")
+        return 0
+    log(f"{kernel}: {name} differs from FUSE ({logs}/{kernel}.{name}.txt):\n" + "\n".join(diff))
+    return 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--transcript", type=Path, required=True)
     ap.add_argument("--daemon", type=Path, help="vfio-emud: also run over real CUSE in the VM")
+    ap.add_argument("--tool", type=Path, help="vfio-emu: compare the CUSE transcript with FUSE's")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "VFIO_EMU_ORACLE_CACHE", "/var/cache/vfio-emu-oracle")))
     ap.add_argument("--kernel", action="append", help="only these (6.1, 6.12, 7.3)")
@@ -257,11 +281,14 @@ def main() -> int:
                   + console[-2000:])
             failures += 1
             continue
+        target = args.golden_dir / f"{spec.name}.txt"
+        target.write_text("\n".join(header(kernel, uname) + found["linux"]) + "\n")
+        log(f"{spec.name}: wrote {target} ({len(found['linux'])} lines)")
+        if args.daemon and not any(n.startswith("cuse-") for n in found):
+            log(f"{spec.name}: no CUSE transcript (see {logs}/{spec.name}.ttyS1.txt)")
         for name, lines in found.items():
-            target = args.golden_dir / (f"{spec.name}.txt" if name == "linux"
-                                        else f"{name}-{spec.name}.txt")
-            target.write_text("\n".join(header(kernel, uname) + lines) + "\n")
-            log(f"{spec.name}: wrote {target} ({len(lines)} lines)")
+            if name.startswith("cuse-"):
+                failures += compare_transports(spec.name, name, lines, args, logs)
         log(f"{spec.name}: boot to power-off {seconds:.1f} s")
     return 1 if failures else 0
 
