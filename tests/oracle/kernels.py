@@ -52,11 +52,13 @@ class Kernel:
 MODULE_DIRS = ["kernel/drivers/vfio", "kernel/fs/fuse", "kernel/virt/lib"]
 
 # The self-built kernel: tinyconfig plus these (all =y; checked after olddefconfig).
+# CROSS_MEMORY_ATTACH: process_vm_readv, which vfio-emud --arg-access direct needs over CUSE.
 BUILT_IN = """64BIT PCI PCI_MSI ACPI X86_X2APIC INTEL_IOMMU IRQ_REMAP VFIO VFIO_PCI
 VFIO_IOMMU_TYPE1 VFIO_NOIOMMU IOMMUFD VFIO_DEVICE_CDEV TRANSPARENT_HUGEPAGE FUSE_FS CUSE
 BLK_DEV_INITRD RD_GZIP DEVTMPFS SERIAL_8250 SERIAL_8250_CONSOLE PRINTK TTY BINFMT_ELF
 BINFMT_SCRIPT PROC_FS SYSFS MULTIUSER FUTEX EPOLL EVENTFD SIGNALFD TIMERFD SHMEM MMU
-UNIX FILE_LOCKING POSIX_TIMERS PCI_QUIRKS EXPERT IOMMU_SUPPORT NET SMP""".split()
+UNIX FILE_LOCKING POSIX_TIMERS PCI_QUIRKS EXPERT IOMMU_SUPPORT NET SMP
+CROSS_MEMORY_ATTACH""".split()
 
 
 def log(*args) -> None:
@@ -163,7 +165,7 @@ def built(spec: KernelSpec, cache: Path, jobs: int = 2, lock: str | None = "/tmp
         return Kernel(spec.name, out / "vmlinuz", None, (out / "release").read_text().strip(),
                       stamp.read_text().strip())
     apt = _apt(cache, spec.suite)
-    log(f"{spec.name}: downloading {spec.source} from {spec.suite} (about 170 MB)")
+    log(f"{spec.name}: obtaining {spec.source} from {spec.suite} (167 MB; apt-get download keeps a good copy)")
     deb = apt.download(spec.source, cache / spec.suite / "debs")
     version = deb.name.split("_")[1].replace("%3a", ":")
     src = cache / "build" / spec.name

@@ -315,20 +315,20 @@ static void dirty(const char* key, int c, uint32_t flags, uint32_t argsz) {
 
 static void dirty_get(const char* key, int c, uint64_t iova, uint64_t size, uint64_t pgsize,
                       uint64_t bitmap_size) {
-  struct {
-    struct vfio_iommu_type1_dirty_bitmap hdr;
-    struct vfio_iommu_type1_dirty_bitmap_get get;
-  } __attribute__((packed)) d;
+  /* struct vfio_iommu_type1_dirty_bitmap, then vfio_iommu_type1_dirty_bitmap_get in data[]. */
+  uint64_t raw[8] = {0};
   uint64_t bits[8] = {0};
-  memset(&d, 0, sizeof d);
-  d.hdr.argsz = sizeof d;
-  d.hdr.flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
-  d.get.iova = iova;
-  d.get.size = size;
-  d.get.bitmap.pgsize = pgsize;
-  d.get.bitmap.size = bitmap_size;
-  d.get.bitmap.data = (__u64*)bits;
-  if (IO(key, c, VFIO_IOMMU_DIRTY_PAGES, &d) == 0) field("bits0=0x%llx", (unsigned long long)bits[0]);
+  struct vfio_iommu_type1_dirty_bitmap* hdr = (void*)raw;
+  struct vfio_iommu_type1_dirty_bitmap_get* get = (void*)((uint8_t*)raw + sizeof *hdr);
+  hdr->argsz = sizeof *hdr + sizeof *get;
+  hdr->flags = VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
+  get->iova = iova;
+  get->size = size;
+  get->bitmap.pgsize = pgsize;
+  get->bitmap.size = bitmap_size;
+  get->bitmap.data = (__u64*)bits;
+  if (IO(key, c, VFIO_IOMMU_DIRTY_PAGES, hdr) == 0)
+    field("bits0=0x%llx", (unsigned long long)bits[0]);
 }
 
 static void type1_section(const char* prefix, int type) {
@@ -444,21 +444,20 @@ static void type1_section(const char* prefix, int type) {
   dirty_get(K("dirty.get.unmapped"), c, 0x800000, 0x10000, 0x1000, 8);
   dirty_get(K("dirty.get.unaligned"), c, 0x100800, 0x10000, 0x1000, 8);
   {
-    struct {
-      struct vfio_iommu_type1_dma_unmap u;
-      struct vfio_bitmap b;
-    } ub;
+    /* struct vfio_iommu_type1_dma_unmap, then a struct vfio_bitmap in data[]. */
+    uint64_t raw[8] = {0};
     uint64_t bits[2] = {0};
-    memset(&ub, 0, sizeof ub);
-    ub.u.argsz = sizeof ub;
-    ub.u.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
-    ub.u.iova = 0x100000;
-    ub.u.size = 0x10000;
-    ub.b.pgsize = 0x1000;
-    ub.b.size = 8;
-    ub.b.data = (__u64*)bits;
-    if (IO(K("dirty.unmap_get_bitmap"), c, VFIO_IOMMU_UNMAP_DMA, &ub) == 0)
-      field("size=0x%llx bits0=0x%llx", (unsigned long long)ub.u.size,
+    struct vfio_iommu_type1_dma_unmap* u = (void*)raw;
+    struct vfio_bitmap* b = (void*)((uint8_t*)raw + sizeof *u);
+    u->argsz = sizeof *u + sizeof *b;
+    u->flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
+    u->iova = 0x100000;
+    u->size = 0x10000;
+    b->pgsize = 0x1000;
+    b->size = 8;
+    b->data = (__u64*)bits;
+    if (IO(K("dirty.unmap_get_bitmap"), c, VFIO_IOMMU_UNMAP_DMA, u) == 0)
+      field("size=0x%llx bits0=0x%llx", (unsigned long long)u->size,
             (unsigned long long)bits[0]);
   }
   dirty(K("dirty.stop"), c, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, dsz);
@@ -537,22 +536,23 @@ static void cfg_write(int d, uint64_t cfg, const char* key, uint64_t off, uint32
   begin(key, n, errno, 0);
 }
 
-struct irq_set_eventfd {
-  struct vfio_irq_set hdr;
-  int32_t fd;
-};
+/* struct vfio_irq_set followed by `count` data bytes (an eventfd, or a bool). */
+static void set_irqs_raw(const char* key, int d, uint32_t argsz, uint32_t flags, uint32_t index,
+                         uint32_t start, uint32_t count, const void* data, size_t data_len) {
+  uint32_t raw[16] = {0};
+  struct vfio_irq_set* s = (void*)raw;
+  s->argsz = argsz;
+  s->flags = flags;
+  s->index = index;
+  s->start = start;
+  s->count = count;
+  memcpy((uint8_t*)raw + sizeof *s, data, data_len);
+  IO(key, d, VFIO_DEVICE_SET_IRQS, s);
+}
 
 static void set_irqs(const char* key, int d, uint32_t argsz, uint32_t flags, uint32_t index,
                      uint32_t start, uint32_t count, int32_t fd) {
-  struct irq_set_eventfd s;
-  memset(&s, 0, sizeof s);
-  s.hdr.argsz = argsz;
-  s.hdr.flags = flags;
-  s.hdr.index = index;
-  s.hdr.start = start;
-  s.hdr.count = count;
-  s.fd = fd;
-  IO(key, d, VFIO_DEVICE_SET_IRQS, &s);
+  set_irqs_raw(key, d, argsz, flags, index, start, count, &fd, sizeof fd);
 }
 
 static void eventfd_count(const char* key, int efd) {
@@ -684,14 +684,12 @@ static void device_section(int d) {
   set_irqs("device.set_irqs.req_loopback_none", d, hdr, DN | AT, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, -1);
   eventfd_count("device.req_eventfd.after_none", efd);
   {
-    struct {
-      struct vfio_irq_set h;
-      uint8_t b;
-    } __attribute__((packed)) sb = {{hdr + 1, DB | AT, VFIO_PCI_REQ_IRQ_INDEX, 0, 1}, 1};
-    IO("device.set_irqs.req_loopback_bool1", d, VFIO_DEVICE_SET_IRQS, &sb);
+    uint8_t one = 1, zero = 0;
+    set_irqs_raw("device.set_irqs.req_loopback_bool1", d, hdr + 1, DB | AT,
+                 VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &one, 1);
     eventfd_count("device.req_eventfd.after_bool1", efd);
-    sb.b = 0;
-    IO("device.set_irqs.req_loopback_bool0", d, VFIO_DEVICE_SET_IRQS, &sb);
+    set_irqs_raw("device.set_irqs.req_loopback_bool0", d, hdr + 1, DB | AT,
+                 VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &zero, 1);
     eventfd_count("device.req_eventfd.after_bool0", efd);
   }
   set_irqs("device.set_irqs.req_disable", d, hdr, DN | AT, VFIO_PCI_REQ_IRQ_INDEX, 0, 0, -1);
