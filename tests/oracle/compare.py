@@ -90,10 +90,13 @@ class Entry:
 ENTRY_FIELDS = {"keys", "readme", "why", "kernels", "linux", "emu", "follows", "readme_pending"}
 
 
-def load_entries(path: Path) -> list[Entry]:
+def load_entries(path: Path, table: str = "difference") -> list[Entry]:
+    """`[[difference]]`: vfio-emu (emu) against a kernel (linux). `[[transport]]`: vfio-emud over
+    real CUSE (linux = the CUSE line, kernels = "cuse-direct"/"cuse-retry") against FUSE (emu),
+    used by oracle.py."""
     data = tomllib.loads(path.read_text())
     entries = []
-    for i, e in enumerate(data.get("difference", []), 1):
+    for i, e in enumerate(data.get(table, []), 1):
         unknown = set(e) - ENTRY_FIELDS
         if unknown:
             raise ValueError(f"{path}: entry {i}: unknown fields {sorted(unknown)}")
@@ -125,6 +128,18 @@ def differences(goldens: dict[str, dict[str, str]], emu: dict[str, str]) -> list
             if a != b:
                 found.append(Difference(kernel, key, a, b))
     return found
+
+
+def explain(diffs: list[Difference], entries: list[Entry]) -> list[Difference]:
+    """Records each difference in the entries that match it; returns those no entry matches."""
+    unexplained = []
+    for d in diffs:
+        hits = [e for e in entries if e.matches(d)]
+        if not hits:
+            unexplained.append(d)
+        for e in hits:
+            e.matched.append(d)
+    return unexplained
 
 
 def run_emu(tool: str, transcript: str) -> str:
@@ -180,14 +195,8 @@ def main() -> int:
     titles = readme_titles(args.readme)
     problems: list[str] = []
     pending: set[str] = set()
-    unexplained: list[Difference] = []
     diffs = differences(goldens, emu)
-    for d in diffs:
-        hits = [e for e in entries if e.matches(d)]
-        if not hits:
-            unexplained.append(d)
-        for e in hits:
-            e.matched.append(d)
+    unexplained = explain(diffs, entries)
     for e in entries:
         if not e.matched:
             problems.append(f"{e.name()} explains no difference any more (stale): remove it, and "

@@ -9,7 +9,8 @@ tests/oracle/golden/<kernel>.txt (README.md here).
 With --daemon, the VM of each kernel that has /dev/cuse also starts vfio-emud in CUSE mode and
 runs the transcript against its character devices (`--arg-access direct`, then `retry`); those
 transcripts are kept in CACHE/logs/ and compared with the same transcript over FUSE on this
-machine (`vfio-emu run`, with --tool): the transports must answer alike.
+machine (`vfio-emu run`, with --tool): the transports must answer alike, except where a
+`[[transport]]` entry of differences.toml names the README subsection that says why.
 
 Never touches the host's devices and needs no KVM. Exit status: 0 when every golden was
 written; 1 on a failure; 2 when a prerequisite (QEMU, busybox, the archive) is missing.
@@ -17,7 +18,6 @@ written; 1 on a failure; 2 when a prerequisite (QEMU, busybox, the archive) is m
 from __future__ import annotations
 
 import argparse
-import difflib
 import gzip
 import os
 import platform
@@ -32,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import compare  # noqa: E402
 import kernels as kmod  # noqa: E402
 from kernels import KERNELS, SourceError, Unreachable, log  # noqa: E402
 
@@ -215,12 +216,20 @@ def compare_transports(kernel: str, name: str, cuse_lines: list[str], args, logs
                         "--no-group-device"], capture_output=True, text=True)
     fuse_lines = r.stdout.splitlines() + [f"@@ rc={r.returncode}"]
     (logs / f"{kernel}.fuse.txt").write_text("\n".join(fuse_lines) + "\n")
-    diff = [f"  {line}" for line in difflib.unified_diff(fuse_lines, cuse_lines, "fuse", name,
-                                                          n=0, lineterm="")]
-    if not diff:
-        log(f"{kernel}: {name}: {len(cuse_lines)} lines, the same as over FUSE")
+    entries = compare.load_entries(args.differences, "transport")
+    diffs = compare.differences({name: compare.parse("\n".join(cuse_lines))},
+                                compare.parse("\n".join(fuse_lines)))
+    unexplained = compare.explain(diffs, entries)
+    log(f"{kernel}: {name}: {len(cuse_lines)} lines; {len(diffs)} differ from FUSE, "
+        f"{len(diffs) - len(unexplained)} explained by [[transport]] entries of "
+        f"{args.differences.name}")
+    for e in entries:
+        if e.matched:
+            log(f"  entry {e.index}: {len(e.matched)} lines, README \"{e.readme}\"")
+    if not unexplained:
         return 0
-    log(f"{kernel}: {name} differs from FUSE ({logs}/{kernel}.{name}.txt):\n" + "\n".join(diff))
+    log(f"{kernel}: {name}: unexplained (linux = CUSE, emu = FUSE; {logs}/{kernel}.{name}.txt):\n"
+        + "\n".join(d.show() for d in unexplained))
     return 1
 
 
@@ -233,6 +242,7 @@ def main() -> int:
         "VFIO_EMU_ORACLE_CACHE", "/var/cache/vfio-emu-oracle")))
     ap.add_argument("--kernel", action="append", help="only these (6.1, 6.12, 7.3)")
     ap.add_argument("--golden-dir", type=Path, default=HERE / "golden")
+    ap.add_argument("--differences", type=Path, default=HERE / "differences.toml")
     ap.add_argument("--timeout", type=int, default=600, help="per boot, seconds")
     args = ap.parse_args()
 
