@@ -74,7 +74,8 @@ case "${1:-build}" in
         --no-install-recommends "${need[@]}" >/dev/null ||
         { echo "oracle: could not install ${need[*]} (apt-get failed): nothing done" >&2; exit 2; }
     fi
-    build build g++ gcc
+    configure build g++ gcc
+    ninja -C build tests/oracle/oracle-transcript cuse/vfio-emud tools/vfio-emu >/dev/null
     shift
     exec python3 tests/oracle/oracle.py --transcript build/tests/oracle/oracle-transcript \
       --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu "$@"
