@@ -879,6 +879,60 @@ static void iommufd_section(void) {
   close(fd);
 }
 
+/* iommufd as the container of a group (vfio_compat.c): SET_CONTAINER with the iommufd, then
+ * the type1 ioctls on it, before and after the device is opened (and attached). */
+static void compat_section(void) {
+  if (access(iommufd_path, F_OK) != 0) {
+    note("compat.skipped", "no %s", iommufd_path);
+    end_line();
+    return;
+  }
+  int fd = open_node("compat.iommufd_open", iommufd_path, O_RDWR);
+  int g = open_node("compat.group_open", group_path, O_RDWR);
+  if (fd < 0 || g < 0) return;
+  get_info("compat.get_info.before_set_container", fd, 512);
+  IO("compat.set_container", g, VFIO_GROUP_SET_CONTAINER, &fd);
+  group_status("compat.get_status", g, sizeof(struct vfio_group_status));
+  for (int ext = 1; ext <= 10; ++ext) {
+    char key[64];
+    snprintf(key, sizeof key, "compat.check_extension.%d", ext);
+    IO(key, fd, VFIO_CHECK_EXTENSION, ext);
+  }
+  IO("compat.set_iommu.spapr", fd, VFIO_SET_IOMMU, VFIO_SPAPR_TCE_IOMMU);
+  IO("compat.set_iommu.type1v2", fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+  IO("compat.set_iommu.again", fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+  get_info("compat.get_info.argsz16", fd, 16);
+  get_info("compat.get_info.full", fd, 512);
+  map("compat.map.a", fd, MAPSZ, RW, va(0), 0x100000, 0x10000);
+  map("compat.map.overlap", fd, MAPSZ, RW, va(0), 0x108000, 0x10000);
+  map("compat.map.argsz31", fd, MAPSZ - 1, RW, va(0), 0x200000, 0x1000);
+  map("compat.map.flags_unknown", fd, MAPSZ, RW | 0x100, va(0), 0x200000, 0x1000);
+  map("compat.map.wraps", fd, MAPSZ, RW, va(0), 0xfffffffffffff000ULL, 0x2000);
+  map("compat.map.vaddr_flag", fd, MAPSZ, VFIO_DMA_MAP_FLAG_VADDR, va(0), 0x100000, 0x10000);
+  unmap("compat.unmap.bisect", fd, UNMAPSZ, 0, 0x104000, 0x1000);
+  unmap("compat.unmap.empty", fd, UNMAPSZ, 0, 0x800000, 0x1000);
+  unmap("compat.unmap.all_with_iova", fd, UNMAPSZ, VFIO_DMA_UNMAP_FLAG_ALL, 0x100000, 0);
+  unmap("compat.unmap.exact", fd, UNMAPSZ, 0, 0x100000, 0x10000);
+  map("compat.map.b", fd, MAPSZ, RW, va(0), 0x100000, 0x10000);
+  if (group_device) {
+    long d = io_fd("compat.get_device_fd", g, VFIO_GROUP_GET_DEVICE_FD, bdf);
+    if (d >= 0) {
+      struct vfio_device_info di = {.argsz = sizeof di};
+      if (IO("compat.device.get_info", (int)d, VFIO_DEVICE_GET_INFO, &di) == 0)
+        field("num_regions=%u num_irqs=%u", di.num_regions, di.num_irqs);
+      map("compat.map.attached", fd, MAPSZ, RW, va(0x10000), 0x200000, 0x10000);
+      map("compat.map.attached.reserved_msi", fd, MAPSZ, RW, va(0), 0xfee00000ULL, 0x1000);
+      map("compat.map.attached.vaddr_unmapped", fd, MAPSZ, RW, 0x1000, 0x300000, 0x1000);
+      get_info("compat.get_info.attached", fd, 512);
+      IO("compat.unset_container.device_open", g, VFIO_GROUP_UNSET_CONTAINER, 0);
+      close((int)d);
+    }
+  }
+  unmap("compat.unmap.all", fd, UNMAPSZ, VFIO_DMA_UNMAP_FLAG_ALL, 0, 0);
+  close(g);
+  close(fd);
+}
+
 static void cdev_section(void) {
   if (access(cdev_path, F_OK) != 0 || access(iommufd_path, F_OK) != 0) {
     note("cdev.skipped", "no %s or %s", cdev_path, iommufd_path);
@@ -993,6 +1047,7 @@ int main(int argc, char** argv) {
   type1v1_unmap_section();
   if (group_device) group_device_section();
   iommufd_section();
+  compat_section();
   cdev_section();
   end_line();
   printf("end\n");
