@@ -75,10 +75,11 @@ case "${1:-build}" in
         { echo "oracle: could not install ${need[*]} (apt-get failed): nothing done" >&2; exit 2; }
     fi
     configure build g++ gcc
-    ninja -C build tests/oracle/oracle-transcript cuse/vfio-emud tools/vfio-emu >/dev/null
+    ninja -C build tests/oracle/oracle-transcript cuse/vfio-emud tools/vfio-emu examples/type1 \
+      examples/spapr_v2 examples/iommufd_cdev examples/split_privilege examples/ioat_memcpy >/dev/null
     shift
     exec python3 tests/oracle/oracle.py --transcript build/tests/oracle/oracle-transcript \
-      --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu "$@"
+      --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu --examples build/examples "$@"
     ;;
   demo)
     build build g++ gcc

@@ -84,6 +84,11 @@ if [ -x /emu/vfio-emud ] && [ -e /dev/cuse ]; then
     cat /tmp/daemon-$mode.log > $out
   done
 fi
+if [ -x /emu/vfio-emud ] && [ -e /dev/cuse ] && [ -f /emu/real_cuse_examples.sh ]; then
+  echo "@@ begin cuse-examples" > $out
+  LD_LIBRARY_PATH=/emu sh /emu/real_cuse_examples.sh /emu/vfio-emud /emu/examples/* > $out 2>&1
+  echo "@@ end cuse-examples rc=$?" > $out
+fi
 echo "@@ done" > $out
 poweroff -f
 """
@@ -121,7 +126,8 @@ def shared_libraries(binary: Path) -> list[Path]:
     return libs
 
 
-def build_initramfs(work: Path, kernel: kmod.Kernel, transcript: Path, daemon: Path | None) -> Path:
+def build_initramfs(work: Path, kernel: kmod.Kernel, transcript: Path, daemon: Path | None,
+                    examples: list[Path]) -> Path:
     root = work / "root"
     shutil.rmtree(root, ignore_errors=True)
     for d in ("bin", "proc", "sys", "dev", "tmp", "lib", "emu"):
@@ -143,6 +149,13 @@ def build_initramfs(work: Path, kernel: kmod.Kernel, transcript: Path, daemon: P
                 shutil.copy(lib, dest)
             else:
                 shutil.copy(lib, root / "emu" / lib.name)
+        # The examples over real CUSE (tests/cuse/real_cuse_examples.sh, as the host's 'cuse'
+        # suite runs them where /dev/cuse exists). They need only libc, copied above.
+        if examples:
+            shutil.copy(HERE.parent / "cuse" / "real_cuse_examples.sh", root / "emu")
+            (root / "emu/examples").mkdir()
+            for e in examples:
+                shutil.copy(e, root / "emu/examples" / e.name)
     image = work / "initrd.gz"
     listing = subprocess.run(["find", "."], cwd=root, capture_output=True, text=True,
                              check=True).stdout
@@ -238,6 +251,8 @@ def main() -> int:
     ap.add_argument("--transcript", type=Path, required=True)
     ap.add_argument("--daemon", type=Path, help="vfio-emud: also run over real CUSE in the VM")
     ap.add_argument("--tool", type=Path, help="vfio-emu: compare the CUSE transcript with FUSE's")
+    ap.add_argument("--examples", type=Path,
+                    help="with --daemon: run these example programs (a directory) over real CUSE")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "VFIO_EMU_ORACLE_CACHE", "/var/cache/vfio-emu-oracle")))
     ap.add_argument("--kernel", action="append", help="only these (6.1, 6.12, 7.3)")
@@ -273,7 +288,9 @@ def main() -> int:
         log(f"{spec.name}: {kernel.release} ready in {time.monotonic() - t0:.0f} s")
         with tempfile.TemporaryDirectory(prefix="vfio-emu-oracle.") as tmp:
             work = Path(tmp)
-            initrd = build_initramfs(work, kernel, args.transcript, args.daemon)
+            examples = sorted(p for p in args.examples.iterdir() if p.is_file()
+                              and os.access(p, os.X_OK)) if args.examples else []
+            initrd = build_initramfs(work, kernel, args.transcript, args.daemon, examples)
             try:
                 text, console, seconds = boot(kernel, initrd, work, args.timeout)
             except SourceError as e:
@@ -297,7 +314,15 @@ def main() -> int:
         if args.daemon and not any(n.startswith("cuse-") for n in found):
             log(f"{spec.name}: no CUSE transcript (see {logs}/{spec.name}.ttyS1.txt)")
         for name, lines in found.items():
-            if name.startswith("cuse-"):
+            if name == "cuse-examples":
+                rc = lines[-1] if lines else "?"
+                (logs / f"{spec.name}.cuse-examples.txt").write_text("\n".join(lines) + "\n")
+                log(f"{spec.name}: examples over real CUSE: {rc} "
+                    f"({logs}/{spec.name}.cuse-examples.txt)")
+                if rc != "@@ rc=0":
+                    log("\n".join(lines[-30:]))
+                    failures += 1
+            elif name.startswith("cuse-"):
                 failures += compare_transports(spec.name, name, lines, args, logs)
         log(f"{spec.name}: boot to power-off {seconds:.1f} s")
     return 1 if failures else 0
