@@ -319,8 +319,10 @@ def main() -> int:
                 (logs / f"{spec.name}.cuse-examples.txt").write_text("\n".join(lines) + "\n")
                 log(f"{spec.name}: examples over real CUSE: {rc} "
                     f"({logs}/{spec.name}.cuse-examples.txt)")
+                for line in lines:  # one line per example, and the test's own verdicts
+                    if line.startswith(("== ", "FAIL", "SKIP", "NOTE")) and " /dev/" not in line:
+                        log("  " + line)
                 if rc != "@@ rc=0":
-                    log("\n".join(lines[-30:]))
                     failures += 1
             elif name.startswith("cuse-"):
                 failures += compare_transports(spec.name, name, lines, args, logs)
