@@ -52,13 +52,14 @@ class Kernel:
 MODULE_DIRS = ["kernel/drivers/vfio", "kernel/fs/fuse", "kernel/virt/lib"]
 
 # The self-built kernel: tinyconfig plus these (all =y; checked after olddefconfig).
-# CROSS_MEMORY_ATTACH: process_vm_readv, which vfio-emud --arg-access direct needs over CUSE.
+# CROSS_MEMORY_ATTACH: process_vm_readv, which vfio-emud --arg-access direct needs over CUSE;
+# MEMFD_CREATE: the transcript's IOMMU_IOAS_MAP_FILE.
 BUILT_IN = """64BIT PCI PCI_MSI ACPI X86_X2APIC INTEL_IOMMU IRQ_REMAP VFIO VFIO_PCI
 VFIO_IOMMU_TYPE1 VFIO_NOIOMMU IOMMUFD VFIO_DEVICE_CDEV TRANSPARENT_HUGEPAGE FUSE_FS CUSE
 BLK_DEV_INITRD RD_GZIP DEVTMPFS SERIAL_8250 SERIAL_8250_CONSOLE PRINTK TTY BINFMT_ELF
 BINFMT_SCRIPT PROC_FS SYSFS MULTIUSER FUTEX EPOLL EVENTFD SIGNALFD TIMERFD SHMEM MMU
 UNIX FILE_LOCKING POSIX_TIMERS PCI_QUIRKS EXPERT IOMMU_SUPPORT NET SMP
-CROSS_MEMORY_ATTACH""".split()
+CROSS_MEMORY_ATTACH MEMFD_CREATE""".split()
 
 
 def log(*args) -> None:

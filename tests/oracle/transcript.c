@@ -833,6 +833,36 @@ static void iommufd_section(void) {
                                  .src_iova = 0x900000};
     IO("iommufd.copy.src_unmapped", fd, IOMMU_IOAS_COPY, &cp);
   }
+  {
+    ioas_map("iommufd.map.copy_src", fd, ioas, FIXED, va(0x40000), 0x500000, 0x4000);
+    struct iommu_ioas_copy cp = {.size = sizeof cp, .flags = FIXED, .dst_ioas_id = ioas,
+                                 .src_ioas_id = ioas, .length = 0x4000, .dst_iova = 0x600000,
+                                 .src_iova = 0x500000};
+    IO("iommufd.copy.ok", fd, IOMMU_IOAS_COPY, &cp);
+    cp.dst_iova = 0x600000;
+    IO("iommufd.copy.dst_exists", fd, IOMMU_IOAS_COPY, &cp);
+    cp.flags = FIXED | 0x100;
+    IO("iommufd.copy.flags_unknown", fd, IOMMU_IOAS_COPY, &cp);
+    ioas_unmap("iommufd.unmap.copy", fd, ioas, 0x600000, 0x4000);
+  }
+  {
+    struct iommu_ioas_change_process chg = {.size = sizeof chg};
+    IO("iommufd.change_process.mapped", fd, IOMMU_IOAS_CHANGE_PROCESS, &chg);
+    chg.__reserved = 1;
+    IO("iommufd.change_process.reserved", fd, IOMMU_IOAS_CHANGE_PROCESS, &chg);
+  }
+  {
+    int mfd = memfd_create("oracle", 0);
+    if (mfd >= 0 && ftruncate(mfd, 0x10000) == 0) {
+      struct iommu_ioas_map_file mf = {.size = sizeof mf, .flags = FIXED, .ioas_id = ioas,
+                                       .fd = mfd, .start = 0, .length = 0x4000, .iova = 0x700000};
+      if (IO("iommufd.map_file", fd, IOMMU_IOAS_MAP_FILE, &mf) == 0)
+        field("iova=0x%llx", (unsigned long long)mf.iova);
+      mf.fd = -1;
+      IO("iommufd.map_file.bad_fd", fd, IOMMU_IOAS_MAP_FILE, &mf);
+      close(mfd);
+    }
+  }
   ioas_unmap("iommufd.unmap.all", fd, ioas, 0, UINT64_MAX);
   {
     struct iommu_iova_range allow = {.start = 0x100000, .last = 0x1fffff};
@@ -999,6 +1029,22 @@ static void cdev_section(void) {
       IO("cdev.destroy.hwpt_in_use", fd, IOMMU_DESTROY,
          (&(struct iommu_destroy){.size = 8, .id = ha.out_hwpt_id}));
     }
+  }
+  {
+    struct iommu_hwpt_invalidate inv = {.size = sizeof inv, .hwpt_id = 9999};
+    IO("cdev.hwpt_invalidate.bad_id", fd, IOMMU_HWPT_INVALIDATE, &inv);
+    struct iommu_viommu_alloc va_ = {.size = sizeof va_, .type = 1, .dev_id = devid,
+                                     .hwpt_id = ioas};
+    IO("cdev.viommu_alloc", fd, IOMMU_VIOMMU_ALLOC, &va_);
+    struct iommu_fault_alloc fa = {.size = sizeof fa};
+    /* The new fd comes back in out_fault_fd; the ioctl returns 0. */
+    if (IO("cdev.fault_queue_alloc", fd, IOMMU_FAULT_QUEUE_ALLOC, &fa) == 0)
+      close((int)fa.out_fault_fd);
+    fa.flags = 1;
+    IO("cdev.fault_queue_alloc.flags1", fd, IOMMU_FAULT_QUEUE_ALLOC, &fa);
+    struct vfio_device_attach_iommufd_pt ap = {.argsz = sizeof ap, .flags = VFIO_DEVICE_ATTACH_PASID,
+                                               .pasid = 1, .pt_id = ioas};
+    IO("cdev.attach.pasid", d, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &ap);
   }
   struct vfio_device_detach_iommufd_pt dt = {.argsz = sizeof dt};
   IO("cdev.detach", d, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt);
