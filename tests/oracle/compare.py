@@ -217,8 +217,8 @@ def main() -> int:
             else:
                 # vfio-emu gives that kernel's answer, or differs from it in a way another
                 # entry explains.
-                explained = {(d.kernel, d.key) for d in diffs if (d.kernel, d.key) not in
-                             {(u.kernel, u.key) for u in unexplained}}
+                explained = {(d.kernel, d.key) for other in entries if other is not e
+                             for d in other.matched}
                 for d in e.matched:
                     if (emu.get(d.key) != goldens[e.follows].get(d.key)
                             and (e.follows, d.key) not in explained):
