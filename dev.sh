@@ -7,6 +7,8 @@
 #                     bounded fuzz run, print "N passed, N failed"
 #   ./dev.sh build    just build (build/, g++)
 #   ./dev.sh bench    run the benchmarks (README.md, "Performance")
+#   ./dev.sh oracle   real Linux as the oracle: boot Debian's kernels under QEMU (TCG) with a
+#                     device bound to vfio-pci, rewrite tests/oracle/golden/ (tests/oracle/README.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -58,12 +60,33 @@ case "${1:-build}" in
     ninja -C build-release >/dev/null
     meson test -C build-release --benchmark --no-rebuild --verbose
     ;;
+  oracle)
+    # QEMU and a static busybox, as packages; nothing already installed is upgraded.
+    need=()
+    command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+    [ -x /bin/busybox ] || need+=(busybox-static)
+    for t in flex bison bc file; do command -v $t >/dev/null || need+=($t); done
+    [ -f /usr/include/libelf.h ] || need+=(libelf-dev)
+    if [ ${#need[@]} -gt 0 ]; then
+      sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+      echo "oracle: installing ${need[*]}" >&2
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade \
+        --no-install-recommends "${need[@]}" >/dev/null ||
+        { echo "oracle: could not install ${need[*]} (apt-get failed): nothing done" >&2; exit 2; }
+    fi
+    configure build g++ gcc
+    ninja -C build tests/oracle/oracle-transcript cuse/vfio-emud tools/vfio-emu examples/type1 \
+      examples/spapr_v2 examples/iommufd_cdev examples/split_privilege examples/ioat_memcpy >/dev/null
+    shift
+    exec python3 tests/oracle/oracle.py --transcript build/tests/oracle/oracle-transcript \
+      --daemon build/cuse/vfio-emud --tool build/tools/vfio-emu --examples build/examples "$@"
+    ;;
   demo)
     build build g++ gcc
     exec scripts/demo.sh build
     ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,11p' "$0"
     exit 2
     ;;
 esac

@@ -259,6 +259,36 @@ class DebianLinux:
                 newest = v
         return newest
 
+    # --- any package (tests/oracle: kernel images, linux-source) ----------------------------
+    def depends(self, package: str) -> list[str]:
+        """The names `package` (newest version in the suite) depends on, in control-file order."""
+        r = self._apt("apt-cache", "depends", "--no-recommends", "--no-suggests",
+                      "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", package)
+        if r.returncode != 0:
+            raise SourceError(f"apt-cache depends {package}: {(r.stdout + r.stderr).strip()}")
+        return [l.split(":", 1)[1].strip() for l in r.stdout.splitlines()
+                if l.strip().startswith("Depends:")]
+
+    def download(self, package: str, dest: Path) -> Path:
+        """Downloads the newest `package` of the suite into `dest` (already updated index;
+        `update()` first), checked against the signed index's hash. Returns the .deb."""
+        versions = self._versions(package)
+        if not versions:
+            raise SourceError(f"{self.suite} has no {package}")
+        version = self._newest(versions)
+        dest.mkdir(parents=True, exist_ok=True)
+        r = self._apt("apt-get", "-q", "download", f"{package}={version}", cwd=dest)
+        if r.returncode != 0:
+            text = (r.stdout + r.stderr).strip()
+            if NETWORK_ERRORS.search(text) and not re.search(r"Hash Sum mismatch|verif", text):
+                raise Unreachable(f"apt-get download: {text[-400:]}")
+            raise SourceError(f"apt-get download failed:\n{text}")
+        quoted = version.replace(":", "%3a")
+        found = sorted(dest.glob(f"{package}_{quoted}_*.deb"))
+        if not found:
+            raise SourceError(f"apt-get download left no {package}_{quoted}_*.deb in {dest}")
+        return found[0]
+
     # --- the whole job --------------------------------------------------------------------
     def obtain(self) -> LinuxTree:
         t0 = time.monotonic()
