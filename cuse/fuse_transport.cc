@@ -12,11 +12,14 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <new>
 #include <string_view>
+#include <thread>
 
 #include "base/errno_name.h"
 #include "core/log.h"
@@ -332,10 +335,19 @@ ssize_t FuseTransport::channel_writev(int fd, iovec* iov, int count, void* userd
       passthrough::mark_open_passthrough(iov, count, t_open_backing);
     }
   }
+  if (asked) {
+    std::lock_guard lock(t.backing_mu_);
+    t.bar_mmap_pending_ = true;
+  }
   const ssize_t r = ::writev(fd, iov, count);
-  if (asked && r >= 0) {
+  if (asked) {
     const int e = errno;
-    t.start_bar_mmap(fd);  // the kernel has taken INIT's reply: passthrough is on
+    if (r >= 0) t.start_bar_mmap(fd);  // the kernel has taken INIT's reply: passthrough is on
+    {
+      std::lock_guard lock(t.backing_mu_);
+      t.bar_mmap_pending_ = false;
+    }
+    t.backing_cv_.notify_all();
     errno = e;
   }
   return r;
@@ -343,6 +355,9 @@ ssize_t FuseTransport::channel_writev(int fd, iovec* iov, int count, void* userd
 
 void FuseTransport::start_bar_mmap(int fuse_fd) {
   auto log = logger("cuse");
+  // Tests widen the window in which OPENs arrive before the backing files are registered.
+  if (const char* ms = std::getenv("VFIO_EMU_TEST_BAR_MMAP_DELAY_MS"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoul(ms, nullptr, 10) % 10000));
   // A throwaway backing file first: if the kernel refuses, nothing has changed.
   const int probe = ::memfd_create("vfio-emu passthrough probe", MFD_CLOEXEC);
   if (probe < 0) return;
@@ -377,8 +392,13 @@ void FuseTransport::start_bar_mmap(int fuse_fd) {
 }
 
 int FuseTransport::backing_id(const core::NodeInfo* node) {
+  std::unique_lock lock(backing_mu_);
+  // Waits on this daemon's own set-up (a few ioctls on /dev/fuse), never on a request.
+  if (bar_mmap_pending_ &&
+      !backing_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return !bar_mmap_pending_; }))
+    logger("cuse")->warn("{}: opened before the BAR memory was registered: mmap gives ENODEV",
+                         node->path);
   if (!bar_mmap_) return -1;
-  std::lock_guard lock(backing_mu_);
   auto it = backing_ids_.find(node);
   return it == backing_ids_.end() ? -1 : it->second;
 }

@@ -11,6 +11,7 @@
 #include <fuse_lowlevel.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -111,6 +112,11 @@ class FuseTransport final : public NodeIdentity {
   std::atomic<bool> bar_mmap_{false};
   std::mutex backing_mu_;
   std::map<const core::NodeInfo*, int> backing_ids_;  // under backing_mu_
+  // From INIT's reply asking for passthrough until the devices' backing files are registered
+  // (start_bar_mmap): the kernel already sends OPENs then, and an open of a device node waits
+  // (bounded) so that it is not made without its backing file (its mmap would be ENODEV).
+  bool bar_mmap_pending_ = false;  // under backing_mu_
+  std::condition_variable backing_cv_;
 };
 
 }  // namespace vfio_emu::cuse
