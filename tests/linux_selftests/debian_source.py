@@ -269,6 +269,16 @@ class DebianLinux:
         return [l.split(":", 1)[1].strip() for l in r.stdout.splitlines()
                 if l.strip().startswith("Depends:")]
 
+    def _apt_download(self, specs: list, dest: Path) -> None:
+        """`apt-get download` of package=version specs into `dest`: Unreachable when the
+        network fails (not a bad hash or signature), SourceError otherwise."""
+        r = self._apt("apt-get", "-q", "download", *specs, cwd=dest)
+        if r.returncode != 0:
+            text = (r.stdout + r.stderr).strip()
+            if NETWORK_ERRORS.search(text) and not re.search(r"Hash Sum mismatch|verif", text):
+                raise Unreachable(f"apt-get download: {text[-400:]}")
+            raise SourceError(f"apt-get download failed:\n{text}")
+
     def download(self, package: str, dest: Path) -> Path:
         """Downloads the newest `package` of the suite into `dest` (already updated index;
         `update()` first), checked against the signed index's hash. Returns the .deb."""
@@ -277,12 +287,7 @@ class DebianLinux:
             raise SourceError(f"{self.suite} has no {package}")
         version = self._newest(versions)
         dest.mkdir(parents=True, exist_ok=True)
-        r = self._apt("apt-get", "-q", "download", f"{package}={version}", cwd=dest)
-        if r.returncode != 0:
-            text = (r.stdout + r.stderr).strip()
-            if NETWORK_ERRORS.search(text) and not re.search(r"Hash Sum mismatch|verif", text):
-                raise Unreachable(f"apt-get download: {text[-400:]}")
-            raise SourceError(f"apt-get download failed:\n{text}")
+        self._apt_download([f"{package}={version}"], dest)
         quoted = version.replace(":", "%3a")
         found = sorted(dest.glob(f"{package}_{quoted}_*.deb"))
         if not found:
@@ -317,13 +322,7 @@ class DebianLinux:
         before = {p.name: p.stat().st_size for p in debs_dir.glob("*.deb")}
         # apt-get download checks each file against the index's SHA256 (and skips a file that
         # is already there with the right hash).
-        r = self._apt("apt-get", "-q", "download", f"{source_pkg}={version}",
-                      f"linux-libc-dev={version}", cwd=debs_dir)
-        if r.returncode != 0:
-            text = (r.stdout + r.stderr).strip()
-            if NETWORK_ERRORS.search(text) and not re.search(r"Hash Sum mismatch|verif", text):
-                raise Unreachable(f"apt-get download: {text[-400:]}")
-            raise SourceError(f"apt-get download failed:\n{text}")
+        self._apt_download([f"{source_pkg}={version}", f"linux-libc-dev={version}"], debs_dir)
         quoted = version.replace(":", "%3a")
         debs = [debs_dir / f"{source_pkg}_{quoted}_all.deb", debs_dir / f"linux-libc-dev_{quoted}_all.deb"]
         for d in debs:
