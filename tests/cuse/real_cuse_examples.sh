@@ -91,6 +91,11 @@ fi
 
 status=0
 for p in "$@"; do
+  case "$(basename "$p")" in
+    ioat_memcpy)  # a driver needs its BAR: CUSE has no region offsets and no mmap (README §6)
+      echo "== $(basename "$p"): not run over CUSE (it drives the device through its BAR)"
+      continue ;;
+  esac
   echo "== $(basename "$p") $nodes"
   if timeout 60 "$p" "$nodes"; then
     echo "== $(basename "$p"): ok"
