@@ -22,6 +22,11 @@ struct Limits {
   // VFIO_IOMMU_MAP_DMA gives ENOSPC, as Linux.
   u32 dma_entry_limit = 65535;
 
+  // The module parameters allow_unsafe_interrupts of vfio_iommu_type1 and iommufd (one switch
+  // for both): a device behind a unit without interrupt remapping may then be used. Off: type1's
+  // attach and iommufd's bind refuse it with EPERM, as Linux.
+  bool allow_unsafe_interrupts = false;
+
   // Bytes of IOMMU page tables (hardware tables and their bookkeeping) held by all domains of the
   // daemon together. Linux allocates them with GFP_KERNEL_ACCOUNT, so a table that cannot be had
   // fails the map with ENOMEM. 1 GiB holds 512 GiB mapped with 4 KiB pages, or 128 TiB with 2 MiB

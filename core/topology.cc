@@ -131,6 +131,12 @@ struct Parser {
           return fail(where + ": 'split' is \"split\" or \"refuse\""), nullptr;
       }
       if (auto sc = t["snoop_control"].value<bool>()) cfg.snoop_control = *sc;
+      if (const toml::node* ir = t.get("interrupt_remapping")) {
+        const auto* v = ir->as_boolean();  // not value<bool>(), which takes 1 for true
+        if (v == nullptr)
+          return fail(where + ": 'interrupt_remapping' must be true or false"), nullptr;
+        cfg.interrupt_remapping = v->get();
+      }
       auto unit = iommu::vtd::VtdUnit::create(cfg);
       if (!unit)
         return fail(where + ": aw_bits must be 39, 48 or 57 and max_domains 16, 64, 256, 1024, "
@@ -164,6 +170,11 @@ struct Parser {
     const toml::table* t = n.as_table();
     if (t == nullptr) return fail("[limits] must be a table");
     const std::string where = "limits";
+    if (const toml::node* a = t->get("allow_unsafe_interrupts")) {
+      const auto* v = a->as_boolean();
+      if (v == nullptr) return fail("limits: 'allow_unsafe_interrupts' must be true or false");
+      out->allow_unsafe_interrupts = v->get();
+    }
     return get_int(*t, "dma_entry_limit", &out->dma_entry_limit, where) &&
            get_size(*t, "table_memory", &out->table_memory, where) &&
            get_int(*t, "iommufd_objects", &out->iommufd_objects, where) &&

@@ -189,6 +189,11 @@ Status Type1Driver::attach_group(Group& g, IoctlCall& call) {
   }
   IovaList list = build_iova_list(doms, groups);
   if (list.empty()) return err(EINVAL);
+  // After the aperture and reserved-region checks, before any domain is shared.
+  if (!g.unit()->isolated_msi() && !emu_.limits().allow_unsafe_interrupts)
+    return reject(call, EPERM, "group {}: unit {} has no interrupt remapping support (use "
+                  "allow_unsafe_interrupts to enable VFIO IOMMU support on it)", g.id(),
+                  g.unit()->name());
 
   for (auto& d : domains_) {
     if (d.domain->unit == g.unit()) {  // same IOMMU, same format: share the domain

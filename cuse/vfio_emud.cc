@@ -5,7 +5,7 @@
 //             [--control-request-timeout SECONDS]
 //             [--log-level trace|debug|info|warn|error|off] [--foreground]
 //             [--dma-entry-limit N] [--table-memory SIZE] [--iommufd-objects N]
-//             [--ioas-mappings N] [--open-files-per-uid N]
+//             [--ioas-mappings N] [--open-files-per-uid N] [--allow-unsafe-interrupts]
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <pthread.h>
@@ -130,6 +130,10 @@ int main(int argc, char** argv) {
   app.add_option("--ioas-mappings", ioas_mappings, "mappings per IOAS (default 1048576)");
   app.add_option("--open-files-per-uid", open_files_per_uid,
                  "open node files per uid, root exempt (default 4096)");
+  bool allow_unsafe_interrupts = false;
+  app.add_flag("--allow-unsafe-interrupts", allow_unsafe_interrupts,
+               "use devices behind units without interrupt remapping (the module parameter of "
+               "vfio_iommu_type1 and iommufd)");
   CLI11_PARSE(app, argc, argv);
 
   set_log_level(spdlog::level::from_str(log_level));
@@ -151,6 +155,7 @@ int main(int argc, char** argv) {
   if (iommufd_objects) limits.iommufd_objects = *iommufd_objects;
   if (ioas_mappings) limits.ioas_mappings = *ioas_mappings;
   if (open_files_per_uid) limits.open_files_per_uid = *open_files_per_uid;
+  if (allow_unsafe_interrupts) limits.allow_unsafe_interrupts = true;
   if (table_memory && !core::parse_size(*table_memory, &limits.table_memory)) {
     std::fprintf(stderr, "vfio-emud: --table-memory wants a size like 512M or 1G, not '%s'\n",
                  table_memory->c_str());

@@ -89,6 +89,11 @@ class Unit {
   // coherent). VFIO reports it as VFIO_DMA_CC_IOMMU.
   virtual bool enforces_cache_coherency() const = 0;
 
+  // Whether a device's MSI writes are isolated from other devices' interrupts (VT-d interrupt
+  // remapping; Linux's iommu_group_has_isolated_msi). Without it type1 and iommufd refuse the
+  // device unless allow_unsafe_interrupts is set.
+  virtual bool isolated_msi() const { return true; }
+
   // The budget (iommu/table_memory.h) the page tables of domains created from now on draw from,
   // shared with other units' domains; null (the default) for none. Set before the unit is used,
   // by the one Emulator the unit belongs to.

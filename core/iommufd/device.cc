@@ -9,6 +9,7 @@
 #include "core/iommufd/ctx.h"
 #include "core/iommufd/ioctls.h"
 #include "core/iommufd/user_copy.h"
+#include "core/log.h"
 #include "core/reject.h"
 #include "core/uapi/iommufd.h"
 #include "iommu/vtd/vtd.h"
@@ -151,7 +152,18 @@ void hwpt_detach(IommufdCtx& ctx, IommufdDevice& d) {
   if (hwpt->auto_domain && hwpt->users == 0) hwpt_destroy(ctx, hwpt);
 }
 
-Result<u32> iommufd_bind_device(Emulator&, IommufdCtx& ctx, Device& dev, IoctlCall& call) {
+Result<u32> iommufd_bind_device(Emulator& emu, IommufdCtx& ctx, Device& dev, IoctlCall& call) {
+  // iommufd_bind_iommu: MSIs a device could forge must be isolated, unless the administrator
+  // allows unsafe interrupts (then Linux warns once per device).
+  if (!dev.group().unit()->isolated_msi()) {
+    if (!emu.limits().allow_unsafe_interrupts)
+      return reject(call, EPERM, "device {}: MSI interrupts cannot be isolated on unit {} (no "
+                    "interrupt remapping; allow_unsafe_interrupts is off)", dev.spec().bdf,
+                    dev.group().unit()->name());
+    logger("core.iommufd")->warn("device {}: MSI interrupts are not secure on unit {}: bound "
+                                 "because allow_unsafe_interrupts is set", dev.spec().bdf,
+                                 dev.group().unit()->name());
+  }
   std::lock_guard lock(ctx.mu);
   auto obj = std::make_shared<IommufdDevice>(&dev);
   obj->users = 1;  // VFIO's reference until unbind: DESTROY says EBUSY

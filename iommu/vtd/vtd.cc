@@ -61,7 +61,7 @@ u64 VtdUnit::ecap_reg() const {
   EcapReg ecap{};
   ecap.c = 1;   // page walks are coherent: no clflush of PTE writes needed
   ecap.qi = 1;
-  ecap.ir = 1;
+  ecap.ir = config_.interrupt_remapping;
   ecap.eim = 1;
   ecap.pt = 1;
   ecap.sc = config_.snoop_control;

@@ -22,6 +22,7 @@ struct VtdConfig {
   std::vector<IovaRange> reserved;  // e.g. the MSI window 0xfee00000..0xfeefffff
   SplitPolicy split = SplitPolicy::kSplit;
   bool snoop_control = true;    // ECAP.SC: SNP honoured, DMA can be forced coherent
+  bool interrupt_remapping = true;  // ECAP.IR: MSIs are remapped, hence isolated
 };
 
 // The second-level entry format as the radix walker's policy.
@@ -127,6 +128,7 @@ class VtdUnit final : public Unit, public std::enable_shared_from_this<VtdUnit> 
   std::vector<IovaRange> reserved_regions() const override { return config_.reserved; }
   u64 page_sizes() const override;
   bool enforces_cache_coherency() const override { return config_.snoop_control; }
+  bool isolated_msi() const override { return config_.interrupt_remapping; }
 
   const VtdConfig& config() const { return config_; }
   int levels() const { return (config_.aw_bits - 30) / 9 + 2; }
