@@ -35,7 +35,6 @@ constexpr u8 kPciStatusCapList = 0x10;
 constexpr u32 kPciCapabilityList = 0x34;
 constexpr u32 kPciInterruptPin = 0x3d;
 constexpr u8 kPciCapIdMsi = 0x05;
-constexpr u8 kPciCapIdExp = 0x10;
 constexpr u8 kPciCapIdMsix = 0x11;
 constexpr u16 kPciMsiFlagsQmask = 0x000e;   // Multiple Message Capable
 constexpr u16 kPciMsixFlagsQsize = 0x07ff;  // table size - 1
