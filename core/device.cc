@@ -514,6 +514,19 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
 
 }  // namespace
 
+std::shared_ptr<IommufdCtx> device_iommufd(const Device& d, u32* devid) {
+  if (d.bound_file != nullptr) {
+    const auto& f = static_cast<const DeviceFile&>(*d.bound_file);
+    *devid = f.devid;
+    return f.ictx;
+  }
+  if (d.group().ictx && d.group_iommufd_devid != 0) {
+    *devid = d.group_iommufd_devid;
+    return d.group().ictx;
+  }
+  return nullptr;
+}
+
 void release_device_file(Emulator& emu, DeviceFile& f) {
   if (f.bound()) {
     iommufd_unbind_device(emu, *f.ictx, f.devid);

@@ -42,6 +42,11 @@ class DeviceFile final : public File {
   bool access_granted() const { return ictx != nullptr || via_group != nullptr; }
 };
 
+// vfio_iommufd_device_ictx / vfio_iommufd_device_id: the iommufd context the device is bound
+// to and its device object id there (*devid): through its cdev, or by a group-path file on a
+// group set to an iommufd. nullptr (devid untouched) when neither. Emulator::mu held.
+std::shared_ptr<IommufdCtx> device_iommufd(const Device& d, u32* devid);
+
 // The last close of a device file: detaches and unbinds (Emulator::mu held). The device's
 // iommufd context goes with it if nothing else holds it. A group file whose release waited for
 // its last group-path device file is released then. If it was the device's last open file, the

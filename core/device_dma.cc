@@ -97,17 +97,10 @@ Result<DmaTranslation> translate_for(Emulator& emu, Device& device, u64 iova,
   {
     std::lock_guard emu_lock(emu.mu);
     Group& g = device.group();
-    if (device.bound_file != nullptr) {
-      const auto& df = static_cast<const DeviceFile&>(*device.bound_file);
-      ictx = df.ictx;
-      devid = df.devid;
-    } else if (g.container) {
+    ictx = device_iommufd(device, &devid);
+    if (!ictx && g.container) {
       *owner_lock = std::unique_lock(g.container->mu);
       if (g.container->driver) r = g.container->driver->dma_translate(g, iova, access);
-    } else if (g.ictx && device.group_iommufd_devid != 0) {
-      // A group set to an iommufd: the device was bound there by its group-path file.
-      ictx = g.ictx;
-      devid = device.group_iommufd_devid;
     }
   }
   if (ictx) r = iommufd_dma_translate(*ictx, devid, iova, access, owner_lock);

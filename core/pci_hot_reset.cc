@@ -24,20 +24,9 @@ bool same_bus(const PciAddress& a, const PciAddress& b) {
   return a.segment == b.segment && a.bus == b.bus;
 }
 
-// The iommufd context the device's DMA is bound to, and its device object id there
-// (vfio_iommufd_device_ictx, vfio_iommufd_device_id): a cdev bind, or the group path on a group
-// set to an iommufd. Emulator::mu held.
+// The iommufd context a device is bound to (device_iommufd), Emulator::mu held.
 const IommufdCtx* device_ictx(const Device& d, u32* devid) {
-  if (d.bound_file != nullptr) {
-    const auto& f = static_cast<const DeviceFile&>(*d.bound_file);
-    *devid = f.devid;
-    return f.ictx.get();
-  }
-  if (d.group_iommufd_devid != 0) {
-    *devid = d.group_iommufd_devid;
-    return d.group().ictx.get();
-  }
-  return nullptr;
+  return device_iommufd(d, devid).get();
 }
 
 // iommufd_ctx_has_group: a device of the group is bound to `ctx`.

@@ -75,30 +75,32 @@ struct GroupDevice {
   int group = -1;
   int dev = -1;
 };
+// GET_DEVICE_FD as the supervisor does it, on a group in a container.
+int device_of_group(Harness& h, int group, const char* bdf) {
+  const long n = h.ioctl(group, VFIO_EMU_GROUP_DEVICE, bdf);
+  REQUIRE(n >= 0);
+  const int dev = h.open("vfio/devices/vfio" + std::to_string(n));
+  REQUIRE(dev >= 0);
+  REQUIRE(h.ioctl(dev, VFIO_EMU_DEVICE_USE_GROUP, static_cast<u64>(group)) == 0);
+  return dev;
+}
+
 GroupDevice open_group_device(Harness& h, int container, u32 group, const char* bdf) {
   GroupDevice g;
   g.group = h.open("vfio/" + std::to_string(group));
   REQUIRE(g.group >= 0);
   REQUIRE(h.ioctl(g.group, VFIO_GROUP_SET_CONTAINER, &container) == 0);
-  const long n = h.ioctl(g.group, VFIO_EMU_GROUP_DEVICE, bdf);
-  REQUIRE(n >= 0);
-  g.dev = h.open("vfio/devices/vfio" + std::to_string(n));
-  REQUIRE(g.dev >= 0);
-  REQUIRE(h.ioctl(g.dev, VFIO_EMU_DEVICE_USE_GROUP, static_cast<u64>(g.group)) == 0);
+  g.dev = device_of_group(h, g.group, bdf);
   return g;
 }
 
 int type1_container(Harness& h, u32 first_group, const char* bdf, GroupDevice* out) {
   const int c = h.open("vfio/vfio");
   REQUIRE(c >= 0);
-  const int g = h.open("vfio/" + std::to_string(first_group));
-  REQUIRE(h.ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) == 0);
+  out->group = h.open("vfio/" + std::to_string(first_group));
+  REQUIRE(h.ioctl(out->group, VFIO_GROUP_SET_CONTAINER, &c) == 0);
   REQUIRE(h.ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU) == 0);
-  const long n = h.ioctl(g, VFIO_EMU_GROUP_DEVICE, bdf);
-  REQUIRE(n >= 0);
-  out->group = g;
-  out->dev = h.open("vfio/devices/vfio" + std::to_string(n));
-  REQUIRE(h.ioctl(out->dev, VFIO_EMU_DEVICE_USE_GROUP, static_cast<u64>(g)) == 0);
+  out->dev = device_of_group(h, out->group, bdf);
   return c;
 }
 
