@@ -30,6 +30,9 @@ struct Caller {
   pid_t pid = 0;   // its thread-group leader: the "process" that owns mappings
   uid_t uid = 0;
   gid_t gid = 0;
+  // CAP_SYS_RAWIO in its effective set, for open(2) only (a no-IOMMU node needs it); ioctls ask
+  // CallerEnv::capable at the time of the call.
+  bool cap_sys_rawio = false;
 };
 
 // The caller's memory, reached through the argument pointer.

@@ -2,6 +2,8 @@
 // upstream vfio_df_ioctl_bind_iommufd / vfio_df_ioctl_attach_pt / vfio_pci_core_ioctl (6.18).
 #include "core/device.h"
 
+#include <linux/capability.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -410,7 +412,17 @@ Result<long> use_group(Emulator& emu, File& file, IoctlCall& call) {
   if (dev.bad_state || group_frozen(g))
     return reject(call, EIO, "device {} is in a bad state (a reset failed or its PE is frozen); "
                   "open_device fails", dev.spec().bdf);
-  if (g.ictx) {
+  if (g.ictx && g.noiommu()) {
+    // vfio_df_group_open: the first open of a no-IOMMU device through an iommufd needs
+    // CAP_SYS_RAWIO and no compat IOAS ("the user cannot have done something that implies they
+    // expected translation to exist"); it binds nothing and attaches nothing.
+    if (dev.group_path_files == 0) {
+      const bool has_ioas = iommufd_has_compat_ioas(*g.ictx);
+      if (!call.env->capable(CAP_SYS_RAWIO) || has_ioas)
+        return reject(call, EPERM, "no-IOMMU device {}: {}", dev.spec().bdf,
+                      has_ioas ? "the iommufd has a compat IOAS" : "needs CAP_SYS_RAWIO");
+    }
+  } else if (g.ictx) {
     const u32 devid = TRY(iommufd_bind_device(emu, *g.ictx, dev, call));
     auto hwpt = iommufd_attach_compat(emu, *g.ictx, devid, call);
     if (!hwpt) {
@@ -570,6 +582,14 @@ class DeviceNodeType final : public NodeType {
                                      const Caller& caller, u64*) const override {
     Device* d = emu.device_by_cdev(node.index);
     if (d == nullptr) return err(ENODEV);
+    // vfio_device_fops_cdev_open: a no-IOMMU device is for CAP_SYS_RAWIO only.
+    if (d->group().noiommu() && !caller.cap_sys_rawio) {
+      auto log = logger("core");
+      if (rejection_log_allowed(*log, caller.pid))
+        log->info("{} pid {} open: no-IOMMU device {} needs CAP_SYS_RAWIO: EPERM", node.path,
+                  caller.pid, d->spec().bdf);
+      return err(EPERM);
+    }
     std::lock_guard lock(emu.mu);
     ++d->cdev_opens;
     return std::shared_ptr<File>(std::make_shared<DeviceFile>(id, caller.pid, d));

@@ -45,14 +45,20 @@ Emulator::Emulator(Topology topology)
       table_budget_(std::make_shared<iommu::TableBudget>(topology_.limits.table_memory)),
       open_files_(topology_.limits.open_files_per_uid) {
   for (const auto& unit : topology_.units) unit->share_table_budget(table_budget_);
+  omit_noiommu_devices_unless_enabled();
   nodes_.push_back(NodeInfo{"vfio/vfio", NodeKind::kContainer, 0, 0666, {}, {}});
   std::map<u32, const GroupSpec*> spec_of;
+  auto log = logger("core");
   for (const GroupSpec& gs : topology_.groups) {
-    const auto* unit = topology_.unit(gs.iommu);
-    groups_.push_back(std::make_unique<Group>(gs, *unit));
+    groups_.push_back(std::make_unique<Group>(
+        gs, gs.noiommu ? std::shared_ptr<iommu::Unit>() : *topology_.unit(gs.iommu)));
     spec_of[gs.id] = &gs;
-    nodes_.push_back(NodeInfo{"vfio/" + std::to_string(gs.id), NodeKind::kGroup, gs.id,
+    nodes_.push_back(NodeInfo{groups_.back()->node_path(), NodeKind::kGroup, gs.id,
                               gs.mode.value_or(0600), gs.uid, gs.gid});
+    // vfio_group_find_or_alloc's taint and warning (the emulated kernel's; the host's is untouched).
+    if (gs.noiommu)
+      log->warn("{}: Adding kernel taint for vfio-noiommu group on device (no-IOMMU group {}: "
+                "no isolation, no DMA translation)", gs.devices.front().bdf, gs.id);
   }
   for (const auto& g : groups_)
     for (const auto& d : g->devices()) devices_by_cdev_[d->spec().cdev_index] = d.get();
@@ -66,6 +72,27 @@ Emulator::Emulator(Topology topology)
 }
 
 Emulator::~Emulator() { connect_device_models(*this, false); }
+
+// vfio_group_find_or_alloc without vfio_noiommu: a device with no IOMMU group gets none, and
+// vfio-pci's probe fails (EINVAL), so it has no group, no cdev and no device index; the cdev
+// numbers of the devices after it close up.
+void Emulator::omit_noiommu_devices_unless_enabled() {
+  if (topology_.limits.enable_unsafe_noiommu_mode) return;
+  auto& groups = topology_.groups;
+  for (const GroupSpec& g : groups)
+    if (g.noiommu)
+      logger("core")->info("{}: no IOMMU, and enable_unsafe_noiommu_mode is off: not bound to "
+                           "vfio-pci (no group, no cdev)", g.devices.front().bdf);
+  groups.erase(std::remove_if(groups.begin(), groups.end(),
+                              [](const GroupSpec& g) { return g.noiommu; }),
+               groups.end());
+  std::vector<DeviceSpec*> by_index;
+  for (GroupSpec& g : groups)
+    for (DeviceSpec& d : g.devices) by_index.push_back(&d);
+  std::sort(by_index.begin(), by_index.end(),
+            [](const DeviceSpec* a, const DeviceSpec* b) { return a->cdev_index < b->cdev_index; });
+  for (size_t i = 0; i < by_index.size(); ++i) by_index[i]->cdev_index = static_cast<u32>(i);
+}
 
 const NodeType& node_type(NodeKind kind) {
   switch (kind) {

@@ -113,6 +113,8 @@ class Emulator {
 
   Topology topology_;
   std::shared_ptr<iommu::TableBudget> table_budget_;
+  void omit_noiommu_devices_unless_enabled();
+
   std::vector<NodeInfo> nodes_;
   std::vector<std::unique_ptr<Group>> groups_;
   std::map<u32, Device*> devices_by_cdev_;

@@ -238,6 +238,13 @@ class GroupNodeType final : public NodeType {
     auto log = logger("core");
     Group* g = emu.group_by_id(node.index);
     if (g == nullptr) return err(ENODEV);
+    // vfio_group_fops_open: a no-IOMMU group is for CAP_SYS_RAWIO only (before the EBUSYs).
+    if (g->noiommu() && !caller.cap_sys_rawio) {
+      if (rejection_log_allowed(*log, caller.pid))
+        log->info("{} pid {} open: no-IOMMU group {} needs CAP_SYS_RAWIO: EPERM", node.path,
+                  caller.pid, g->id());
+      return err(EPERM);
+    }
     std::lock_guard lock(emu.mu);
     if (g->open_file != nullptr) {
       if (rejection_log_allowed(*log, caller.pid))

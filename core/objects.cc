@@ -38,6 +38,14 @@ Group::Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit)
   for (const DeviceSpec& d : spec.devices) devices_.push_back(std::make_unique<Device>(d, this));
 }
 
+std::string Device::cdev_name() const {
+  return (group_->noiommu() ? "noiommu-vfio" : "vfio") + std::to_string(spec_.cdev_index);
+}
+
+std::string Group::node_path() const {
+  return (noiommu() ? "vfio/noiommu-" : "vfio/") + std::to_string(id_);
+}
+
 bool group_frozen(const Group& g) {
   if (!g.container) return false;
   std::lock_guard lock(g.container->mu);

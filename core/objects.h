@@ -76,7 +76,8 @@ class Device {
 
   const DeviceSpec& spec() const { return spec_; }
   Group& group() const { return *group_; }
-  std::string cdev_name() const { return "vfio" + std::to_string(spec_.cdev_index); }
+  // vfio_device_set_noiommu_and_name: "vfioN", or "noiommu-vfioN" behind no IOMMU.
+  std::string cdev_name() const;
 
   // Under Emulator::mu.
   u32 cdev_opens = 0;          // open cdev files (shown by the tools)
@@ -118,11 +119,17 @@ class Device {
 
 class Group {
  public:
+  // `unit` is null for a no-IOMMU group (GroupSpec::noiommu).
   Group(const GroupSpec& spec, std::shared_ptr<iommu::Unit> unit);
 
   u32 id() const { return id_; }
+  // VFIO_NO_IOMMU: no IOMMU translates its device (enable_unsafe_noiommu_mode). It has no unit,
+  // so unit() and model() are for the other groups only.
+  bool noiommu() const { return unit_ == nullptr; }
   const std::shared_ptr<iommu::Unit>& unit() const { return unit_; }
   iommu::Model model() const { return unit_->model(); }
+  // "vfio/1", "vfio/noiommu-0": its node, relative to /dev.
+  std::string node_path() const;
   const std::vector<std::unique_ptr<Device>>& devices() const { return devices_; }
   Device* device_by_name(const std::string& bdf) const;
 

@@ -27,6 +27,12 @@ struct Limits {
   // attach and iommufd's bind refuse it with EPERM, as Linux.
   bool allow_unsafe_interrupts = false;
 
+  // vfio's module parameter enable_unsafe_noiommu_mode: a device no IOMMU translates (a topology
+  // group with `noiommu = true`) gets a no-IOMMU group /dev/vfio/noiommu-<id> and a cdev
+  // noiommu-vfioN, usable only with CAP_SYS_RAWIO. Off: such a device is not bound to vfio-pci
+  // and has no node at all, as Linux.
+  bool enable_unsafe_noiommu_mode = false;
+
   // Bytes of IOMMU page tables (hardware tables and their bookkeeping) held by all domains of the
   // daemon together. Linux allocates them with GFP_KERNEL_ACCOUNT, so a table that cannot be had
   // fails the map with ENOMEM. 1 GiB holds 512 GiB mapped with 4 KiB pages, or 128 TiB with 2 MiB

@@ -170,10 +170,13 @@ struct Parser {
     const toml::table* t = n.as_table();
     if (t == nullptr) return fail("[limits] must be a table");
     const std::string where = "limits";
-    if (const toml::node* a = t->get("allow_unsafe_interrupts")) {
+    for (auto [key, field] : {std::pair{"allow_unsafe_interrupts", &out->allow_unsafe_interrupts},
+                              {"enable_unsafe_noiommu_mode", &out->enable_unsafe_noiommu_mode}}) {
+      const toml::node* a = t->get(key);
+      if (a == nullptr) continue;
       const auto* v = a->as_boolean();
-      if (v == nullptr) return fail("limits: 'allow_unsafe_interrupts' must be true or false");
-      out->allow_unsafe_interrupts = v->get();
+      if (v == nullptr) return fail(fmt::format("limits: '{}' must be true or false", key));
+      *field = v->get();
     }
     return get_int(*t, "dma_entry_limit", &out->dma_entry_limit, where) &&
            get_size(*t, "table_memory", &out->table_memory, where) &&
@@ -290,6 +293,8 @@ Topology Topology::builtin() {
   group(3, "phb0", "0001:00:00.0");
   group(4, "nop0", "0000:00:04.0");
   group(5, "dmar0", "0000:00:05.0", "ioat");  // an Intel I/OAT DMA engine (devices/ioat/)
+  group(0, "", "0000:00:06.0");                // behind no IOMMU
+  t.groups.back().noiommu = true;
   return t;
 }
 
@@ -343,11 +348,25 @@ std::optional<Topology> Topology::parse(const std::string& toml_text, std::strin
         p.fail(where + ": defined twice");
         break;
       }
-      if (!unit || t.unit(*unit) == nullptr) {
+      if (const toml::node* n = gt->get("noiommu")) {
+        const auto* v = n->as_boolean();
+        if (v == nullptr) {
+          p.fail(where + ": 'noiommu' must be true or false");
+          break;
+        }
+        g.noiommu = v->get();
+      }
+      if (g.noiommu) {
+        if (unit) {
+          p.fail(where + ": a 'noiommu' group has no 'iommu'");
+          break;
+        }
+      } else if (!unit || t.unit(*unit) == nullptr) {
         p.fail(where + ": 'iommu' must name an [[iommu]] defined above");
         break;
+      } else {
+        g.iommu = *unit;
       }
-      g.iommu = *unit;
       for (auto [key, field] : {std::pair{"mode", &g.mode}, {"uid", &g.uid}, {"gid", &g.gid}}) {
         if (!gt->contains(key)) continue;
         u32 v = 0;
@@ -374,6 +393,9 @@ std::optional<Topology> Topology::parse(const std::string& toml_text, std::strin
         d.cdev_index = next_cdev++;
         g.devices.push_back(d);
       }
+      // vfio_noiommu_group_alloc: a no-IOMMU group per device.
+      if (p.error.empty() && g.noiommu && g.devices.size() != 1)
+        p.fail(where + ": a 'noiommu' group holds exactly one device");
       t.groups.push_back(std::move(g));
     }
   }

@@ -24,12 +24,19 @@
 //   # or devices = [{ bdf = "0000:00:01.0", vendor = 0x1b36, device = 0x0005, fail_reset = true,
 //   #                 hot_reset = "auto" }]    # "auto" | "slot" | "none" (core/pci_hot_reset.h)
 //
+//   [[group]]                  # a device no IOMMU translates (one per group, as Linux makes them):
+//   id = 0                     # /dev/vfio/noiommu-0 and cdev noiommu-vfioN, but only with
+//   noiommu = true             # enable_unsafe_noiommu_mode; without it the device has no node
+//   devices = ["0000:00:06.0"]
+//
 //   [limits]                   # optional: what clients may take (core/resource_limits.h)
 //   dma_entry_limit = 65535    # type1 mappings per container (ENOSPC beyond)
 //   table_memory = "1G"        # IOMMU page tables of all domains together (ENOMEM beyond)
 //   iommufd_objects = 65536    # objects per iommufd context (ENOMEM beyond)
 //   ioas_mappings = 1048576    # mappings per IOAS (ENOMEM beyond)
 //   open_files_per_uid = 4096  # open node files per uid, uid 0 exempt (ENFILE beyond)
+//   allow_unsafe_interrupts = false        # module parameters of vfio_iommu_type1/iommufd
+//   enable_unsafe_noiommu_mode = false     # and vfio
 #pragma once
 
 #include <map>
@@ -68,7 +75,10 @@ struct DeviceSpec {
 
 struct GroupSpec {
   u32 id = 0;
-  std::string iommu;         // unit name
+  std::string iommu;         // unit name; empty for a no-IOMMU group
+  // No IOMMU translates its one device: a VFIO no-IOMMU group (noiommu-<id>) in
+  // enable_unsafe_noiommu_mode, otherwise no group at all.
+  bool noiommu = false;
   std::vector<DeviceSpec> devices;
   // Who may open the group node and its devices' cdev nodes (Linux: root-only until an admin
   // or udev rule chowns /dev/vfio/<group>). Unset: mode 0600, owned by the daemon's user.
@@ -84,8 +94,10 @@ struct Topology {
 
   const std::shared_ptr<iommu::Unit>* unit(const std::string& name) const;
 
-  // dmar0 (VT-d, 48-bit, 4K/2M/1G, MSI window reserved) with groups 1 and 2, phb0 (TCE, 1 GiB
-  // 32-bit window, 4K/64K/2M/1G DDW, 2 windows, 5 levels) with group 3, nop0 with group 4.
+  // dmar0 (VT-d, 48-bit, 4K/2M/1G, MSI window reserved) with groups 1, 2 and 5 (an I/OAT
+  // engine), phb0 (TCE, 1 GiB 32-bit window, 4K/64K/2M/1G DDW, 2 windows, 5 levels) with group 3,
+  // nop0 with group 4, and 0000:00:06.0 behind no IOMMU (no-IOMMU group 0 in
+  // enable_unsafe_noiommu_mode).
   static Topology builtin();
 
   // Parses the TOML text. On error returns nullopt and sets *error to a one-line message.

@@ -1,9 +1,12 @@
 #include "cuse/transport.h"
 
+#include <linux/capability.h>
+
 #include <cerrno>
 #include <cstdint>
 
 #include "core/cleanup.h"
+#include "cuse/caller_process.h"
 #include "core/log.h"
 
 namespace vfio_emu::cuse {
@@ -25,7 +28,9 @@ Result<std::shared_ptr<core::File>> open_node(core::Emulator& emu, OpenFiles& fi
 Handle* handle_of(const fuse_file_info* fi) { return reinterpret_cast<Handle*>(fi->fh); }
 
 void serve_open(core::Emulator& emu, OpenFiles& files, fuse_req_t req, fuse_file_info* fi,
-                const core::NodeInfo& node, const core::Caller& caller) {
+                const core::NodeInfo& node, const core::Caller& opener) {
+  core::Caller caller = opener;
+  caller.cap_sys_rawio = caller.tid > 0 && has_capability(caller.tid, CAP_SYS_RAWIO);
   auto r = open_node(emu, files, node, caller);
   if (!r) return (void)fuse_reply_err(req, r.error());
   const std::shared_ptr<core::File> file = r.take();

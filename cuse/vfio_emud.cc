@@ -6,6 +6,7 @@
 //             [--log-level trace|debug|info|warn|error|off] [--foreground]
 //             [--dma-entry-limit N] [--table-memory SIZE] [--iommufd-objects N]
 //             [--ioas-mappings N] [--open-files-per-uid N] [--allow-unsafe-interrupts]
+//             [--enable-unsafe-noiommu-mode]
 #include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <pthread.h>
@@ -134,6 +135,10 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-unsafe-interrupts", allow_unsafe_interrupts,
                "use devices behind units without interrupt remapping (the module parameter of "
                "vfio_iommu_type1 and iommufd)");
+  bool enable_unsafe_noiommu_mode = false;
+  app.add_flag("--enable-unsafe-noiommu-mode", enable_unsafe_noiommu_mode,
+               "give devices behind no IOMMU no-IOMMU groups (vfio/noiommu-N, CAP_SYS_RAWIO "
+               "only; the module parameter of vfio)");
   CLI11_PARSE(app, argc, argv);
 
   set_log_level(spdlog::level::from_str(log_level));
@@ -156,6 +161,7 @@ int main(int argc, char** argv) {
   if (ioas_mappings) limits.ioas_mappings = *ioas_mappings;
   if (open_files_per_uid) limits.open_files_per_uid = *open_files_per_uid;
   if (allow_unsafe_interrupts) limits.allow_unsafe_interrupts = true;
+  if (enable_unsafe_noiommu_mode) limits.enable_unsafe_noiommu_mode = true;
   if (table_memory && !core::parse_size(*table_memory, &limits.table_memory)) {
     std::fprintf(stderr, "vfio-emud: --table-memory wants a size like 512M or 1G, not '%s'\n",
                  table_memory->c_str());

@@ -150,11 +150,16 @@ DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
     : listener_(listener), node_dir_(std::move(node_dir)) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(fs::path(node_dir_) / "vfio", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // "<id>", or "noiommu-<id>" for a no-IOMMU group.
+    std::string name = e.path().filename().string();
+    const bool noiommu = name.starts_with("noiommu-");
+    if (noiommu) name.erase(0, std::strlen("noiommu-"));
+    if (name.empty() || name.size() > 9 || name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
     dev_t dev = 0;
     ino_t ino = 0;
-    if (stat_dont_sync(e.path().string(), &dev, &ino)) groups_[{dev, ino}] = std::stoi(name);
+    if (stat_dont_sync(e.path().string(), &dev, &ino))
+      groups_[{dev, ino}] = Group{std::stoi(name), noiommu};
   }
 }
 
@@ -178,9 +183,9 @@ void DeviceFdSupervisor::stop() {
   stop_fd_ = -1;
 }
 
-int DeviceFdSupervisor::group_of(dev_t dev, ino_t ino) const {
+const DeviceFdSupervisor::Group* DeviceFdSupervisor::group_of(dev_t dev, ino_t ino) const {
   auto it = groups_.find({dev, ino});
-  return it == groups_.end() ? -1 : it->second;
+  return it == groups_.end() ? nullptr : &it->second;
 }
 
 void DeviceFdSupervisor::run() {
@@ -212,8 +217,8 @@ void DeviceFdSupervisor::handle(const Notification& note) {
   std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
   dev_t dev = 0;
   ino_t ino = 0;
-  const int group = fd >= 0 && stat_dont_sync(path, &dev, &ino) ? group_of(dev, ino) : -1;
-  if (group < 0) {
+  const Group* group = fd >= 0 && stat_dont_sync(path, &dev, &ino) ? group_of(dev, ino) : nullptr;
+  if (group == nullptr) {
     resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
     ++passed_on_;
@@ -233,14 +238,18 @@ void DeviceFdSupervisor::handle(const Notification& note) {
     // The program may have put another file behind the number since the look above; the copy
     // is what its ioctl would have found now. Not a group node of ours any more: the kernel's.
     std::snprintf(path, sizeof(path), "/proc/self/fd/%d", group_copy.get());
-    if (!stat_dont_sync(path, &dev, &ino) || group_of(dev, ino) < 0) return kContinue;
+    const Group* copied = stat_dont_sync(path, &dev, &ino) ? group_of(dev, ino) : nullptr;
+    if (copied == nullptr) return kContinue;
     // Every check Linux makes, in its order, with its errnos: the daemon answers EOPNOTSUPP
     // only when all of them passed.
     if (ioctl(group_copy.get(), VFIO_GROUP_GET_DEVICE_FD, name.c_str()) >= 0) return -EIO;
     if (errno != EOPNOTSUPP) return -errno;
     const int cdev = ioctl(group_copy.get(), kVfioEmuGroupDevice, name.c_str());
     if (cdev < 0) return -errno;
-    const std::string cdev_path = node_dir_ + "/vfio/devices/vfio" + std::to_string(cdev);
+    // A no-IOMMU group's device has a no-IOMMU cdev (vfio_device_set_noiommu_and_name).
+    const std::string cdev_path = node_dir_ + (copied->noiommu ? "/vfio/devices/noiommu-vfio"
+                                                                : "/vfio/devices/vfio") +
+                                  std::to_string(cdev);
     const Fd device(::open(cdev_path.c_str(), O_RDWR | O_CLOEXEC));
     if (device.get() < 0) return -errno;
     if (ioctl(device.get(), kVfioEmuDeviceUseGroup, static_cast<unsigned long>(group_copy.get())))

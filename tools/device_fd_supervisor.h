@@ -47,13 +47,17 @@ class DeviceFdSupervisor {
   struct Notification;
   void run();
   void handle(const Notification& n);
-  // The group id if (dev, ino) is one of the daemon's group nodes.
-  int group_of(dev_t dev, ino_t ino) const;
+  struct Group {
+    int id = 0;
+    bool noiommu = false;  // a no-IOMMU group (/dev/vfio/noiommu-<id>)
+  };
+  // The group if (dev, ino) is one of the daemon's group nodes, else null.
+  const Group* group_of(dev_t dev, ino_t ino) const;
 
   int listener_;
   int stop_fd_ = -1;
   std::string node_dir_;
-  std::map<std::pair<dev_t, ino_t>, int> groups_;  // group nodes -> group id
+  std::map<std::pair<dev_t, ino_t>, Group> groups_;  // the daemon's group nodes
   std::thread thread_;
   std::atomic<unsigned> served_{0}, passed_on_{0};
 };

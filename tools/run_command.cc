@@ -289,10 +289,11 @@ void relative_symlink(const fs::path& target, const fs::path& link) {
 struct EmulatedDevice {
   std::string bdf, cdev, vendor, device;
   unsigned group;
+  bool noiommu = false;  // in a no-IOMMU group (enable_unsafe_noiommu_mode)
 };
 
 void enter_namespace(const std::string& node_dir, const std::string& staging_dir,
-                     const std::vector<EmulatedDevice>& devices) {
+                     const std::vector<EmulatedDevice>& devices, bool noiommu_mode) {
   const uid_t uid = getuid();
   const gid_t gid = getgid();
   if (uid == 0) {
@@ -334,7 +335,9 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     const fs::path group = fs::path("/sys/kernel/iommu_groups") / std::to_string(d.group);
     fs::create_directories(dev / "vfio-dev" / d.cdev);
     fs::create_directories(group / "devices");
-    write_file(group / "type", "DMA\n");
+    // vfio_noiommu_group_alloc names its group; it has no default domain.
+    write_file(group / "type", d.noiommu ? "unknown\n" : "DMA\n");
+    if (d.noiommu) write_file(group / "name", "vfio-noiommu\n");
     if (!bind_files(served / "bus/pci/devices" / d.bdf, dev)) {
       // A daemon without them (an older one, reused with --control): the ids, as files.
       write_file(dev / "vendor", d.vendor + "\n");
@@ -355,6 +358,14 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     relative_symlink(dev, cls / "device");
   }
   bind_files(served / "bus/pci/drivers/vfio-pci", "/sys/bus/pci/drivers/vfio-pci");
+  // vfio's module parameter, which DPDK and others read before they look for noiommu groups.
+  if (fs::is_directory("/sys/module", ec)) {
+    overlay("/sys/module", staging);
+    fs::remove_all("/sys/module/vfio", ec);
+    fs::create_directories("/sys/module/vfio/parameters", ec);
+    write_file("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode",
+               noiommu_mode ? "Y\n" : "N\n");
+  }
   // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
   // the host's other entries (debugfs itself takes no new directory).
   if (fs::is_directory(served / "kernel/debug/iommu", ec)) {
@@ -483,7 +494,9 @@ int run(const RunOptions& o) {
   if (!list.ok()) return fail("asking the daemon for its devices: " + list.message), 1;
   std::vector<EmulatedDevice> devices;
   for (const auto& d : list.result["devices"])
-    devices.push_back(EmulatedDevice{d["bdf"], d["cdev"], d["vendor"], d["device"], d["group"]});
+    devices.push_back(EmulatedDevice{d["bdf"], d["cdev"], d["vendor"], d["device"], d["group"],
+                                     d.value("noiommu", false)});
+  const bool noiommu_mode = list.result.value("enable_unsafe_noiommu_mode", false);
 
   const std::string staging =
       (daemon.dir().empty() ? std::string("/tmp") : daemon.dir()) + "/ns." + std::to_string(getpid());
@@ -498,7 +511,7 @@ int run(const RunOptions& o) {
   if (child < 0) return fail(std::string("fork: ") + std::strerror(errno)), 1;
   if (child == 0) {
     close(listener_sock[0]);
-    enter_namespace(node_dir, staging, devices);
+    enter_namespace(node_dir, staging, devices, noiommu_mode);
     // The last step before exec: from here on GET_DEVICE_FD goes to our supervisor.
     const int listener = install_device_fd_filter();
     if (listener < 0) die_child("seccomp user notification (Linux 5.14+ needed)");

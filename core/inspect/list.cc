@@ -17,7 +17,7 @@ std::string node_of(const File& f) {
   switch (f.kind()) {
     case NodeKind::kContainer: return "vfio/vfio";
     case NodeKind::kIommufd: return "iommu";
-    case NodeKind::kGroup: return "vfio/" + std::to_string(static_cast<const GroupFile&>(f).group->id());
+    case NodeKind::kGroup: return static_cast<const GroupFile&>(f).group->node_path();
     case NodeKind::kDevice:
       return "vfio/devices/" + static_cast<const DeviceFile&>(f).device->cdev_name();
   }
@@ -92,14 +92,16 @@ Json list(Emulator& emu) {
   Json j;
   j["units"] = Json::array();
   for (const auto& u : emu.topology().units) j["units"].push_back(unit_json(*u));
+  j["enable_unsafe_noiommu_mode"] = emu.limits().enable_unsafe_noiommu_mode;
 
   j["groups"] = Json::array();
   j["devices"] = Json::array();
   for (const auto& g : emu.groups()) {
     Json gj;
     gj["id"] = g->id();
-    gj["unit"] = g->unit()->name();
-    gj["model"] = std::string(iommu::model_name(g->model()));
+    gj["unit"] = g->noiommu() ? Json(nullptr) : Json(g->unit()->name());
+    gj["model"] = g->noiommu() ? std::string("noiommu") : std::string(iommu::model_name(g->model()));
+    gj["node"] = g->node_path();
     gj["devices"] = Json::array();
     bool owned = false;
     for (const auto& d : g->devices()) {
@@ -116,6 +118,7 @@ Json list(Emulator& emu) {
       dj["bdf"] = d->spec().bdf;
       dj["cdev"] = d->cdev_name();
       dj["group"] = g->id();
+      dj["noiommu"] = g->noiommu();
       {
         // The ids the device's config space holds (a model may have its own).
         std::lock_guard rlock(d->regions_mu);

@@ -10,7 +10,9 @@
 
 namespace vfio_emu::core::inspect {
 
-bool behind_vtd(const Device& device) { return device.group().model() == iommu::Model::kVtd; }
+bool behind_vtd(const Device& device) {
+  return !device.group().noiommu() && device.group().model() == iommu::Model::kVtd;
+}
 
 Result<std::string> domain_translation_struct(Emulator& emu, Device& device) {
   try {

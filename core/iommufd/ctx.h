@@ -88,7 +88,7 @@ class IommufdCtx {
   std::map<u32, std::shared_ptr<IommufdObject>> objects;
   std::shared_ptr<Ioas> vfio_ioas;  // the IOAS of the VFIO compatibility ioctls
   bool account_mm = false;          // IOMMU_OPTION_RLIMIT_MODE: 0 per user, 1 per process
-  bool no_iommu_mode = false;       // a no-IOMMU group joined (never, in this emulator)
+  bool no_iommu_mode = false;       // a no-IOMMU group joined (VFIO_NOIOMMU_IOMMU only)
 
   // iommufd_object_alloc: adds `obj` under the lowest free id from 1 (xa_alloc with
   // XA_FLAGS_ALLOC1 and xa_limit_31b) and returns the id. Errors: ENOMEM (the context has

@@ -155,7 +155,8 @@ void hwpt_detach(IommufdCtx& ctx, IommufdDevice& d) {
 Result<u32> iommufd_bind_device(Emulator& emu, IommufdCtx& ctx, Device& dev, IoctlCall& call) {
   // iommufd_bind_iommu: MSIs a device could forge must be isolated, unless the administrator
   // allows unsafe interrupts (then Linux warns once per device).
-  if (!dev.group().unit()->isolated_msi()) {
+  // A no-IOMMU device (iommufd_bind_noiommu) has no group to own and no MSI to isolate.
+  if (!dev.group().noiommu() && !dev.group().unit()->isolated_msi()) {
     if (!emu.limits().allow_unsafe_interrupts)
       return reject(call, EPERM, "device {}: MSI interrupts cannot be isolated on unit {} (no "
                     "interrupt remapping; allow_unsafe_interrupts is off)", dev.spec().bdf,
@@ -183,6 +184,9 @@ Result<u32> iommufd_attach_device(Emulator&, IommufdCtx& ctx, u32 devid, u32 pt_
   std::lock_guard lock(ctx.mu);
   auto d = ctx.get<IommufdDevice>(devid, ObjType::kDevice);
   if (!d) return reject(call, EINVAL, "device object {:#x} is gone", devid);
+  if (d->dev->group().noiommu())
+    return reject(call, EOPNOTSUPP, "no-IOMMU device {}: its software page table "
+                  "(IOMMU_IOAS_NOIOMMU_GET_PA) is not emulated", d->dev->spec().bdf);
   // A device with no IOMMU is what VFIO's no-IOMMU mode exposes; it has no iommufd device to
   // attach (vfio_iommufd_physical_attach_ioas: EINVAL).
   if (unit_of(*d)->model() == iommu::Model::kNop)
@@ -277,6 +281,9 @@ Result<long> get_hw_info(Emulator&, File& file, IoctlCall& call) {
     std::lock_guard lock(ctx.mu);
     auto d = ctx.get<IommufdDevice>(cmd.dev_id, ObjType::kDevice);
     if (!d) return reject(call, ENOENT, "no device {:#x}", cmd.dev_id);
+    if (d->dev->group().noiommu())
+      return reject(call, EOPNOTSUPP, "no-IOMMU device {} has no IOMMU to describe",
+                    d->dev->spec().bdf);
     unit = unit_of(*d);
   }
   // Only VT-d has a hw_info op; TCE and a device without IOMMU report no data (TYPE_NONE).

@@ -19,6 +19,9 @@ using namespace uapi;
 Result<std::shared_ptr<Hwpt>> hwpt_paging_alloc(IommufdCtx& ctx, const std::shared_ptr<Ioas>& ioas,
                                                 IommufdDevice& dev, bool immediate_attach,
                                                 IoctlCall& call) {
+  if (dev.dev->group().noiommu())
+    return reject(call, EOPNOTSUPP, "no-IOMMU device {}: its software page table "
+                  "(IOMMU_IOAS_NOIOMMU_GET_PA) is not emulated", dev.dev->spec().bdf);
   const std::shared_ptr<iommu::Unit>& unit = dev.dev->group().unit();
   // iommu_paging_domain_alloc(): sPAPR's iommu_ops allocate no paging domains, and a device
   // without an IOMMU has no ops at all.
@@ -91,6 +94,9 @@ Result<long> hwpt_alloc(Emulator&, File& file, IoctlCall& call) {
   if (!dev) return reject(call, ENOENT, "no device {:#x}", cmd.dev_id);
   auto pt = ctx.objects.find(cmd.pt_id);
   if (pt == ctx.objects.end()) return reject(call, EINVAL, "no object {:#x}", cmd.pt_id);
+  if (dev->dev->group().noiommu())
+    return reject(call, EOPNOTSUPP, "no-IOMMU device {}: its software page table "
+                  "(IOMMU_IOAS_NOIOMMU_GET_PA) is not emulated", dev->dev->spec().bdf);
   const std::shared_ptr<iommu::Unit>& unit = dev->dev->group().unit();
   // Only VT-d implements domain_alloc_paging_flags() / domain_alloc_nested().
   const bool vtd = unit->model() == iommu::Model::kVtd;

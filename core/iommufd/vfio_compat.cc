@@ -24,8 +24,17 @@ using namespace uapi;
 
 Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ctx, Group& g,
                             IoctlCall& call) {
-  // iommufd_vfio_compat_ioas_create: an IOAS that already serves (created or SET) is kept.
   std::lock_guard lock(ctx->mu);
+  // iommufd_vfio_compat_set_no_iommu: a no-IOMMU group puts the context in no-IOMMU mode, unless
+  // it already has a compat IOAS.
+  if (g.noiommu()) {
+    if (ctx->vfio_ioas)
+      return reject(call, EINVAL, "no-IOMMU group {}: the iommufd already has a compat IOAS "
+                    "{:#x}", g.id(), ctx->vfio_ioas->id);
+    ctx->no_iommu_mode = true;
+    return {};
+  }
+  // iommufd_vfio_compat_ioas_create: an IOAS that already serves (created or SET) is kept.
   if (ctx->no_iommu_mode)
     return reject(call, EINVAL, "group {}: the iommufd is in no-IOMMU mode", g.id());
   if (ctx->vfio_ioas) return {};
@@ -33,6 +42,11 @@ Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ct
   TRY(ctx->insert(ioas, call));
   ctx->vfio_ioas = std::move(ioas);
   return {};
+}
+
+bool iommufd_has_compat_ioas(IommufdCtx& ctx) {
+  std::lock_guard lock(ctx.mu);
+  return ctx.vfio_ioas != nullptr;
 }
 
 void iommufd_detach_group(Emulator&, IommufdCtx&, Group&) {
@@ -99,6 +113,11 @@ Result<long> compat_check_extension(Emulator&, File& file, IoctlCall& call) {
     std::lock_guard lock(ioas->mu);
     dma_cc = std::all_of(ioas->hwpts.begin(), ioas->hwpts.end(),
                          [](const Hwpt* h) { return h->enforce_cache_coherency; });
+  }
+  // The type1 types and UNMAP_ALL: not in no-IOMMU mode.
+  if (ext == VFIO_TYPE1_IOMMU || ext == VFIO_TYPE1v2_IOMMU || ext == VFIO_UNMAP_ALL) {
+    std::lock_guard lock(ctx_of(file).mu);
+    if (ctx_of(file).no_iommu_mode) return long{0};
   }
   // UPDATE_VADDR cannot be done safely.
   return type1_check_extension(static_cast<u32>(ext), false, dma_cc);

@@ -23,6 +23,8 @@ Result<long> viommu_alloc(Emulator&, File& file, IoctlCall& call) {
   std::lock_guard lock(ctx.mu);
   auto d = ctx.get<IommufdDevice>(cmd.dev_id, ObjType::kDevice);
   if (!d) return reject(call, ENOENT, "no device {:#x}", cmd.dev_id);
+  if (d->dev->group().noiommu())
+    return reject(call, EOPNOTSUPP, "no-IOMMU device {} has no vIOMMU", d->dev->spec().bdf);
   return reject(call, EOPNOTSUPP, "unit {} offers no vIOMMU", d->dev->group().unit()->name());
 }
 

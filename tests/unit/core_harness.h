@@ -9,6 +9,7 @@
 //   CHECK(h.fails(c, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU) == EINVAL);
 #pragma once
 
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,7 +48,9 @@ class Harness : public core::UserMemory, public core::FdResolver, public core::C
   int open(const std::string& path) {
     const core::NodeInfo* n = emu.node(path);
     if (n == nullptr) return errno = ENOENT, -1;
-    auto r = emu.open(*n, caller);
+    core::Caller at_open = caller;
+    at_open.cap_sys_rawio = capable(CAP_SYS_RAWIO);
+    auto r = emu.open(*n, at_open);
     if (!r) return errno = r.error(), -1;
     const int fd = next_fd_++;
     fds_[fd] = Open{r.take(), path};
