@@ -1,4 +1,5 @@
-// `vfio-emu run [--config FILE] [--keep-daemon] [--grace S] [--control SOCKET] -- PROGRAM [ARGS...]`
+// `vfio-emu run [--config FILE] [--enable-unsafe-noiommu-mode] [--allow-unsafe-interrupts]
+//               [--keep-daemon] [--grace S] [--control SOCKET] -- PROGRAM [ARGS...]`
 //
 // Starts (or, with --control, reuses) a vfio-emud, then runs PROGRAM in a private mount namespace
 // in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
@@ -54,6 +55,8 @@ namespace fs = std::filesystem;
 struct RunOptions {
   std::string config;
   std::string control;
+  bool noiommu_mode = false;            // the daemon's module parameters
+  bool allow_unsafe_interrupts = false;
   bool keep_daemon = false;
   double grace_s = 10;  // how long processes the program left behind may go on
   std::vector<std::string> argv;
@@ -116,6 +119,8 @@ class Daemon {
                                      node_dir_,        "--control",   control_,
                                      "--foreground",   "--log-level", "warn"};
     if (!o.config.empty()) args.insert(args.end(), {"--config", o.config});
+    if (o.noiommu_mode) args.push_back("--enable-unsafe-noiommu-mode");
+    if (o.allow_unsafe_interrupts) args.push_back("--allow-unsafe-interrupts");
     const std::string log = dir_ + "/daemon.log";
     pid_ = fork();
     if (pid_ == 0) {
@@ -562,6 +567,10 @@ void add_run_command(CLI::App& app, int* exit_code) {
   auto* cmd = app.add_subcommand(
       "run", "run PROGRAM where /dev/vfio, /dev/iommu and the VFIO sysfs entries are emulated");
   cmd->add_option("--config", options->config, "topology file for the daemon it starts");
+  cmd->add_flag("--enable-unsafe-noiommu-mode", options->noiommu_mode,
+                "the daemon it starts gives devices behind no IOMMU no-IOMMU groups");
+  cmd->add_flag("--allow-unsafe-interrupts", options->allow_unsafe_interrupts,
+                "the daemon it starts allows units without interrupt remapping");
   cmd->add_flag("--keep-daemon", options->keep_daemon, "leave the daemon it started running");
   cmd->add_option("--grace", options->grace_s,
                   "seconds the processes the program leaves running may go on before they are "

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # vfio-emu run: programs with hard-coded paths run unmodified, and the host does not change.
-#   run_test.sh VFIO_EMU TYPE1_PROG TYPE1_STATIC_PROG CDEV_PROG
+#   run_test.sh VFIO_EMU TYPE1_PROG TYPE1_STATIC_PROG CDEV_PROG NOIOMMU_PROG
 set -euo pipefail
-tool=$1 type1=$2 type1_static=$3 cdev=$4
+tool=$1 type1=$2 type1_static=$3 cdev=$4 noiommu=$5
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # What the host looks like, before and after: /dev and the sysfs places run overlays, mounts.
@@ -30,6 +30,10 @@ out=$(timeout 60 "$tool" run -- "$type1_static" 0000:00:01.0 raw-syscall 2>&1) |
   fail "static type1: $out"
 echo "$out"
 out=$(timeout 60 "$tool" run -- "$cdev" 0000:00:02.0) || fail "cdev flow: $out"
+echo "$out"
+# ... and for a no-IOMMU group (enable_unsafe_noiommu_mode), whose device has a noiommu- cdev.
+out=$(timeout 60 "$tool" run --enable-unsafe-noiommu-mode -- "$noiommu" /dev run 2>&1) ||
+  fail "noiommu under run: $out"
 echo "$out"
 
 # The program's exit status is run's.
