@@ -128,18 +128,35 @@ Result<long> bind_iommufd(Emulator& emu, File& file, IoctlCall& call) {
 
 // ---- VFIO_DEVICE_ATTACH_IOMMUFD_PT / DETACH ----------------------------------------------------
 
-// What vfio_df_ioctl_attach_pt and _detach_pt check first: argsz, flags, and the PASID flag,
-// which these devices refuse (they have no PASID capability, so no pasid_attach_ioas). Read
+// What vfio_df_ioctl_attach_pt and _detach_pt check first: argsz, flags, and with the PASID
+// flag (vfio-pci has pasid_attach_ioas) an argsz that reaches `pasid`, which is then read. Read
 // here (ArgRule::kHandler): a device fd of the group path fails with ENOTTY before any of it.
 template <class T>
-Status read_pt_request(IoctlCall& call, const DeviceFile& df, T* s, u32 minsz, u32 pasid_flag) {
+Status read_pt_request(IoctlCall& call, T* s, u32 minsz, u32 pasid_flag) {
   TRY(read_argsz_struct(call, minsz));
   *s = call.ucmd_as<T>();
   call.detail = fmt::format("flags={:#x}", s->flags);
   if (s->flags & ~pasid_flag) return reject(call, EINVAL, "flags {:#x}", s->flags);
-  if (s->flags & pasid_flag)
-    return reject(call, EOPNOTSUPP, "device {} has no PASID support", df.device->spec().bdf);
+  if (s->flags & pasid_flag) {
+    const u32 xend = offsetof(T, pasid) + sizeof(s->pasid);
+    if (s->argsz < xend)
+      return reject(call, EINVAL, "argsz {:#x} does not reach pasid ({:#x})", s->argsz, xend);
+    TRY(call.mem->read(call.arg + offsetof(T, pasid), &s->pasid, sizeof(s->pasid)));
+    call.detail += fmt::format(" pasid={:#x}", s->pasid);
+  }
   return {};
+}
+
+// vfio_iommufd_physical_pasid_attach_ioas on a device without the PASID capability (none of
+// the models has one, so no domain can be PASID-compatible): the PASID must fit the ida
+// (ENOSPC), the object must exist (ENOENT), and then iommufd_hwpt_pasid_compat refuses every
+// IOAS or HWPT (EINVAL), as it refuses anything else.
+Status pasid_attach(Emulator& emu, const DeviceFile& df, u32 pasid, u32 pt_id, IoctlCall& call) {
+  if (pasid > 0x7fffffff) return reject(call, ENOSPC, "pasid {:#x} is beyond the ida", pasid);
+  if (!iommufd_object_exists(*df.ictx, pt_id)) return reject(call, ENOENT, "no object {:#x}", pt_id);
+  (void)emu;
+  return reject(call, EINVAL, "device {} has no PASID capability: no domain is PASID-compatible "
+                "(pasid {:#x}, pt {:#x})", df.device->spec().bdf, pasid, pt_id);
 }
 
 // ATTACH and DETACH exist only for files opened through the cdev: on a device fd obtained
@@ -156,11 +173,13 @@ Result<long> attach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
   TRY(cdev_only(emu, df, call));
   vfio_device_attach_iommufd_pt attach;
-  TRY(read_pt_request(call, df, &attach, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4,
+  TRY(read_pt_request(call, &attach, offsetof(vfio_device_attach_iommufd_pt, pt_id) + 4,
                       VFIO_DEVICE_ATTACH_PASID));
   call.detail += fmt::format(" pt_id={:#x}", attach.pt_id);
   std::lock_guard lock(emu.mu);
   if (!df.bound()) return reject(call, EINVAL, "device not bound");
+  if (attach.flags & VFIO_DEVICE_ATTACH_PASID)
+    return Err{pasid_attach(emu, df, attach.pasid, attach.pt_id, call).error()};
   const u64 out = call.arg + offsetof(vfio_device_attach_iommufd_pt, pt_id);
   TRY(call.mem->will_write(out, sizeof(attach.pt_id)));
   const u32 hwpt = TRY(iommufd_attach_device(emu, *df.ictx, df.devid, attach.pt_id, call));
@@ -179,10 +198,12 @@ Result<long> detach_pt(Emulator& emu, File& file, IoctlCall& call) {
   DeviceFile& df = file_of(file);
   TRY(cdev_only(emu, df, call));
   vfio_device_detach_iommufd_pt detach;
-  TRY(read_pt_request(call, df, &detach, offsetof(vfio_device_detach_iommufd_pt, flags) + 4,
+  TRY(read_pt_request(call, &detach, offsetof(vfio_device_detach_iommufd_pt, flags) + 4,
                       VFIO_DEVICE_DETACH_PASID));
   std::lock_guard lock(emu.mu);
   if (!df.bound()) return reject(call, EINVAL, "device not bound");
+  // vfio_iommufd_physical_pasid_detach_ioas: a PASID that was never attached is no error.
+  if (detach.flags & VFIO_DEVICE_DETACH_PASID) return 0;
   iommufd_detach_device(emu, *df.ictx, df.devid);  // blocked DMA; 0 even if nothing was attached
   df.pt_id = 0;
   return 0;

@@ -86,6 +86,8 @@ void iommufd_detach_device(Emulator& emu, IommufdCtx& ctx, u32 devid);
 // vfio_iommufd_compat_attach_ioas does for VFIO_GROUP_GET_DEVICE_FD. Returns the HWPT id.
 // Errors: ENODEV (no compat IOAS), those of iommufd_attach_device.
 Result<u32> iommufd_attach_compat(Emulator& emu, IommufdCtx& ctx, u32 devid, IoctlCall& call);
+// Whether object `id` exists in the context (iommufd_get_object(IOMMUFD_OBJ_ANY)).
+bool iommufd_object_exists(IommufdCtx& ctx, u32 id);
 // vfio_iommufd_device_has_compat_ioas: whether the context has a compat IOAS.
 bool iommufd_has_compat_ioas(IommufdCtx& ctx);
 

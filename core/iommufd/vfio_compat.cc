@@ -44,6 +44,11 @@ Status iommufd_attach_group(Emulator& emu, const std::shared_ptr<IommufdCtx>& ct
   return {};
 }
 
+bool iommufd_object_exists(IommufdCtx& ctx, u32 id) {
+  std::lock_guard lock(ctx.mu);
+  return ctx.objects.count(id) != 0;
+}
+
 bool iommufd_has_compat_ioas(IommufdCtx& ctx) {
   std::lock_guard lock(ctx.mu);
   return ctx.vfio_ioas != nullptr;

@@ -319,8 +319,21 @@ TEST_CASE("cdev: ATTACH_IOMMUFD_PT errors", "[cdev][attach]") {
   at.argsz = 12;
   at.flags = 2;
   CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  // PASID (vfio-pci has pasid_attach_ioas): argsz must reach `pasid`; the PASID must fit the
+  // ida; the object must exist; then no domain is PASID-compatible for a device without the
+  // PASID capability (iommufd_hwpt_pasid_compat), as Linux 7.3 answers for pci-testdev.
   at.flags = VFIO_DEVICE_ATTACH_PASID;
-  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EOPNOTSUPP);  // before argsz 16
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);  // argsz 12 < 16
+  at.argsz = sizeof(at);
+  at.pasid = 0x80000000;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOSPC);
+  at.pasid = 1;
+  at.pt_id = 99;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOENT);
+  at.pt_id = ioas;
+  CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == EINVAL);
+  CHECK(domains(h).empty());  // nothing was allocated for it
+  at.argsz = 12;
   at.flags = 0;
   at.pt_id = 99;
   CHECK(h.fails(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &at) == ENOENT);
@@ -373,8 +386,14 @@ TEST_CASE("cdev: DETACH_IOMMUFD_PT", "[cdev][attach]") {
   d.argsz = 8;
   d.flags = 4;
   CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EINVAL);
+  // PASID: argsz must reach `pasid`; a PASID never attached detaches without error
+  // (vfio_iommufd_physical_pasid_detach_ioas).
   d.flags = VFIO_DEVICE_DETACH_PASID;
-  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EOPNOTSUPP);
+  CHECK(h.fails(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == EINVAL);
+  d.argsz = sizeof(d);
+  d.pasid = 1;
+  CHECK(h.ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == 0);
+  d.argsz = 8;
   d.flags = 0;
   CHECK(h.ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) == 0);  // nothing attached: still 0
   const u32 ioas = ioas_alloc(h, fd);
