@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -297,4 +298,49 @@ TEST_CASE("pci-testdev: the mapped BAR0 shows the header and carries stores",
   prog.store<u8>(0, 1);
   d.settle();  // no window: nothing to collect
   CHECK(read(d, 0, 0, 1) == 0);
+}
+
+TEST_CASE("pci-testdev: random accesses of any width and offset keep the header consistent",
+          "[devices][pci-testdev][fuzz]") {
+  std::array<u64, BarFile::kBars> sizes{};
+  sizes[0] = Dev::kMmioSize;
+  auto f = BarFile::create("pci-testdev fuzz", sizes);
+  REQUIRE(f.ok());
+  Dev d;
+  d.attach_window(0, (*f)->window(0));
+  ProgramMapping prog((*f)->fd(), 0, Dev::kMmioSize);
+  u64 seed = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    return seed;
+  };
+  // Bounded by count and by time: a loaded machine does fewer rounds.
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  u8 buf[80];
+  int rounds = 0;
+  for (; rounds < 200000 && std::chrono::steady_clock::now() < end; ++rounds) {
+    const u64 r = next();
+    const u32 bar = static_cast<u32>(r % 3);  // BAR2 has size 0
+    // Offsets cluster near 0, the test offsets and the ends, with some anywhere.
+    const u64 bases[] = {0, 2044, 124, d.bar_size(bar), next()};
+    const u64 off = bases[(r >> 8) % 5] + ((r >> 16) % 16) - 8;
+    const u64 len = (r >> 24) % 80;
+    for (u64 i = 0; i < len; ++i) buf[i] = static_cast<u8>(next() % 8 == 0 ? 0xFA : next());
+    switch ((r >> 32) % 4) {
+      case 0: d.bar_read(bar, off, buf, len); break;
+      case 1: d.bar_write(bar, off, buf, len); break;
+      case 2: prog.store<u8>(off % Dev::kMmioSize, buf[0]); d.settle(); break;
+      case 3: if ((r >> 40) % 64 == 0) d.reset(); break;
+    }
+    // What reads show is a header, or nothing.
+    const u8 test = static_cast<u8>(read(d, 0, 0, 1));
+    const u64 hdr = read(d, 0, 0, 8);
+    if (hdr == 0 && read(d, 0, 8, 8) == 0) continue;
+    REQUIRE(test < 6);
+    REQUIRE(read(d, 0, 1, 1) == 1);
+    REQUIRE(read(d, 0, 4, 4) == (test < 3 ? 2048u : 128u) + test);
+    REQUIRE(prog.load<u64>(0) == hdr);  // the window shows the same
+  }
+  INFO(rounds << " rounds");
+  CHECK(rounds > 0);
 }
