@@ -27,6 +27,7 @@ namespace vfio_emu::core {
 using namespace uapi;
 
 constexpr u64 kPciCommand = 0x04;
+constexpr u8 kPciCommandIo = 0x01;              // PCI_COMMAND_IO, low byte
 constexpr u8 kPciCommandMemory = 0x02;          // PCI_COMMAND_MEMORY, low byte
 constexpr u8 kPciCommandIntxDisableHi = 0x04;  // PCI_COMMAND_INTX_DISABLE (0x400), high byte
 
@@ -35,12 +36,14 @@ namespace device_ioctl {
 DeviceFile& file_of(File& f) { return static_cast<DeviceFile&>(f); }
 
 // vfio_pci_core_enable at the device's first open: pci_enable_device turns memory decoding on
-// for a device with a memory BAR, then pci_save_state keeps the config space that the last
-// close restores (vfio_pci_core_disable), so what one user wrote does not reach the next.
+// for a device with a memory BAR and I/O decoding for one with an I/O BAR
+// (pci_enable_resources), then pci_save_state keeps the config space that the last close
+// restores (vfio_pci_core_disable), so what one user wrote does not reach the next.
 void enable_device(Device& dev) {
   std::lock_guard lock(dev.regions_mu);
   for (u32 bar = 0; bar < 6; ++bar)
-    if (dev.model->bar_size(bar) != 0) dev.config[kPciCommand] |= kPciCommandMemory;
+    if (dev.model->bar_size(bar) != 0)
+      dev.config[kPciCommand] |= dev.model->bar_is_io(bar) ? kPciCommandIo : kPciCommandMemory;
   dev.saved_config = dev.config;
 }
 
@@ -211,11 +214,12 @@ Result<long> detach_pt(Emulator& emu, File& file, IoctlCall& call) {
 
 // ---- vfio-pci information ioctls ---------------------------------------------------------------
 
-Result<long> get_info(Emulator&, File&, IoctlCall& call) {
+Result<long> get_info(Emulator&, File& file, IoctlCall& call) {
   auto info = call.ucmd_as<vfio_device_info>();  // argsz >= minsz (ArgRule::kArgsz)
   call.detail = fmt::format("argsz={:#x}", info.argsz);
-  // No capability: no zPCI, and AtomicOps need a PCIe device.
-  info.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
+  // No capability: no zPCI, and AtomicOps need a PCIe device. RESET: vdev->reset_works.
+  info.flags = VFIO_DEVICE_FLAGS_PCI;
+  if (file_of(file).device->model->has_function_reset()) info.flags |= VFIO_DEVICE_FLAGS_RESET;
   info.num_regions = VFIO_PCI_NUM_REGIONS;
   info.num_irqs = VFIO_PCI_NUM_IRQS;
   info.cap_offset = 0;
@@ -249,9 +253,11 @@ Result<long> get_region_info(Emulator&, File& file, IoctlCall& call) {
       const u32 bar = info.index - VFIO_PCI_BAR0_REGION_INDEX;
       info.size = dev.model->bar_size(bar);
       info.flags = info.size ? VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE : 0;
-      // vdev->bar_mmap_supported: where the transport maps (FUSE with passthrough; CUSE has no
-      // mmap). The MSI-X BAR says its table may be mapped too (msix_mmappable_cap).
-      if (info.size != 0 && dev.bar_file != nullptr && dev.bar_file->window(bar) != nullptr) {
+      // vdev->bar_mmap_supported: a memory BAR (never I/O space), where the transport maps
+      // (FUSE with passthrough; CUSE has no mmap). The MSI-X BAR says its table may be mapped
+      // too (msix_mmappable_cap).
+      if (info.size != 0 && !dev.model->bar_is_io(bar) && dev.bar_file != nullptr &&
+          dev.bar_file->window(bar) != nullptr) {
         info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
         if (msix_bar_locked(dev) == static_cast<int>(bar)) msix_cap = true;
       }
@@ -308,6 +314,9 @@ Result<long> get_irq_info(Emulator&, File& file, IoctlCall& call) {
 
 Result<long> reset(Emulator& emu, File& file, IoctlCall& call) {
   Device& dev = *file_of(file).device;
+  if (!dev.model->has_function_reset())  // !vdev->reset_works
+    return reject(call, EINVAL, "device {} ({}) has no function reset method", dev.spec().bdf,
+                  dev.model->name());
   if (dev.spec().fail_reset) {
     std::lock_guard lock(emu.mu);
     dev.bad_state = true;
@@ -529,8 +538,9 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
       if (size == 0) return refuse(f, write, offset, len, EINVAL, "the region is empty");
       if (pos >= size) return refuse(f, write, offset, len, EINVAL, "past the end of the BAR");
       const u64 n = std::min(len, size - pos);
-      // __vfio_pci_memory_enabled: with memory decoding off the BAR does not answer.
-      if (!(dev.config[kPciCommand] & kPciCommandMemory))
+      // __vfio_pci_memory_enabled: with memory decoding off a memory BAR does not answer (an
+      // I/O BAR is not tested: vfio_pci_bar_rw's test_mem is IORESOURCE_MEM).
+      if (!dev.model->bar_is_io(bar) && !(dev.config[kPciCommand] & kPciCommandMemory))
         return refuse(f, write, offset, len, EIO, "memory decoding is off (PCI_COMMAND_MEMORY)");
       if (write)
         dev.model->bar_write(bar, pos, in, n);
@@ -674,7 +684,9 @@ Status enable_bar_mmap(Emulator& emu) {
       bool any = false;
       for (u32 bar = 0; bar < devices::BarFile::kBars; ++bar) {
         // vfio_pci_core_enable maps a BAR of at least a page.
-        if (!d->model->bar_mappable(bar) || d->model->bar_size(bar) < 4096) continue;
+        if (!d->model->bar_mappable(bar) || d->model->bar_is_io(bar) ||
+            d->model->bar_size(bar) < 4096)
+          continue;
         sizes[bar] = d->model->bar_size(bar);
         any = true;
       }

@@ -40,6 +40,12 @@ class DeviceModel {
 
   // BAR `bar` (0-5): its size in bytes, 0 if the function has no such BAR.
   virtual u64 bar_size(u32 bar) const = 0;
+  // Whether BAR `bar` is I/O space (IORESOURCE_IO) rather than memory: vfio-pci never maps it,
+  // and PCI_COMMAND_MEMORY does not gate its accesses.
+  virtual bool bar_is_io(u32 bar) const {
+    (void)bar;
+    return false;
+  }
   // A read or write of the program at `offset` in BAR `bar` (inside it: the caller cuts
   // accesses at the BAR's end), as pread/pwrite of the region carry it.
   virtual void bar_read(u32 bar, u64 offset, u8* out, u64 len) = 0;
@@ -66,7 +72,11 @@ class DeviceModel {
   // posted MMIO write reaches a device before the driver's next access to it does.
   virtual void settle() {}
 
-  // Function-level reset (and power-on): BAR contents and internal state to their power-on
+  // Whether the function has a reset method Linux's pci_try_reset_function can use (FLR, a PM
+  // reset, ...): vfio-pci's reset_works, so VFIO_DEVICE_FLAGS_RESET and VFIO_DEVICE_RESET.
+  virtual bool has_function_reset() const { return true; }
+
+  // Function-level reset (and power-on, and a bus reset): BAR contents and internal state to their power-on
   // values. Config space is reset by the caller, from power_on_config(). A model that does DMA
   // waits here for an access in flight; the caller holds none of the locks DMA takes.
   virtual void reset() = 0;

@@ -2,11 +2,12 @@
 """vfio-emu's transcript against real Linux's (the committed goldens), line by line.
 
     compare.py --tool build/tools/vfio-emu --transcript build/tests/oracle/oracle-transcript
-               [--golden-dir DIR] [--differences FILE] [--readme README.md]
+               [--config TOPOLOGY] [--golden-dir DIR] [--differences FILE] [--readme README.md]
                [--emu-output FILE]   (read vfio-emu's transcript from FILE instead of running it)
 
-Runs the transcript program under `vfio-emu run` (the built-in machine: testdev 0000:00:01.0 in
-group 1, /dev/vfio/devices/vfio0), then compares its lines with every golden/<kernel>.txt. Each
+Runs the transcript program under `vfio-emu run --config pci_testdev_machine.toml` (the built-in
+machine with the pci-testdev model at 0000:00:01.0 in group 1, /dev/vfio/devices/vfio0, as QEMU's
+pci-testdev is in the VM), then compares its lines with every golden/<kernel>.txt. Each
 line that differs (a different answer, or a line only one side has) must be explained by an
 entry of differences.toml, which names the README subsection of "Where vfio-emu differs from
 Linux" that explains it. Fails on:
@@ -146,14 +147,15 @@ def explain(diffs: list[Difference], entries: list[Entry]) -> list[Difference]:
     return unexplained
 
 
-def run_emu(tool: str, transcript: str) -> str:
+def run_emu(tool: str, transcript: str, config: Path) -> str:
     if not Path("/dev/fuse").exists():
         print("skipped: no /dev/fuse (vfio-emu run needs FUSE)")
         sys.exit(SKIP)
-    r = subprocess.run(["timeout", "300", tool, "run", "--", transcript], capture_output=True,
-                       text=True)
+    r = subprocess.run(["timeout", "300", tool, "run", "--config", str(config), "--", transcript],
+                       capture_output=True, text=True)
     if r.returncode != 0 or not r.stdout.rstrip().endswith("end"):
-        print(f"vfio-emu run -- {transcript} failed ({r.returncode}):\n{r.stdout[-3000:]}\n"
+        print(f"vfio-emu run --config {config} -- {transcript} failed ({r.returncode}):\n"
+              f"{r.stdout[-3000:]}\n"
               f"{r.stderr[-3000:]}")
         sys.exit(1)
     return r.stdout
@@ -174,6 +176,8 @@ def main() -> int:
     ap.add_argument("--tool")
     ap.add_argument("--transcript")
     ap.add_argument("--emu-output", type=Path)
+    ap.add_argument("--config", type=Path, default=HERE / "pci_testdev_machine.toml",
+                    help="the topology the transcript runs on (the VM's device at 00:01.0)")
     ap.add_argument("--golden-dir", type=Path, default=HERE / "golden")
     ap.add_argument("--differences", type=Path, default=HERE / "differences.toml")
     ap.add_argument("--readme", type=Path, default=HERE.parent.parent / "README.md")
@@ -192,7 +196,7 @@ def main() -> int:
     else:
         if not (args.tool and args.transcript):
             ap.error("--tool and --transcript, or --emu-output")
-        emu_text = run_emu(args.tool, args.transcript)
+        emu_text = run_emu(args.tool, args.transcript, args.config)
     emu = parse(emu_text)
 
     entries = load_entries(args.differences)

@@ -175,7 +175,7 @@ TEST_CASE("topology: errors name what is wrong", "[topology]") {
                                  "\"0000:00:01.0\", model = ";
   CHECK(parse_error(unit + with_model + "\"testdev\" }]\n") == "(parsed)");
   CHECK_THAT(parse_error(unit + with_model + "\"e1000\" }]\n"),
-             Catch::Contains("unknown device model 'e1000' (known: testdev, ioat)"));
+             Catch::Contains("unknown device model 'e1000' (known: testdev, ioat, pci-testdev)"));
   CHECK_THAT(parse_error(unit + with_model + "3 }]\n"), Catch::Contains("'model' must be a string"));
   CHECK_THAT(parse_error(unit + group +
                          "[[group]]\nid = 2\niommu = \"u\"\ndevices = [\"0000:00:01.0\"]\n"),
