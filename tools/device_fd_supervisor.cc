@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <linux/vfio.h>
@@ -204,6 +205,48 @@ void DeviceFdSupervisor::run() {
   }
 }
 
+namespace {
+
+// The capabilities of thread `tid` (0: the calling thread); false if it is gone.
+bool effective_caps(pid_t tid, __user_cap_data_struct (&data)[2]) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, tid};
+  return syscall(SYS_capget, &hdr, data) == 0;
+}
+
+// For as long as it lives, the calling thread lacks CAP_SYS_RAWIO in its effective set if
+// thread `tid` (the program's) lacks it: the daemon asks the caller of an ioctl for it
+// (vfio_df_group_open of a no-IOMMU device through an iommufd), and the caller Linux asks is the
+// program, not its supervisor.
+class RawioAsProgram {
+ public:
+  explicit RawioAsProgram(pid_t tid) {
+    __user_cap_data_struct theirs[2] = {}, ours[2] = {};
+    if (!effective_caps(tid, theirs) || !effective_caps(0, ours)) return;
+    constexpr unsigned bit = 1u << CAP_SYS_RAWIO;
+    if ((theirs[0].effective & bit) || !(ours[0].effective & bit)) return;
+    saved_ = ours[0].effective;
+    ours[0].effective &= ~bit;
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    dropped_ = syscall(SYS_capset, &hdr, ours) == 0;
+  }
+  ~RawioAsProgram() {
+    if (!dropped_) return;
+    __user_cap_data_struct ours[2] = {};
+    if (!effective_caps(0, ours)) return;
+    ours[0].effective = saved_;
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    (void)syscall(SYS_capset, &hdr, ours);
+  }
+  RawioAsProgram(const RawioAsProgram&) = delete;
+  RawioAsProgram& operator=(const RawioAsProgram&) = delete;
+
+ private:
+  bool dropped_ = false;
+  __u32 saved_ = 0;
+};
+
+}  // namespace
+
 void DeviceFdSupervisor::handle(const Notification& note) {
   const seccomp_notif& n = note.n;
   seccomp_notif_resp resp{};
@@ -252,8 +295,15 @@ void DeviceFdSupervisor::handle(const Notification& note) {
                                   std::to_string(cdev);
     const Fd device(::open(cdev_path.c_str(), O_RDWR | O_CLOEXEC));
     if (device.get() < 0) return -errno;
-    if (ioctl(device.get(), kVfioEmuDeviceUseGroup, static_cast<unsigned long>(group_copy.get())))
-      return -errno;
+    // The cdev is opened with our capabilities (Linux's GET_DEVICE_FD opens no node); the
+    // device's open as the program's.
+    int used = 0;
+    {
+      const RawioAsProgram as_program(pid);
+      used = ioctl(device.get(), kVfioEmuDeviceUseGroup,
+                   static_cast<unsigned long>(group_copy.get())) != 0 ? -errno : 0;
+    }
+    if (used != 0) return used;
     // The program may have died or been interrupted meanwhile: then nothing is installed.
     if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_ID_VALID, &n.id) != 0) return -ENOENT;
     seccomp_notif_addfd add{};

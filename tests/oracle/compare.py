@@ -147,18 +147,28 @@ def explain(diffs: list[Difference], entries: list[Entry]) -> list[Difference]:
     return unexplained
 
 
+# The no-IOMMU device of pci_testdev_machine.toml, as the transcript's --noiommu wants it.
+NOIOMMU_ARGS = ["--noiommu", "/dev/vfio/noiommu-0", "0000:00:06.0",
+                "/dev/vfio/devices/noiommu-vfio5"]
+
+
 def run_emu(tool: str, transcript: str, config: Path) -> str:
+    """The transcript under `vfio-emu run`, then its no-IOMMU section under `vfio-emu run
+    --enable-unsafe-noiommu-mode` (the goldens' noiommu.* lines come from a second boot)."""
     if not Path("/dev/fuse").exists():
         print("skipped: no /dev/fuse (vfio-emu run needs FUSE)")
         sys.exit(SKIP)
-    r = subprocess.run(["timeout", "300", tool, "run", "--config", str(config), "--", transcript],
-                       capture_output=True, text=True)
-    if r.returncode != 0 or not r.stdout.rstrip().endswith("end"):
-        print(f"vfio-emu run --config {config} -- {transcript} failed ({r.returncode}):\n"
-              f"{r.stdout[-3000:]}\n"
-              f"{r.stderr[-3000:]}")
-        sys.exit(1)
-    return r.stdout
+    out = ""
+    for run_args, args, last in (([], [], "end"),
+                                 (["--enable-unsafe-noiommu-mode"], NOIOMMU_ARGS, "noiommu.end")):
+        cmd = [tool, "run", *run_args, "--config", str(config), "--", transcript, *args]
+        r = subprocess.run(["timeout", "300", *cmd], capture_output=True, text=True)
+        if r.returncode != 0 or not r.stdout.rstrip().endswith(last):
+            print(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n"
+                  f"{r.stderr[-3000:]}")
+            sys.exit(1)
+        out += r.stdout
+    return out
 
 
 def suggest(d: Difference) -> str:

@@ -47,6 +47,12 @@ QEMU_ARGS = ["-nodefaults", "-machine", "q35,accel=tcg,kernel-irqchip=split", "-
              "-device", "intel-iommu,intremap=on,caching-mode=on,aw-bits=48,snoop-control=on",
              "-device", "pci-testdev,addr=01.0", "-device", "edu,addr=02.0"]
 APPEND = "console=ttyS0 intel_iommu=on panic=-1 quiet loglevel=3"
+# The no-IOMMU boot: the same machine without its VT-d unit, so pci-testdev has no IOMMU group
+# and, with vfio's enable_unsafe_noiommu_mode set before the bind, gets /dev/vfio/noiommu-N (and,
+# on 7.3, the cdev noiommu-vfioN). The init script sees `oracle_mode=noiommu`.
+_VTD = QEMU_ARGS.index(next(a for a in QEMU_ARGS if a.startswith("intel-iommu")))
+NOIOMMU_QEMU_ARGS = QEMU_ARGS[:_VTD - 1] + QEMU_ARGS[_VTD + 1:]  # without `-device intel-iommu,...`
+NOIOMMU_APPEND = "console=ttyS0 intel_iommu=off oracle_mode=noiommu panic=-1 quiet loglevel=3"
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -59,6 +65,22 @@ if [ -d /lib/modules ]; then
   for m in vfio vfio_iommu_type1 vfio-pci cuse; do modprobe $m || echo "oracle-init: modprobe $m failed"; done
 fi
 BDF=@BDF@
+if grep -q oracle_mode=noiommu /proc/cmdline; then
+  # vfio's parameter is writable at run time; it must be set before vfio-pci probes the device.
+  echo Y > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode ||
+    echo "oracle-init: cannot set enable_unsafe_noiommu_mode" > $out
+  echo vfio-pci > /sys/bus/pci/devices/$BDF/driver_override
+  echo $BDF > /sys/bus/pci/drivers_probe
+  group=$(basename "$(readlink /sys/bus/pci/devices/$BDF/iommu_group)")
+  cdev=$(ls /sys/bus/pci/devices/$BDF/vfio-dev 2>/dev/null | head -1)
+  echo "@@ uname $(uname -r) noiommu group $group cdev ${cdev:-none}" > $out
+  echo "@@ begin linux-noiommu" > $out
+  /transcript --noiommu /dev/vfio/noiommu-$group $BDF /dev/vfio/devices/${cdev:-noiommu-vfio0} \
+    > $out 2>&1
+  echo "@@ end linux-noiommu rc=$?" > $out
+  echo "@@ done" > $out
+  poweroff -f
+fi
 echo vfio-pci > /sys/bus/pci/devices/$BDF/driver_override
 echo $BDF > /sys/bus/pci/drivers_probe
 group=$(basename "$(readlink /sys/bus/pci/devices/$BDF/iommu_group)")
@@ -165,12 +187,15 @@ def build_initramfs(work: Path, kernel: kmod.Kernel, transcript: Path, daemon: P
     return image
 
 
-def boot(kernel: kmod.Kernel, initrd: Path, work: Path, timeout: int) -> tuple[str, str, float]:
-    """Boots; returns (the transcript port's text, the console's text, seconds)."""
+def boot(kernel: kmod.Kernel, initrd: Path, work: Path, timeout: int,
+         noiommu: bool = False) -> tuple[str, str, float]:
+    """Boots (the no-IOMMU machine if `noiommu`); returns (the transcript port's text, the
+    console's text, seconds)."""
     port = work / "ttyS1.txt"
     port.unlink(missing_ok=True)
-    cmd = [QEMU, *QEMU_ARGS, "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd),
-           "-append", APPEND, "-serial", "stdio", "-serial", f"file:{port}", "-display", "none",
+    cmd = [QEMU, *(NOIOMMU_QEMU_ARGS if noiommu else QEMU_ARGS), "-kernel", str(kernel.vmlinuz),
+           "-initrd", str(initrd), "-append", NOIOMMU_APPEND if noiommu else APPEND,
+           "-serial", "stdio", "-serial", f"file:{port}", "-display", "none",
            "-monitor", "none", "-no-reboot"]
     t = time.monotonic()
     try:
@@ -207,13 +232,17 @@ def sections(text: str) -> dict[str, list[str]]:
 def header(kernel: kmod.Kernel, uname_line: str) -> list[str]:
     qemu_version = subprocess.run([QEMU, "--version"], capture_output=True,
                                   text=True).stdout.splitlines()[0]
-    cmd = [QEMU, *QEMU_ARGS, "-kernel", "VMLINUZ", "-initrd", "INITRD", "-append",
-           APPEND, "-serial", "stdio", "-serial", "file:TRANSCRIPT", "-display", "none",
-           "-monitor", "none", "-no-reboot"]
+
+    def command(args: list[str], append: str) -> str:
+        return " ".join(shlex.quote(c) for c in [
+            QEMU, *args, "-kernel", "VMLINUZ", "-initrd", "INITRD", "-append", append, "-serial",
+            "stdio", "-serial", "file:TRANSCRIPT", "-display", "none", "-monitor", "none",
+            "-no-reboot"])
     return [f"# kernel: {kernel.release} ({kernel.package})",
             f"# guest: {uname_line}",
             f"# qemu: {qemu_version}",
-            "# command: " + " ".join(shlex.quote(c) for c in cmd),
+            "# command: " + command(QEMU_ARGS, APPEND),
+            "# noiommu.* lines (transcript --noiommu): " + command(NOIOMMU_QEMU_ARGS, NOIOMMU_APPEND),
             "# written by ./dev.sh oracle (tests/oracle/oracle.py); do not edit by hand"]
 
 
@@ -293,6 +322,7 @@ def main() -> int:
             initrd = build_initramfs(work, kernel, args.transcript, args.daemon, examples)
             try:
                 text, console, seconds = boot(kernel, initrd, work, args.timeout)
+                ntext, nconsole, nseconds = boot(kernel, initrd, work, args.timeout, noiommu=True)
             except SourceError as e:
                 print(f"oracle: {e}")
                 failures += 1
@@ -301,7 +331,15 @@ def main() -> int:
         logs.mkdir(parents=True, exist_ok=True)
         (logs / f"{spec.name}.console.txt").write_text(console)
         (logs / f"{spec.name}.ttyS1.txt").write_text(text)
+        (logs / f"{spec.name}.noiommu.console.txt").write_text(nconsole)
+        (logs / f"{spec.name}.noiommu.ttyS1.txt").write_text(ntext)
         found = sections(text)
+        noiommu_lines = sections(ntext).get("linux-noiommu")
+        if not noiommu_lines or noiommu_lines[-2:-1] != ["noiommu.end"]:
+            print(f"oracle: {spec.name}: no complete no-IOMMU transcript (console in "
+                  f"{logs}/{spec.name}.noiommu.console.txt):\n" + nconsole[-2000:])
+            failures += 1
+            noiommu_lines = []
         uname = next((l[3:] for l in text.splitlines() if l.startswith("@@ uname")), "?")
         if "linux" not in found:
             print(f"oracle: {spec.name}: no transcript (console in {logs}/{spec.name}.console.txt):\n"
@@ -309,8 +347,8 @@ def main() -> int:
             failures += 1
             continue
         target = args.golden_dir / f"{spec.name}.txt"
-        target.write_text("\n".join(header(kernel, uname) + found["linux"]) + "\n")
-        log(f"{spec.name}: wrote {target} ({len(found['linux'])} lines)")
+        target.write_text("\n".join(header(kernel, uname) + found["linux"] + noiommu_lines) + "\n")
+        log(f"{spec.name}: wrote {target} ({len(found['linux'])} + {len(noiommu_lines)} lines)")
         if args.daemon and not any(n.startswith("cuse-") for n in found):
             log(f"{spec.name}: no CUSE transcript (see {logs}/{spec.name}.ttyS1.txt)")
         for name, lines in found.items():
@@ -326,7 +364,7 @@ def main() -> int:
                     failures += 1
             elif name.startswith("cuse-"):
                 failures += compare_transports(spec.name, name, lines, args, logs)
-        log(f"{spec.name}: boot to power-off {seconds:.1f} s")
+        log(f"{spec.name}: boot to power-off {seconds:.1f} s (no-IOMMU boot {nseconds:.1f} s)")
     return 1 if failures else 0
 
 

@@ -2,6 +2,7 @@
  *
  *   transcript [--container PATH] [--group PATH] [--bdf BDF] [--iommufd PATH] [--cdev PATH]
  *              [--no-group-device]
+ *   transcript --noiommu GROUP BDF CDEV [--container PATH] [--iommufd PATH]
  *
  * Each line is `KEY rc=R errno=E [FIELD=VALUE...]`: KEY names the call and its case (unique in a
  * run), R is the return value (`fd` for a new file descriptor), E the errno name (0 on success).
@@ -14,6 +15,12 @@
  * whose node is missing prints `SECTION.skipped reason` (the stock Debian kernels have no
  * /dev/iommu and no /dev/vfio/devices/). --no-group-device takes the device fd from the cdev
  * instead of VFIO_GROUP_GET_DEVICE_FD (over CUSE without `vfio-emu run`, README differences §1).
+ *
+ * --noiommu runs only the no-IOMMU section (keys noiommu.*, then `noiommu.end`) on the no-IOMMU
+ * group GROUP (/dev/vfio/noiommu-N) of device BDF, whose cdev is CDEV (7.3 names it
+ * noiommu-vfioN): the machine has enable_unsafe_noiommu_mode on and the device behind no IOMMU.
+ * The program runs as root; the CAP_SYS_RAWIO checks are made by dropping the capability from
+ * the effective set around a call (`.norawio` keys).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,7 +37,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---- Output ---------------------------------------------------------------------------------- */
@@ -144,6 +153,9 @@ static const char* bdf = "0000:00:01.0";
 static const char* iommufd_path = "/dev/iommu";
 static const char* cdev_path = "/dev/vfio/devices/vfio0";
 static int group_device = 1;
+static const char* noiommu_group; /* --noiommu: the no-IOMMU section only */
+static const char* noiommu_bdf;
+static const char* noiommu_cdev;
 
 #define MIB (1ULL << 20)
 static uint8_t* buf;  /* 8 MiB, 2 MiB-aligned, populated: the memory every MAP uses */
@@ -1060,12 +1072,154 @@ static void cdev_section(void) {
   close(fd);
 }
 
+/* ---- No-IOMMU mode --------------------------------------------------------------------------- */
+
+/* CAP_SYS_RAWIO in or out of the effective set (it stays permitted). */
+static void set_rawio(int on) {
+  struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  if (syscall(SYS_capget, &hdr, data) != 0) return;
+  if (on)
+    data[0].effective |= 1u << CAP_SYS_RAWIO;
+  else
+    data[0].effective &= ~(1u << CAP_SYS_RAWIO);
+  (void)syscall(SYS_capset, &hdr, data);
+}
+
+static void noiommu_device(const char* prefix, int d) {
+  char key[96];
+  struct vfio_device_info di = {.argsz = sizeof di};
+  snprintf(key, sizeof key, "%s.get_info", prefix);
+  if (IO(key, d, VFIO_DEVICE_GET_INFO, &di) == 0)
+    field("flags=0x%x num_regions=%u num_irqs=%u", di.flags, di.num_regions, di.num_irqs);
+  struct vfio_region_info ri = {.argsz = sizeof ri, .index = VFIO_PCI_CONFIG_REGION_INDEX};
+  snprintf(key, sizeof key, "%s.config_info", prefix);
+  if (IO(key, d, VFIO_DEVICE_GET_REGION_INFO, &ri) == 0) {
+    field("size=0x%llx flags=0x%x", (unsigned long long)ri.size, ri.flags);
+    uint32_t ids = 0;
+    errno = 0;
+    long n = pread(d, &ids, sizeof ids, (off_t)ri.offset);
+    snprintf(key, sizeof key, "%s.config.ids", prefix);
+    begin(key, n, errno, 0);
+    if (n == (long)sizeof ids) field("value=0x%08x", ids);
+  }
+}
+
+static void noiommu_section(const char* group, const char* nbdf, const char* cdev) {
+  int c = open_node("noiommu.container_open", container_path, O_RDWR);
+  if (c < 0) return;
+  IO("noiommu.check_extension.empty.8", c, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU);
+  IO("noiommu.check_extension.empty.3", c, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU);
+  set_rawio(0);
+  int g = open_node("noiommu.group_open.norawio", group, O_RDWR);
+  if (g >= 0) close(g);
+  set_rawio(1);
+  g = open_node("noiommu.group_open", group, O_RDWR);
+  if (g < 0) return;
+  open_node("noiommu.group_open.again", group, O_RDWR);
+  group_status("noiommu.group_status", g, sizeof(struct vfio_group_status));
+  io_fd("noiommu.get_device_fd.no_container", g, VFIO_GROUP_GET_DEVICE_FD, nbdf);
+  set_rawio(0);
+  IO("noiommu.set_container.norawio", g, VFIO_GROUP_SET_CONTAINER, &c);
+  set_rawio(1);
+  IO("noiommu.set_container", g, VFIO_GROUP_SET_CONTAINER, &c);
+  group_status("noiommu.group_status.set", g, sizeof(struct vfio_group_status));
+  IO("noiommu.check_extension.8", c, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU);
+  IO("noiommu.check_extension.3", c, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU);
+  IO("noiommu.check_extension.1", c, VFIO_CHECK_EXTENSION, VFIO_TYPE1_IOMMU);
+  io_fd("noiommu.get_device_fd.no_iommu", g, VFIO_GROUP_GET_DEVICE_FD, nbdf);
+  IO("noiommu.set_iommu.3", c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+  set_rawio(0);
+  IO("noiommu.set_iommu.norawio", c, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+  set_rawio(1);
+  IO("noiommu.set_iommu", c, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+  IO("noiommu.set_iommu.again", c, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+  IO("noiommu.check_extension.set.8", c, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU);
+  IO("noiommu.check_extension.set.3", c, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU);
+  struct vfio_iommu_type1_info info = {.argsz = sizeof info};
+  IO("noiommu.get_info", c, VFIO_IOMMU_GET_INFO, &info);
+  struct vfio_iommu_type1_dma_map map = {.argsz = sizeof map, .flags = 3, .vaddr = va(0),
+                                         .iova = 0x100000, .size = 0x1000};
+  IO("noiommu.map_dma", c, VFIO_IOMMU_MAP_DMA, &map);
+  long d = io_fd("noiommu.get_device_fd", g, VFIO_GROUP_GET_DEVICE_FD, nbdf);
+  if (d >= 0) {
+    noiommu_device("noiommu.device", (int)d);
+    IO("noiommu.unset_container.device_open", g, VFIO_GROUP_UNSET_CONTAINER, 0);
+    close((int)d);
+  }
+  IO("noiommu.unset_container", g, VFIO_GROUP_UNSET_CONTAINER, 0);
+  IO("noiommu.check_extension.unset.8", c, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU);
+  close(c);
+
+  if (access(iommufd_path, F_OK) != 0) {
+    note("noiommu.iommufd.skipped", "no %s", iommufd_path);
+    end_line();
+  } else {
+    int fd = open_node("noiommu.compat.iommufd_open", iommufd_path, O_RDWR);
+    if (fd >= 0) {
+      IO("noiommu.compat.set_container", g, VFIO_GROUP_SET_CONTAINER, &fd);
+      IO("noiommu.compat.check_extension.8", fd, VFIO_CHECK_EXTENSION, VFIO_NOIOMMU_IOMMU);
+      IO("noiommu.compat.check_extension.3", fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU);
+      IO("noiommu.compat.check_extension.unmap_all", fd, VFIO_CHECK_EXTENSION, VFIO_UNMAP_ALL);
+      IO("noiommu.compat.set_iommu.3", fd, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU);
+      set_rawio(0);
+      IO("noiommu.compat.set_iommu.norawio", fd, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+      long d0 = io_fd("noiommu.compat.get_device_fd.norawio", g, VFIO_GROUP_GET_DEVICE_FD, nbdf);
+      if (d0 >= 0) close((int)d0);
+      set_rawio(1);
+      IO("noiommu.compat.set_iommu", fd, VFIO_SET_IOMMU, VFIO_NOIOMMU_IOMMU);
+      long d2 = io_fd("noiommu.compat.get_device_fd", g, VFIO_GROUP_GET_DEVICE_FD, nbdf);
+      if (d2 >= 0) {
+        noiommu_device("noiommu.compat.device", (int)d2);
+        close((int)d2);
+      }
+      IO("noiommu.compat.unset_container", g, VFIO_GROUP_UNSET_CONTAINER, 0);
+      close(fd);
+    }
+  }
+  close(g);
+
+  if (access(cdev, F_OK) != 0 || access(iommufd_path, F_OK) != 0) {
+    note("noiommu.cdev.skipped", "no %s or %s", cdev, iommufd_path);
+    end_line();
+    return;
+  }
+  set_rawio(0);
+  int d3 = open_node("noiommu.cdev.open.norawio", cdev, O_RDWR);
+  if (d3 >= 0) close(d3);
+  set_rawio(1);
+  int fd = open_node("noiommu.cdev.iommufd_open", iommufd_path, O_RDWR);
+  int dc = open_node("noiommu.cdev.open", cdev, O_RDWR);
+  if (fd < 0 || dc < 0) return;
+  struct vfio_device_bind_iommufd b = {.argsz = 16, .iommufd = fd};
+  if (IO("noiommu.cdev.bind", dc, VFIO_DEVICE_BIND_IOMMUFD, &b) == 0)
+    field("out_devid_nonzero=%d", b.out_devid != 0);
+  struct iommu_hw_info h = {.size = sizeof h, .dev_id = b.out_devid};
+  IO("noiommu.cdev.hw_info", fd, IOMMU_GET_HW_INFO, &h);
+  noiommu_device("noiommu.cdev.device", dc);
+  int g2 = open_node("noiommu.cdev.group_open.bound", group, O_RDWR);
+  if (g2 >= 0) close(g2);
+  close(dc);
+  close(fd);
+}
+
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--no-group-device")) {
       group_device = 0;
+      continue;
+    }
+    if (!strcmp(a, "--noiommu")) {
+      if (i + 3 >= argc) {
+        fprintf(stderr, "--noiommu GROUP BDF CDEV\n");
+        return 2;
+      }
+      noiommu_group = argv[i + 1];
+      noiommu_bdf = argv[i + 2];
+      noiommu_cdev = argv[i + 3];
+      i += 3;
       continue;
     }
     if (!v) {
@@ -1086,6 +1240,12 @@ int main(int argc, char** argv) {
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   alloc_buffer();
+  if (noiommu_group) {
+    noiommu_section(noiommu_group, noiommu_bdf, noiommu_cdev);
+    end_line();
+    printf("noiommu.end\n");
+    return 0;
+  }
   container_section();
   group_section();
   type1_section("type1v2", VFIO_TYPE1v2_IOMMU);
