@@ -41,13 +41,16 @@ std::string hex_line(const char* format, u32 value) {
   return line;
 }
 
-bool has_show(SysfsKind k) {
+// kernfs_fop_open's has_read and has_write: a show or read method, or mmap (a binary
+// attribute with mmap takes every open mode: sysfs_bin_kfops_mmap has read and write).
+bool has_read(SysfsKind k) {
   return k != SysfsKind::kBind && k != SysfsKind::kUnbind && k != SysfsKind::kNewId &&
          k != SysfsKind::kRemoveId;
 }
 
-bool has_store(SysfsKind k) {
-  return k == SysfsKind::kConfig || k == SysfsKind::kDriverOverride || !has_show(k);
+bool has_write(SysfsKind k) {
+  return k == SysfsKind::kConfig || k == SysfsKind::kDriverOverride ||
+         k == SysfsKind::kResourceBar || k == SysfsKind::kResourceBarWc || !has_read(k);
 }
 
 // pci_match_one_id(id, dev): `dev`'s ids are those of a device (or of a new id, for new_id's
@@ -130,11 +133,34 @@ SysfsFiles::SysfsFiles(core::Emulator& emu) : emu_(emu) {
                                  0644, 4096});
       files_.push_back(SysfsFile{dir + "config", SysfsKind::kConfig, d.get(), 0644,
                                  d->model->config_size()});
+      add_resource_files(*d, dir);
       if (core::inspect::behind_vtd(*d))
         files_.push_back(SysfsFile{"sys/kernel/debug/iommu/intel/" + d->spec().bdf +
                                        "/domain_translation_struct",
                                    SysfsKind::kDomainTranslation, d.get(), 0444, 0});
     }
+  }
+}
+
+// pci_create_resource_files: for each BAR with a size, resourceN (0600, the BAR's size), and for a
+// prefetchable memory BAR resourceN_wc too (x86 can map write-combined: arch_can_pci_mmap_wc).
+void SysfsFiles::add_resource_files(core::Device& d, const std::string& dir) {
+  std::vector<u8> config;
+  std::array<u64, 6> sizes{};
+  {
+    std::lock_guard lock(d.regions_mu);
+    config = d.config;
+    for (u32 i = 0; i < 6; ++i) sizes[i] = d.model->bar_size(i);
+  }
+  for (u32 bar = 0; bar < 6; ++bar) {
+    if (sizes[bar] == 0) continue;
+    const u32 reg = config_u32(config, 0x10 + 4 * bar);
+    const bool io = (reg & 1) != 0;
+    const std::string name = dir + "resource" + std::to_string(bar);
+    files_.push_back(SysfsFile{name, SysfsKind::kResourceBar, &d, 0600, sizes[bar], bar, io});
+    if (!io && (reg & 0x8))
+      files_.push_back(SysfsFile{name + "_wc", SysfsKind::kResourceBarWc, &d, 0600, sizes[bar],
+                                 bar, false});
   }
 }
 
@@ -191,8 +217,8 @@ Result<std::string> SysfsFiles::open(const SysfsFile& f, int flags, bool privile
   // kernfs_fop_open: checked for root too. Debugfs is no kernfs: root opens its 0444 files for
   // writing, and the write fails (no write method: EINVAL).
   if (f.kind != SysfsKind::kDomainTranslation) {
-    if (writes && (!(f.mode & 0222) || !has_store(f.kind))) return err(EACCES);
-    if (reads && (!(f.mode & 0444) || !has_show(f.kind))) return err(EACCES);
+    if (writes && (!(f.mode & 0222) || !has_write(f.kind))) return err(EACCES);
+    if (reads && (!(f.mode & 0444) || !has_read(f.kind))) return err(EACCES);
   }
   if (!reads) return std::string();
   try {
@@ -239,6 +265,56 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
     log->error("{}: a write of {:#x} bytes failed: {}: EIO", f.path, data.size(), e.what());
     return err(EIO);
   }
+}
+
+// ---- resourceN[_wc] ----------------------------------------------------------------------------
+
+Result<size_t> SysfsFiles::bin_read(const SysfsFile& f, u64 pos, u8* out, size_t count) {
+  // sysfs_kf_bin_read: nothing to read, or at or past the end: 0 bytes; cut at the end.
+  if (count == 0 || pos >= f.size) return size_t{0};
+  count = static_cast<size_t>(std::min<u64>(count, f.size - pos));
+  if (f.kind == SysfsKind::kResourceBar && f.io_bar) return resource_io(f, pos, out, nullptr, count);
+  logger("cuse")->info("{}: read of {:#x} bytes at {:#x}: a memory BAR's resource file is only "
+                       "mapped (no read method, sysfs_kf_bin_read): EIO", f.path, count, pos);
+  return err(EIO);
+}
+
+Result<size_t> SysfsFiles::bin_write(const SysfsFile& f, u64 pos, const u8* in, size_t count) {
+  // sysfs_kf_bin_write: at or past the end EFBIG (before looking at the count); cut at the end.
+  if (pos >= f.size) {
+    logger("cuse")->info("{}: write of {:#x} bytes at {:#x}, at or past its end {:#x}: EFBIG",
+                         f.path, count, pos, f.size);
+    return err(EFBIG);
+  }
+  count = static_cast<size_t>(std::min<u64>(count, f.size - pos));
+  if (count == 0) return size_t{0};
+  if (f.kind == SysfsKind::kResourceBar && f.io_bar) return resource_io(f, pos, nullptr, in, count);
+  logger("cuse")->info("{}: write of {:#x} bytes at {:#x}: a memory BAR's resource file is only "
+                       "mapped (no write method, sysfs_kf_bin_write): EIO", f.path, count, pos);
+  return err(EIO);
+}
+
+// pci_resource_io (CONFIG_HAS_IOPORT): inb/inw/inl or outb/outw/outl at the port, which the model
+// of the BAR answers as a VFIO region access of that width would reach it. The command register's
+// I/O decoding is not looked at: vfio-pci's config space is virtual, and the physical function
+// stays enabled as pci_enable_device left it while vfio-pci has it.
+Result<size_t> SysfsFiles::resource_io(const SysfsFile& f, u64 pos, u8* out, const u8* in,
+                                       size_t count) {
+  // (pci_resource_io's own end checks cannot fail once sysfs has cut the access at the end.)
+  if (count != 1 && count != 2 && count != 4) {
+    logger("cuse")->info("{}: {} of {:#x} bytes at {:#x}: an I/O port access is of 1, 2 or 4 "
+                         "bytes (pci_resource_io): EINVAL", f.path, in ? "write" : "read", count,
+                         pos);
+    return err(EINVAL);
+  }
+  core::Device& d = *f.device;
+  d.model->settle();  // as a VFIO region access: what was stored through a mapping comes first
+  std::lock_guard lock(d.regions_mu);
+  if (in != nullptr)
+    d.model->bar_write(f.bar, pos, in, count);
+  else
+    d.model->bar_read(f.bar, pos, out, count);
+  return count;
 }
 
 // bind_store: the device must match vfio-pci (its driver_override names vfio-pci, or one of
