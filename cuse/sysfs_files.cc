@@ -3,11 +3,13 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <new>
+#include <tuple>
 
 #include "core/inspect/vtd_debugfs.h"
 #include "core/log.h"
@@ -45,7 +47,8 @@ std::string hex_line(const char* format, u32 value) {
 // attribute with mmap takes every open mode: sysfs_bin_kfops_mmap has read and write).
 bool has_read(SysfsKind k) {
   return k != SysfsKind::kBind && k != SysfsKind::kUnbind && k != SysfsKind::kNewId &&
-         k != SysfsKind::kRemoveId;
+         k != SysfsKind::kRemoveId && k != SysfsKind::kRemove && k != SysfsKind::kRescan &&
+         k != SysfsKind::kReset;
 }
 
 bool has_write(SysfsKind k) {
@@ -66,6 +69,43 @@ bool match_one_id(const Id& id, u32 vendor, u32 device, u32 subvendor, u32 subde
 }
 
 }  // namespace
+
+int kstrtoul(std::string_view s, u64* value) {
+  s = s.substr(0, std::min(s.find('\0'), s.size()));  // the store sees a C string
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+  unsigned base = 10;
+  if (!s.empty() && s[0] == '0') {  // _parse_integer_fixup_radix
+    if (s.size() > 2 && (s[1] == 'x' || s[1] == 'X') && std::isxdigit(static_cast<unsigned char>(s[2]))) {
+      base = 16;
+      s.remove_prefix(2);
+    } else {
+      base = 8;
+    }
+  }
+  u64 v = 0;
+  size_t digits = 0;
+  bool overflow = false;
+  for (; digits < s.size(); ++digits) {  // _parse_integer
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[digits])));
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = static_cast<unsigned>(c - 'a' + 10);
+    else
+      break;
+    if (d >= base) break;
+    if (v > (~u64{0} - d) / base) overflow = true;
+    v = v * base + d;
+  }
+  if (overflow) return ERANGE;
+  if (digits == 0) return EINVAL;
+  s.remove_prefix(digits);
+  if (!s.empty() && s[0] == '\n') s.remove_prefix(1);
+  if (!s.empty()) return EINVAL;
+  *value = v;
+  return 0;
+}
 
 bool sysfs_streq(std::string_view a, std::string_view b) {
   size_t i = 0;
@@ -134,6 +174,10 @@ SysfsFiles::SysfsFiles(core::Emulator& emu) : emu_(emu) {
       files_.push_back(SysfsFile{dir + "config", SysfsKind::kConfig, d.get(), 0644,
                                  d->model->config_size()});
       add_resource_files(*d, dir);
+      for (const auto& [name, kind, mode] :
+           {std::tuple{"remove", SysfsKind::kRemove, 0220u},
+            {"rescan", SysfsKind::kRescan, 0220u}, {"reset", SysfsKind::kReset, 0200u}})
+        files_.push_back(SysfsFile{dir + name, kind, d.get(), mode, 4096});
       if (core::inspect::behind_vtd(*d))
         files_.push_back(SysfsFile{"sys/kernel/debug/iommu/intel/" + d->spec().bdf +
                                        "/domain_translation_struct",
@@ -251,6 +295,9 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
       case SysfsKind::kUnbind: return unbind(data);
       case SysfsKind::kNewId: return new_id(data);
       case SysfsKind::kRemoveId: return remove_id(data);
+      case SysfsKind::kRemove:
+      case SysfsKind::kRescan:
+      case SysfsKind::kReset: return device_command(f, data);
       case SysfsKind::kConfig:
         // The device is vfio-pci's: its config space changes through the VFIO region only.
         log->info("{}: a write of {:#x} bytes to config through sysfs: EPERM (as a kernel in "
@@ -315,6 +362,36 @@ Result<size_t> SysfsFiles::resource_io(const SysfsFile& f, u64 pos, u8* out, con
   else
     d.model->bar_read(f.bar, pos, out, count);
   return count;
+}
+
+// remove_store, dev_rescan_store, reset_store (a number, as kstrtoul(buf, 0) reads it: EINVAL
+// otherwise). `rescan` finds no new function (the machine is fixed): done. `reset` is
+// pci_reset_function: the function resets with its config space saved and restored, whoever has
+// it open, as Device::reset. `remove` of a function is refused: vfio-emu keeps its devices.
+Result<size_t> SysfsFiles::device_command(const SysfsFile& f, std::string_view data) {
+  auto log = logger("cuse");
+  u64 value = 0;
+  if (kstrtoul(data, &value) != 0) {
+    log->info("{}: a write of {:#x} bytes that is not a number: EINVAL", f.path, data.size());
+    return err(EINVAL);
+  }
+  switch (f.kind) {
+    case SysfsKind::kRescan: return data.size();
+    case SysfsKind::kRemove:
+      if (value == 0) return data.size();
+      log->info("{}: remove of {:#x}: vfio-emu does not remove its devices (Linux would unbind "
+                "vfio-pci and delete the function): EBUSY", f.path, value);
+      return err(EBUSY);
+    case SysfsKind::kReset:
+      if (value != 1) {
+        log->info("{}: reset of {:#x}, not 1: EINVAL", f.path, value);
+        return err(EINVAL);
+      }
+      f.device->reset();
+      log->info("{}: function reset through sysfs", f.path);
+      return data.size();
+    default: return err(EINVAL);
+  }
 }
 
 // bind_store: the device must match vfio-pci (its driver_override names vfio-pci, or one of

@@ -7,6 +7,7 @@
 //   sys/bus/pci/devices/<bdf>/{vendor,device,subsystem_vendor,subsystem_device,class,revision,
 //                              irq,config,resource,driver_override}
 //   sys/bus/pci/devices/<bdf>/resourceN[_wc]   (binary attributes of the BARs, pci-sysfs.c)
+//   sys/bus/pci/devices/<bdf>/{remove,rescan,reset}
 //   sys/bus/pci/drivers/vfio-pci/{bind,unbind,new_id,remove_id}
 //   sys/kernel/debug/iommu/intel/<bdf>/domain_translation_struct   (devices behind VT-d)
 #pragma once
@@ -31,6 +32,9 @@ enum class SysfsKind {
   // memory BAR (mmap only). Read and written at a position (bin_read/bin_write), not from
   // contents computed at open.
   kResourceBar, kResourceBarWc,
+  // Write-only device attributes: remove (0220), rescan (0220), reset (0200; every device has a
+  // reset, as VFIO_DEVICE_GET_INFO's VFIO_DEVICE_FLAGS_RESET says).
+  kRemove, kRescan, kReset,
   kBind, kUnbind, kNewId, kRemoveId,
   kDomainTranslation,
 };
@@ -95,6 +99,7 @@ class SysfsFiles {
   Result<size_t> unbind(std::string_view data);
   Result<size_t> new_id(std::string_view data);
   Result<size_t> remove_id(std::string_view data);
+  Result<size_t> device_command(const SysfsFile& f, std::string_view data);
 
   core::Emulator& emu_;
   std::vector<SysfsFile> files_;
@@ -111,6 +116,10 @@ class SysfsFiles {
 // ROM and the 6 SR-IOV BARs (Linux with CONFIG_PCI_IOV), as pci-sysfs.c resource_show; flags as
 // decode_bar() with IORESOURCE_SIZEALIGN; an absent resource all zero.
 std::string pci_resource_text(std::span<const u8> config, const std::array<u64, 6>& bar_sizes);
+
+// kstrtoul(s, 0, &value): an optional '+', a number in C's bases ("0x" hex, "0" octal), an
+// optional newline and nothing else. 0, or EINVAL (not such a number) or ERANGE (over 64 bits).
+int kstrtoul(std::string_view s, u64* value);
 
 // sysfs_streq(a, b): equal, but for one trailing newline on either.
 bool sysfs_streq(std::string_view a, std::string_view b);

@@ -11,7 +11,9 @@
  *   - mmap of resource0 is the BAR: a store through it is what a VFIO pread of BAR0 returns and
  *     what a VFIO mapping of BAR0 loads, and the other way round;
  *   - a mapping of pages past the BAR: EINVAL (pci_mmap_fits; `run`'s supervisor answers it);
- *   - a write to a read-only attribute: EACCES, root included. */
+ *   - a write to a read-only attribute: EACCES, root included;
+ *   - reset, rescan and remove take a number (EINVAL otherwise); reset resets the function,
+ *     remove is refused (EBUSY); a file `run` wrote itself, or a new one, is EROFS. */
 #include "vfio_emu_compat.h"
 
 #include <dirent.h>
@@ -45,6 +47,7 @@ static int failures;
   } while (0)
 
 static const char* bdf;
+static char cdev_name[256];
 static char path_buf[512];
 static const char* dev_path(const char* name) {
   snprintf(path_buf, sizeof path_buf, "/sys/bus/pci/devices/%s/%s", bdf, name);
@@ -59,14 +62,25 @@ static int open_errno(const char* path, int flags) {
   return 0;
 }
 
+/* The errno of one write of `data` to path opened with `flags` (0: it took all of it). */
+static int write_errno(const char* path, int flags, const char* data) {
+  const int fd = open(path, flags, 0644);
+  if (fd < 0) return errno;
+  const ssize_t n = write(fd, data, strlen(data));
+  const int e = n < 0 ? errno : (size_t)n == strlen(data) ? 0 : -1;
+  close(fd);
+  return e;
+}
+
 /* Opens the device's cdev bound to a fresh iommufd, with memory decoding on: the fd, or -1. */
 static int open_bound_device(void) {
-  char dirpath[512], cdev[256] = "", path[600];
+  char dirpath[512], path[600];
+  char* cdev = cdev_name;
   snprintf(dirpath, sizeof dirpath, "/sys/bus/pci/devices/%s/vfio-dev", bdf);
   DIR* dir = opendir(dirpath);
   if (dir == NULL) return -1;
   for (struct dirent* e; (e = readdir(dir)) != NULL;)
-    if (strncmp(e->d_name, "vfio", 4) == 0) snprintf(cdev, sizeof cdev, "%s", e->d_name);
+    if (strncmp(e->d_name, "vfio", 4) == 0) snprintf(cdev, sizeof cdev_name, "%s", e->d_name);
   closedir(dir);
   snprintf(path, sizeof path, "/dev/vfio/devices/%s", cdev);
   const int device = open(path, O_RDWR);
@@ -200,6 +214,30 @@ int main(int argc, char** argv) {
   EXPECT(past == MAP_FAILED && errno == EINVAL, "mmap of resource0 at its end: %s",
          past == MAP_FAILED ? strerror(errno) : "mapped");
   if (past != MAP_FAILED) munmap(past, (size_t)page);
+
+  /* remove, rescan, reset: write-only, a number each (kstrtoul); remove is refused (EBUSY),
+   * reset resets the function: the BAR reads 0 through resource0 and VFIO. */
+  EXPECT(open_errno(dev_path("reset"), O_RDONLY) == EACCES, "open(reset, O_RDONLY)");
+  EXPECT(write_errno(dev_path("reset"), O_WRONLY, "2\n") == EINVAL, "reset 2");
+  EXPECT(write_errno(dev_path("reset"), O_WRONLY, "x") == EINVAL, "reset x");
+  EXPECT(sys[1] != 0, "BAR0 word 1 before the reset");
+  EXPECT(write_errno(dev_path("reset"), O_WRONLY, "1\n") == 0, "reset 1");
+  uint32_t after = 1;
+  EXPECT(sys[1] == 0 && vfio[1] == 0 && pread(device, &after, 4, bar0 + 4) == 4 && after == 0,
+         "BAR0 after a reset through sysfs: %#x %#x %#x", sys[1], vfio[1], after);
+  EXPECT(write_errno(dev_path("rescan"), O_WRONLY, "1") == 0, "rescan 1");
+  EXPECT(write_errno(dev_path("rescan"), O_WRONLY, "one") == EINVAL, "rescan one");
+  EXPECT(write_errno(dev_path("remove"), O_WRONLY, "0") == 0, "remove 0");
+  EXPECT(write_errno(dev_path("remove"), O_WRONLY, "1") == EBUSY, "remove 1: refused");
+  EXPECT(stat(dev_path("resource0"), &st) == 0, "the device is still there");
+  /* What `run` made itself is read-only (EROFS): no write lands in a tmpfs silently. */
+  char cdev_dev[300];
+  snprintf(cdev_dev, sizeof cdev_dev, "vfio-dev/%s/dev", cdev_name);
+  EXPECT(write_errno(dev_path(cdev_dev), O_WRONLY, "1:1") == EROFS, "write of %s", cdev_dev);
+  EXPECT(write_errno(dev_path("enable"), O_WRONLY | O_CREAT | O_TRUNC, "1") == EROFS,
+         "creating enable");
+  EXPECT(write_errno("/sys/bus/pci/drivers/vfio-pci/new_file", O_WRONLY | O_CREAT, "1") == EROFS,
+         "creating a file in vfio-pci's directory");
 
   munmap((void*)sys, 16384);
   munmap((void*)vfio, 16384);

@@ -374,5 +374,63 @@ TEST_CASE("resourceN of an I/O BAR: 1, 2 or 4 bytes reach the model (pci_resourc
   dev->model = std::move(testdev);
 }
 
+TEST_CASE("kstrtoul(s, 0): C's bases, an optional '+' and newline, nothing else", "[sysfs]") {
+  u64 v = 0;
+  CHECK((cuse::kstrtoul("1", &v) == 0 && v == 1));
+  CHECK((cuse::kstrtoul("1\n", &v) == 0 && v == 1));
+  CHECK((cuse::kstrtoul("+7", &v) == 0 && v == 7));
+  CHECK((cuse::kstrtoul("0x1F", &v) == 0 && v == 31));
+  CHECK((cuse::kstrtoul("010", &v) == 0 && v == 8));
+  CHECK((cuse::kstrtoul("0", &v) == 0 && v == 0));
+  CHECK((cuse::kstrtoul("18446744073709551615", &v) == 0 && v == ~u64{0}));
+  CHECK((cuse::kstrtoul(std::string_view("1\0junk", 6), &v) == 0 && v == 1));  // a C string
+  CHECK(cuse::kstrtoul("18446744073709551616", &v) == ERANGE);
+  CHECK(cuse::kstrtoul("", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("\n", &v) == EINVAL);
+  CHECK(cuse::kstrtoul(" 1", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("1 ", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("1\n\n", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("-1", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("08", &v) == EINVAL);  // octal
+  CHECK(cuse::kstrtoul("0x", &v) == EINVAL);  // "0" in octal, then "x"
+  CHECK(cuse::kstrtoul("0xg", &v) == EINVAL);
+}
+
+TEST_CASE("remove, rescan, reset: write-only, a number each; reset resets, remove is refused",
+          "[sysfs]") {
+  Harness h;
+  SysfsFiles s(h.emu);
+  CHECK(file(s, kTestdev + "remove").mode == 0220);
+  CHECK(file(s, kTestdev + "rescan").mode == 0220);
+  CHECK(file(s, kTestdev + "reset").mode == 0200);
+  for (const char* name : {"remove", "rescan", "reset"}) {
+    INFO(name);
+    CHECK(open_errno(s, kTestdev + name, O_RDONLY) == EACCES);
+    CHECK(open_errno(s, kTestdev + name, O_WRONLY) == 0);
+    CHECK(store(s, kTestdev + name, "yes") == -EINVAL);
+    CHECK(store(s, kTestdev + name, "") == -EINVAL);
+  }
+  CHECK(store(s, kTestdev + "rescan", "1\n") == 2);
+  CHECK(store(s, kTestdev + "rescan", "0") == 1);
+  CHECK(store(s, kTestdev + "remove", "0") == 1);
+  CHECK(store(s, kTestdev + "remove", "1") == -EBUSY);
+  CHECK(store(s, kTestdev + "reset", "2") == -EINVAL);
+  CHECK(store(s, kTestdev + "reset", "0") == -EINVAL);
+  // reset: the function's BAR back to its power-on contents.
+  core::Device* dev = nullptr;
+  for (const auto& g : h.emu.groups())
+    for (const auto& d : g->devices())
+      if (d->spec().bdf == "0000:00:01.0") dev = d.get();
+  REQUIRE(dev != nullptr);
+  const u8 ones[4] = {1, 1, 1, 1};
+  u8 got[4] = {};
+  dev->model->bar_write(0, 0x40, ones, 4);
+  dev->model->bar_read(0, 0x40, got, 4);
+  CHECK(got[0] == 1);
+  CHECK(store(s, kTestdev + "reset", "1\n") == 2);
+  dev->model->bar_read(0, 0x40, got, 4);
+  CHECK((got[0] == 0 && got[3] == 0));
+}
+
 }  // namespace
 }  // namespace vfio_emu::test
