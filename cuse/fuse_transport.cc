@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
@@ -478,8 +479,8 @@ void FuseTransport::op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
   FuseTransport& t = self(req);
   if (const SysfsFile* f = t.sysfs_of(ino); f != nullptr && is_resource_file(*f)) {
     // kernfs_file_read_iter: at most a page per read.
-    std::vector<u8> buf(std::min(size, kSysfsWriteMax));
-    auto r = t.sysfs_.bin_read(*f, static_cast<u64>(off), buf.data(), buf.size());
+    std::array<u8, kSysfsWriteMax> buf;
+    auto r = t.sysfs_.bin_read(*f, static_cast<u64>(off), buf.data(), std::min(size, buf.size()));
     if (!r) return (void)fuse_reply_err(req, r.error());
     return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);
   }

@@ -355,12 +355,20 @@ Result<size_t> SysfsFiles::resource_io(const SysfsFile& f, u64 pos, u8* out, con
     return err(EINVAL);
   }
   core::Device& d = *f.device;
-  d.model->settle();  // as a VFIO region access: what was stored through a mapping comes first
-  std::lock_guard lock(d.regions_mu);
-  if (in != nullptr)
-    d.model->bar_write(f.bar, pos, in, count);
-  else
-    d.model->bar_read(f.bar, pos, out, count);
+  try {
+    d.model->settle();  // as a VFIO region access: what was stored through a mapping comes first
+    std::lock_guard lock(d.regions_mu);
+    if (in != nullptr)
+      d.model->bar_write(f.bar, pos, in, count);
+    else
+      d.model->bar_read(f.bar, pos, out, count);
+  } catch (const std::bad_alloc&) {
+    return err(ENOMEM);
+  } catch (const std::exception& e) {
+    logger("cuse")->error("{}: {} of {:#x} bytes at {:#x} failed: {}: EIO", f.path,
+                          in ? "write" : "read", count, pos, e.what());
+    return err(EIO);
+  }
   return count;
 }
 
@@ -386,6 +394,15 @@ Result<size_t> SysfsFiles::device_command(const SysfsFile& f, std::string_view d
       if (value != 1) {
         log->info("{}: reset of {:#x}, not 1: EINVAL", f.path, value);
         return err(EINVAL);
+      }
+      if (f.device->spec().fail_reset) {  // as VFIO_DEVICE_RESET of such a device
+        {
+          std::lock_guard lock(emu_.mu);
+          f.device->bad_state = true;
+        }
+        log->info("{}: the function reset failed (the topology's fail_reset); the device is left "
+                  "in a bad state: EIO", f.path);
+        return err(EIO);
       }
       f.device->reset();
       log->info("{}: function reset through sysfs", f.path);

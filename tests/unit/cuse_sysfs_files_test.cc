@@ -432,5 +432,31 @@ TEST_CASE("remove, rescan, reset: write-only, a number each; reset resets, remov
   CHECK((got[0] == 0 && got[3] == 0));
 }
 
+TEST_CASE("reset of a device whose reset fails: EIO, and it cannot be opened again", "[sysfs]") {
+  std::string error;
+  auto topo = core::Topology::parse(R"(
+[[iommu]]
+name = "dmar0"
+model = "vtd"
+[[group]]
+id = 1
+iommu = "dmar0"
+devices = [{ bdf = "0000:00:01.0", fail_reset = true }]
+)",
+                                    &error);
+  REQUIRE(topo.has_value());
+  Harness h(std::move(*topo));
+  SysfsFiles s(h.emu);
+  CHECK(store(s, kTestdev + "reset", "1") == -EIO);
+  // The device is in a bad state: binding it (open_device) fails.
+  const int dev = h.open("vfio/devices/vfio0");
+  const int iommufd = h.open("iommu");
+  REQUIRE((dev >= 0 && iommufd >= 0));
+  vfio_device_bind_iommufd b{};
+  b.argsz = sizeof(b);
+  b.iommufd = iommufd;
+  CHECK(h.fails(dev, VFIO_DEVICE_BIND_IOMMUFD, &b) == EIO);
+}
+
 }  // namespace
 }  // namespace vfio_emu::test
