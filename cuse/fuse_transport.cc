@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
@@ -22,6 +23,7 @@
 #include <thread>
 
 #include "base/errno_name.h"
+#include "core/device.h"
 #include "core/log.h"
 #include "core/node_type.h"
 #include "cuse/caller_process.h"
@@ -250,7 +252,12 @@ void FuseTransport::op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) 
   if (ino < 1 || ino > t.inodes_.size()) return (void)fuse_reply_err(req, ENOENT);
   const Inode& in = t.inodes_[ino - 1];
   if (in.dir) return (void)fuse_reply_err(req, EISDIR);
-  if (in.sysfs != nullptr) return t.open_sysfs(req, *in.sysfs, fi);
+  if (in.sysfs != nullptr) {
+    // A BAR's resource file maps the BAR by passthrough, as the device file does (every open of
+    // the inode is passthrough, or none).
+    const OpenBackingScope backing(resource_has_mmap(*in.sysfs) ? t.backing_id(in.sysfs) : -1);
+    return t.open_sysfs(req, *in.sysfs, fi);
+  }
   fi->direct_io = 1;   // region reads and writes go to the daemon, never the page cache
   fi->keep_cache = 0;
   // A device file maps its BARs by passthrough; the kernel refuses (EINVAL) an open of an inode
@@ -387,20 +394,66 @@ void FuseTransport::start_bar_mmap(int fuse_fd) {
     }
     backing_ids_[in.node] = *made;
   }
+  register_resource_backing(fuse_fd);
   bar_mmap_ = true;
-  log->info("FUSE passthrough: BARs of {} device nodes can be mapped", backing_ids_.size());
+  log->info("FUSE passthrough: BARs of {} device nodes and {} resource files can be mapped",
+            backing_ids_.size(), resource_backing_ids_.size());
+}
+
+// The resource files of mappable BARs get the device's BAR memory as backing file too. The kernel
+// maps a backing file at the offset the program asked for, and the memory holds BAR n at its VFIO
+// region offset n << 40 (devices/bar_window.h): only a BAR at offset 0, BAR0, lines up with its
+// resource file. backing_mu_ held.
+void FuseTransport::register_resource_backing(int fuse_fd) {
+  auto log = logger("cuse");
+  for (const SysfsFile& f : sysfs_.files()) {
+    if (!resource_has_mmap(f)) continue;
+    core::Device& d = *f.device;
+    int fd = -1;
+    {
+      std::lock_guard lock(d.regions_mu);
+      if (d.bar_file != nullptr && d.bar_file->window(f.bar) != nullptr) fd = d.bar_file->fd();
+    }
+    if (fd < 0) {
+      log->info("{}: BAR{} of the {} model cannot be mapped: mmap of it gives ENODEV", f.path,
+                f.bar, d.model->name());
+      continue;
+    }
+    if (core::vfio_pci_index_to_offset(f.bar) != 0) {
+      log->info("{}: BAR{} is at {:#x} in the BAR memory, not at 0: mmap of it gives ENODEV",
+                f.path, f.bar, core::vfio_pci_index_to_offset(f.bar));
+      continue;
+    }
+    auto made = passthrough::backing_open(fuse_fd, fd);
+    if (!made) {
+      log->error("{}: FUSE_DEV_IOC_BACKING_OPEN of its BAR memory failed ({}): mmap of it gives "
+                 "ENODEV", f.path, errno_name(made.error()));
+      continue;
+    }
+    resource_backing_ids_[&f] = *made;
+  }
 }
 
 int FuseTransport::backing_id(const core::NodeInfo* node) {
+  return backing_id(node, backing_ids_, node->path);
+}
+
+int FuseTransport::backing_id(const SysfsFile* file) {
+  return backing_id(file, resource_backing_ids_, file->path);
+}
+
+template <typename Key>
+int FuseTransport::backing_id(const Key* key, const std::map<const Key*, int>& ids,
+                              const std::string& path) {
   std::unique_lock lock(backing_mu_);
   // Waits on this daemon's own set-up (a few ioctls on /dev/fuse), never on a request.
   if (bar_mmap_pending_ &&
       !backing_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return !bar_mmap_pending_; }))
     logger("cuse")->warn("{}: opened before the BAR memory was registered: mmap gives ENODEV",
-                         node->path);
+                         path);
   if (!bar_mmap_) return -1;
-  auto it = backing_ids_.find(node);
-  return it == backing_ids_.end() ? -1 : it->second;
+  auto it = ids.find(key);
+  return it == ids.end() ? -1 : it->second;
 }
 
 void FuseTransport::op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -424,6 +477,13 @@ void FuseTransport::op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* f
 void FuseTransport::op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                             fuse_file_info* fi) {
   FuseTransport& t = self(req);
+  if (const SysfsFile* f = t.sysfs_of(ino); f != nullptr && is_resource_file(*f)) {
+    // kernfs_file_read_iter: at most a page per read.
+    std::array<u8, kSysfsWriteMax> buf;
+    auto r = t.sysfs_.bin_read(*f, static_cast<u64>(off), buf.data(), std::min(size, buf.size()));
+    if (!r) return (void)fuse_reply_err(req, r.error());
+    return (void)fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *r);
+  }
   if (t.sysfs_of(ino) != nullptr) {
     // The contents the open computed; past their end, nothing (end of file).
     const std::string& text = reinterpret_cast<SysfsHandle*>(fi->fh)->content;
@@ -442,7 +502,9 @@ void FuseTransport::op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, si
   if (const SysfsFile* f = t.sysfs_of(ino)) {
     // kernfs_fop_write_iter: a sysfs attribute's store sees at most PAGE_SIZE bytes.
     const size_t len = f->kind == SysfsKind::kDomainTranslation ? size : std::min(size, kSysfsWriteMax);
-    auto r = t.sysfs_.store(*f, std::string_view(buf, len));
+    auto r = is_resource_file(*f)
+                 ? t.sysfs_.bin_write(*f, static_cast<u64>(off), reinterpret_cast<const u8*>(buf), len)
+                 : t.sysfs_.store(*f, std::string_view(buf, len));
     if (!r) return (void)fuse_reply_err(req, r.error());
     return (void)fuse_reply_write(req, *r);
   }

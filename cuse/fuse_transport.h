@@ -75,8 +75,13 @@ class FuseTransport final : public NodeIdentity {
   // After INIT's reply asked for passthrough: registers every device's BAR memfd as a backing
   // file and makes the BARs mappable (core enable_bar_mmap), or leaves mmap off with a log line.
   void start_bar_mmap(int fuse_fd);
-  // The backing id for opens of `node`, or -1.
+  // Registers the device's BAR memory as the backing file of each mappable resource file.
+  void register_resource_backing(int fuse_fd);
+  // The backing id for opens of `node` or of resource file `file`, or -1.
   int backing_id(const core::NodeInfo* node);
+  int backing_id(const SysfsFile* file);
+  template <typename Key>
+  int backing_id(const Key* key, const std::map<const Key*, int>& ids, const std::string& path);
 
   // The inode of `path` (a file; its directories made on the way), made if new.
   fuse_ino_t add_path(const std::string& path);
@@ -112,6 +117,7 @@ class FuseTransport final : public NodeIdentity {
   std::atomic<bool> bar_mmap_{false};
   std::mutex backing_mu_;
   std::map<const core::NodeInfo*, int> backing_ids_;  // under backing_mu_
+  std::map<const SysfsFile*, int> resource_backing_ids_;  // under backing_mu_
   // From INIT's reply asking for passthrough until the devices' backing files are registered
   // (start_bar_mmap): the kernel already sends OPENs then, and an open of a device node waits
   // (bounded) so that it is not made without its backing file (its mmap would be ENODEV).

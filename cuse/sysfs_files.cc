@@ -3,11 +3,13 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <new>
+#include <tuple>
 
 #include "core/inspect/vtd_debugfs.h"
 #include "core/log.h"
@@ -41,13 +43,17 @@ std::string hex_line(const char* format, u32 value) {
   return line;
 }
 
-bool has_show(SysfsKind k) {
+// kernfs_fop_open's has_read and has_write: a show or read method, or mmap (a binary
+// attribute with mmap takes every open mode: sysfs_bin_kfops_mmap has read and write).
+bool has_read(SysfsKind k) {
   return k != SysfsKind::kBind && k != SysfsKind::kUnbind && k != SysfsKind::kNewId &&
-         k != SysfsKind::kRemoveId;
+         k != SysfsKind::kRemoveId && k != SysfsKind::kRemove && k != SysfsKind::kRescan &&
+         k != SysfsKind::kReset;
 }
 
-bool has_store(SysfsKind k) {
-  return k == SysfsKind::kConfig || k == SysfsKind::kDriverOverride || !has_show(k);
+bool has_write(SysfsKind k) {
+  return k == SysfsKind::kConfig || k == SysfsKind::kDriverOverride ||
+         k == SysfsKind::kResourceBar || k == SysfsKind::kResourceBarWc || !has_read(k);
 }
 
 // pci_match_one_id(id, dev): `dev`'s ids are those of a device (or of a new id, for new_id's
@@ -63,6 +69,43 @@ bool match_one_id(const Id& id, u32 vendor, u32 device, u32 subvendor, u32 subde
 }
 
 }  // namespace
+
+int kstrtoul(std::string_view s, u64* value) {
+  s = s.substr(0, std::min(s.find('\0'), s.size()));  // the store sees a C string
+  if (!s.empty() && s[0] == '+') s.remove_prefix(1);
+  unsigned base = 10;
+  if (!s.empty() && s[0] == '0') {  // _parse_integer_fixup_radix
+    if (s.size() > 2 && (s[1] == 'x' || s[1] == 'X') && std::isxdigit(static_cast<unsigned char>(s[2]))) {
+      base = 16;
+      s.remove_prefix(2);
+    } else {
+      base = 8;
+    }
+  }
+  u64 v = 0;
+  size_t digits = 0;
+  bool overflow = false;
+  for (; digits < s.size(); ++digits) {  // _parse_integer
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[digits])));
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = static_cast<unsigned>(c - 'a' + 10);
+    else
+      break;
+    if (d >= base) break;
+    if (v > (~u64{0} - d) / base) overflow = true;
+    v = v * base + d;
+  }
+  if (overflow) return ERANGE;
+  if (digits == 0) return EINVAL;
+  s.remove_prefix(digits);
+  if (!s.empty() && s[0] == '\n') s.remove_prefix(1);
+  if (!s.empty()) return EINVAL;
+  *value = v;
+  return 0;
+}
 
 bool sysfs_streq(std::string_view a, std::string_view b) {
   size_t i = 0;
@@ -130,11 +173,38 @@ SysfsFiles::SysfsFiles(core::Emulator& emu) : emu_(emu) {
                                  0644, 4096});
       files_.push_back(SysfsFile{dir + "config", SysfsKind::kConfig, d.get(), 0644,
                                  d->model->config_size()});
+      add_resource_files(*d, dir);
+      for (const auto& [name, kind, mode] :
+           {std::tuple{"remove", SysfsKind::kRemove, 0220u},
+            {"rescan", SysfsKind::kRescan, 0220u}, {"reset", SysfsKind::kReset, 0200u}})
+        files_.push_back(SysfsFile{dir + name, kind, d.get(), mode, 4096});
       if (core::inspect::behind_vtd(*d))
         files_.push_back(SysfsFile{"sys/kernel/debug/iommu/intel/" + d->spec().bdf +
                                        "/domain_translation_struct",
                                    SysfsKind::kDomainTranslation, d.get(), 0444, 0});
     }
+  }
+}
+
+// pci_create_resource_files: for each BAR with a size, resourceN (0600, the BAR's size), and for a
+// prefetchable memory BAR resourceN_wc too (x86 can map write-combined: arch_can_pci_mmap_wc).
+void SysfsFiles::add_resource_files(core::Device& d, const std::string& dir) {
+  std::vector<u8> config;
+  std::array<u64, 6> sizes{};
+  {
+    std::lock_guard lock(d.regions_mu);
+    config = d.config;
+    for (u32 i = 0; i < 6; ++i) sizes[i] = d.model->bar_size(i);
+  }
+  for (u32 bar = 0; bar < 6; ++bar) {
+    if (sizes[bar] == 0) continue;
+    const u32 reg = config_u32(config, 0x10 + 4 * bar);
+    const bool io = (reg & 1) != 0;
+    const std::string name = dir + "resource" + std::to_string(bar);
+    files_.push_back(SysfsFile{name, SysfsKind::kResourceBar, &d, 0600, sizes[bar], bar, io});
+    if (!io && (reg & 0x8))
+      files_.push_back(SysfsFile{name + "_wc", SysfsKind::kResourceBarWc, &d, 0600, sizes[bar],
+                                 bar, false});
   }
 }
 
@@ -191,8 +261,8 @@ Result<std::string> SysfsFiles::open(const SysfsFile& f, int flags, bool privile
   // kernfs_fop_open: checked for root too. Debugfs is no kernfs: root opens its 0444 files for
   // writing, and the write fails (no write method: EINVAL).
   if (f.kind != SysfsKind::kDomainTranslation) {
-    if (writes && (!(f.mode & 0222) || !has_store(f.kind))) return err(EACCES);
-    if (reads && (!(f.mode & 0444) || !has_show(f.kind))) return err(EACCES);
+    if (writes && (!(f.mode & 0222) || !has_write(f.kind))) return err(EACCES);
+    if (reads && (!(f.mode & 0444) || !has_read(f.kind))) return err(EACCES);
   }
   if (!reads) return std::string();
   try {
@@ -225,6 +295,9 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
       case SysfsKind::kUnbind: return unbind(data);
       case SysfsKind::kNewId: return new_id(data);
       case SysfsKind::kRemoveId: return remove_id(data);
+      case SysfsKind::kRemove:
+      case SysfsKind::kRescan:
+      case SysfsKind::kReset: return device_command(f, data);
       case SysfsKind::kConfig:
         // The device is vfio-pci's: its config space changes through the VFIO region only.
         log->info("{}: a write of {:#x} bytes to config through sysfs: EPERM (as a kernel in "
@@ -238,6 +311,103 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
   } catch (const std::exception& e) {
     log->error("{}: a write of {:#x} bytes failed: {}: EIO", f.path, data.size(), e.what());
     return err(EIO);
+  }
+}
+
+// ---- resourceN[_wc] ----------------------------------------------------------------------------
+
+Result<size_t> SysfsFiles::bin_read(const SysfsFile& f, u64 pos, u8* out, size_t count) {
+  // sysfs_kf_bin_read: nothing to read, or at or past the end: 0 bytes; cut at the end.
+  if (count == 0 || pos >= f.size) return size_t{0};
+  count = static_cast<size_t>(std::min<u64>(count, f.size - pos));
+  if (f.kind == SysfsKind::kResourceBar && f.io_bar) return resource_io(f, pos, out, nullptr, count);
+  logger("cuse")->info("{}: read of {:#x} bytes at {:#x}: a memory BAR's resource file is only "
+                       "mapped (no read method, sysfs_kf_bin_read): EIO", f.path, count, pos);
+  return err(EIO);
+}
+
+Result<size_t> SysfsFiles::bin_write(const SysfsFile& f, u64 pos, const u8* in, size_t count) {
+  // sysfs_kf_bin_write: at or past the end EFBIG (before looking at the count); cut at the end.
+  if (pos >= f.size) {
+    logger("cuse")->info("{}: write of {:#x} bytes at {:#x}, at or past its end {:#x}: EFBIG",
+                         f.path, count, pos, f.size);
+    return err(EFBIG);
+  }
+  count = static_cast<size_t>(std::min<u64>(count, f.size - pos));
+  if (count == 0) return size_t{0};
+  if (f.kind == SysfsKind::kResourceBar && f.io_bar) return resource_io(f, pos, nullptr, in, count);
+  logger("cuse")->info("{}: write of {:#x} bytes at {:#x}: a memory BAR's resource file is only "
+                       "mapped (no write method, sysfs_kf_bin_write): EIO", f.path, count, pos);
+  return err(EIO);
+}
+
+// pci_resource_io (CONFIG_HAS_IOPORT): inb/inw/inl or outb/outw/outl at the port, which the model
+// of the BAR answers as a VFIO region access of that width would reach it. The command register's
+// I/O decoding is not looked at: vfio-pci's config space is virtual, and the physical function
+// stays enabled as pci_enable_device left it while vfio-pci has it.
+Result<size_t> SysfsFiles::resource_io(const SysfsFile& f, u64 pos, u8* out, const u8* in,
+                                       size_t count) {
+  // (pci_resource_io's own end checks cannot fail once sysfs has cut the access at the end.)
+  if (count != 1 && count != 2 && count != 4) {
+    logger("cuse")->info("{}: {} of {:#x} bytes at {:#x}: an I/O port access is of 1, 2 or 4 "
+                         "bytes (pci_resource_io): EINVAL", f.path, in ? "write" : "read", count,
+                         pos);
+    return err(EINVAL);
+  }
+  core::Device& d = *f.device;
+  try {
+    d.model->settle();  // as a VFIO region access: what was stored through a mapping comes first
+    std::lock_guard lock(d.regions_mu);
+    if (in != nullptr)
+      d.model->bar_write(f.bar, pos, in, count);
+    else
+      d.model->bar_read(f.bar, pos, out, count);
+  } catch (const std::bad_alloc&) {
+    return err(ENOMEM);
+  } catch (const std::exception& e) {
+    logger("cuse")->error("{}: {} of {:#x} bytes at {:#x} failed: {}: EIO", f.path,
+                          in ? "write" : "read", count, pos, e.what());
+    return err(EIO);
+  }
+  return count;
+}
+
+// remove_store, dev_rescan_store, reset_store (a number, as kstrtoul(buf, 0) reads it: EINVAL
+// otherwise). `rescan` finds no new function (the machine is fixed): done. `reset` is
+// pci_reset_function: the function resets with its config space saved and restored, whoever has
+// it open, as Device::reset. `remove` of a function is refused: vfio-emu keeps its devices.
+Result<size_t> SysfsFiles::device_command(const SysfsFile& f, std::string_view data) {
+  auto log = logger("cuse");
+  u64 value = 0;
+  if (kstrtoul(data, &value) != 0) {
+    log->info("{}: a write of {:#x} bytes that is not a number: EINVAL", f.path, data.size());
+    return err(EINVAL);
+  }
+  switch (f.kind) {
+    case SysfsKind::kRescan: return data.size();
+    case SysfsKind::kRemove:
+      if (value == 0) return data.size();
+      log->info("{}: remove of {:#x}: vfio-emu does not remove its devices (Linux would unbind "
+                "vfio-pci and delete the function): EBUSY", f.path, value);
+      return err(EBUSY);
+    case SysfsKind::kReset:
+      if (value != 1) {
+        log->info("{}: reset of {:#x}, not 1: EINVAL", f.path, value);
+        return err(EINVAL);
+      }
+      if (f.device->spec().fail_reset) {  // as VFIO_DEVICE_RESET of such a device
+        {
+          std::lock_guard lock(emu_.mu);
+          f.device->bad_state = true;
+        }
+        log->info("{}: the function reset failed (the topology's fail_reset); the device is left "
+                  "in a bad state: EIO", f.path);
+        return err(EIO);
+      }
+      f.device->reset();
+      log->info("{}: function reset through sysfs", f.path);
+      return data.size();
+    default: return err(EINVAL);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -23,6 +24,8 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+
+#include "tools/resource_mmap_check.h"
 
 namespace vfio_emu::tools {
 namespace {
@@ -57,13 +60,16 @@ class Fd {
   int fd_;
 };
 
-bool stat_dont_sync(const std::string& path, dev_t* dev, ino_t* ino) {
+bool stat_dont_sync(const std::string& path, dev_t* dev, ino_t* ino,
+                    std::uint64_t* size = nullptr) {
   struct statx sx {};
   // The cached attributes: no request reaches a FUSE daemon (a stalled one would block us).
-  if (statx(AT_FDCWD, path.c_str(), AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE, &sx) != 0)
+  if (statx(AT_FDCWD, path.c_str(), AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE | STATX_SIZE,
+            &sx) != 0)
     return false;
   *dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
   *ino = sx.stx_ino;
+  if (size != nullptr) *size = sx.stx_size;
   return true;
 }
 
@@ -124,18 +130,28 @@ int pidfd_of_thread(pid_t tid) {
 
 int install_device_fd_filter() {
   // x86_64 ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, ...): the kernel takes the command as an
-  // unsigned int, so only the low 32 bits of args[1] are compared. Other architectures' calls
-  // (a 32-bit program) are let through and keep the daemon's EOPNOTSUPP.
+  // unsigned int, so only the low 32 bits of args[1] are compared. x86_64 mmap of a file
+  // (args[3] without MAP_ANONYMOUS, args[4] not -1 as an unsigned int, as fget takes it): the
+  // supervisor checks it when it is a resource file (tools/resource_mmap_check.h). Other
+  // architectures' calls (a 32-bit program) are let through and keep the daemon's EOPNOTSUPP.
+  constexpr unsigned char kAllow = 12, kNotify = 11;  // the last two statements
   const sock_filter filter[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 5),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 3),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1])),  // low half (LE)
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, VFIO_GROUP_GET_DEVICE_FD, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, kAllow - 2),
+      /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 2),
+      /* 4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[1])),  // low half
+      /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, VFIO_GROUP_GET_DEVICE_FD, kNotify - 6,
+                       kAllow - 6),
+      /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 0, kAllow - 7),
+      /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[3])),
+      /* 8 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_ANONYMOUS, kAllow - 9, 0),
+      /* 9 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[4])),
+      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, kAllow - 11, kNotify - 11),
+      /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
+  static_assert(sizeof(filter) / sizeof(filter[0]) == kAllow + 1);
   const sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
                         const_cast<sock_filter*>(filter)};
   if (geteuid() != 0 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
@@ -161,6 +177,19 @@ DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
     ino_t ino = 0;
     if (stat_dont_sync(e.path().string(), &dev, &ino))
       groups_[{dev, ino}] = Group{std::stoi(name), noiommu};
+  }
+  // The daemon's resource files (cuse/sysfs_files.h): st_size is the BAR's size.
+  for (const auto& d : fs::directory_iterator(fs::path(node_dir_) / "sys/bus/pci/devices", ec)) {
+    std::error_code file_ec;
+    for (const auto& e : fs::directory_iterator(d.path(), file_ec)) {
+      if (e.path().filename().string().rfind("resource", 0) != 0 ||
+          e.path().filename() == "resource")
+        continue;
+      dev_t dev = 0;
+      ino_t ino = 0;
+      std::uint64_t size = 0;
+      if (stat_dont_sync(e.path().string(), &dev, &ino, &size)) resource_files_[{dev, ino}] = size;
+    }
   }
 }
 
@@ -249,6 +278,7 @@ class RawioAsProgram {
 
 void DeviceFdSupervisor::handle(const Notification& note) {
   const seccomp_notif& n = note.n;
+  if (n.data.nr == __NR_mmap) return handle_mmap(note);
   seccomp_notif_resp resp{};
   resp.id = n.id;
   const int fd = static_cast<int>(n.data.args[0]);
@@ -325,6 +355,50 @@ void DeviceFdSupervisor::handle(const Notification& note) {
   } else {
     resp.error = r;
   }
+  ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+// mmap of a file: a resource file's pages must be within its BAR (pci_mmap_fits), which the kernel
+// cannot check for the daemon's passthrough file; anything else goes to the kernel untouched.
+void DeviceFdSupervisor::handle_mmap(const Notification& note) {
+  const seccomp_notif& n = note.n;
+  seccomp_notif_resp resp{};
+  resp.id = n.id;
+  resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  const int fd = static_cast<int>(n.data.args[4]);
+  const pid_t pid = static_cast<pid_t>(n.pid);
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+  dev_t dev = 0;
+  ino_t ino = 0;
+  auto it = resource_files_.end();
+  if (fd >= 0 && !resource_files_.empty() && stat_dont_sync(path, &dev, &ino))
+    it = resource_files_.find({dev, ino});
+  if (it != resource_files_.end()) {
+    // How the program opened it (the mode decides do_mmap's EACCES, which the kernel gives).
+    int open_flags = O_RDONLY;
+    std::snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);
+    if (FILE* f = std::fopen(path, "re")) {
+      char line[128];
+      unsigned flags = 0;
+      while (std::fgets(line, sizeof(line), f) != nullptr)
+        if (std::sscanf(line, "flags: %o", &flags) == 1) open_flags = static_cast<int>(flags);
+      std::fclose(f);
+    }
+    const int e = resource_mmap_errno(it->second, n.data.args[1], static_cast<int>(n.data.args[2]),
+                                      static_cast<int>(n.data.args[3]), n.data.args[5], open_flags,
+                                      static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
+    if (e != 0) {
+      resp.flags = 0;
+      resp.error = -e;
+      std::fprintf(stderr, "vfio-emu run: pid %d: mmap of %#llx bytes at %#llx of a BAR of %#llx "
+                   "bytes (sysfs resource file): outside the BAR (pci_mmap_fits): %s\n", pid,
+                   static_cast<unsigned long long>(n.data.args[1]),
+                   static_cast<unsigned long long>(n.data.args[5]),
+                   static_cast<unsigned long long>(it->second), std::strerror(e));
+    }
+  }
+  if (resp.flags != 0) ++passed_on_;
   ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
 }
 

@@ -11,11 +11,17 @@
 // + SECCOMP_ADDFD_FLAG_SEND, so the ioctl returns the new fd number, O_CLOEXEC as Linux's
 // get_unused_fd_flags(O_CLOEXEC). Any other file gets SECCOMP_USER_NOTIF_FLAG_CONTINUE: the
 // kernel runs the ioctl as if nothing had been in between.
+//
+// The same filter sends every mmap of a file (not MAP_ANONYMOUS) here: one of the daemon's sysfs
+// resource files is checked as Linux's pci_mmap_fits would (tools/resource_mmap_check.h; EINVAL
+// for pages past the BAR), since the kernel maps the daemon's passthrough file without asking;
+// every other mmap gets SECCOMP_USER_NOTIF_FLAG_CONTINUE.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <thread>
@@ -47,6 +53,7 @@ class DeviceFdSupervisor {
   struct Notification;
   void run();
   void handle(const Notification& n);
+  void handle_mmap(const Notification& n);
   struct Group {
     int id = 0;
     bool noiommu = false;  // a no-IOMMU group (/dev/vfio/noiommu-<id>)
@@ -58,6 +65,7 @@ class DeviceFdSupervisor {
   int stop_fd_ = -1;
   std::string node_dir_;
   std::map<std::pair<dev_t, ino_t>, Group> groups_;  // the daemon's group nodes
+  std::map<std::pair<dev_t, ino_t>, std::uint64_t> resource_files_;  // resourceN[_wc] -> BAR size
   std::thread thread_;
   std::atomic<unsigned> served_{0}, passed_on_{0};
 };

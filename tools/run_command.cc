@@ -285,6 +285,14 @@ bool bind_files(const fs::path& from, const fs::path& to) {
   return true;
 }
 
+// Makes the mount at `dir` read-only (only that mount: the mounts inside keep their flags). With
+// `bind_first`, `dir` is a directory inside a mount: it is bound onto itself (with what is
+// mounted inside it) first, so that only it becomes read-only.
+void read_only(const fs::path& dir, bool bind_first = false) {
+  if (bind_first) mount_or_die(dir.c_str(), dir, nullptr, MS_BIND | MS_REC);
+  mount_or_die(nullptr, dir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY);
+}
+
 // A symbolic link at `link` to `target`, relative as sysfs's are ("../../drivers/vfio-pci"):
 // tools resolve them against the link's directory (pciutils appends the link to it).
 void relative_symlink(const fs::path& target, const fs::path& link) {
@@ -371,6 +379,13 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     write_file("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode",
                noiommu_mode ? "Y\n" : "N\n");
   }
+  // What `run` made itself is read-only from here: a write to a file it wrote (vfio-dev/vfioN/dev,
+  // an iommu group's type, vfio's module parameter) or a new file in those directories (`echo 1 > .../enable`) fails with
+  // EROFS instead of silently landing in a tmpfs. The daemon's files bound inside stay writable.
+  read_only(pci);
+  for (const char* dir : {"/sys/bus/pci/drivers/vfio-pci", "/sys/kernel/iommu_groups",
+                          "/sys/class/vfio-dev"})
+    read_only(dir, /*bind_first=*/true);
   // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
   // the host's other entries (debugfs itself takes no new directory).
   if (fs::is_directory(served / "kernel/debug/iommu", ec)) {

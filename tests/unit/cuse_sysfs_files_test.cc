@@ -5,12 +5,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cstring>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "base/vtd_debugfs_format.h"
 #include "core/uapi/vfio.h"
+#include "devices/device_model.h"
 #include "cuse/sysfs_files.h"
 #include "tests/unit/core_harness.h"
 
@@ -220,6 +224,238 @@ TEST_CASE("debugfs: domain_translation_struct is the device's current domain at 
   // Debugfs has no write: root may open it for writing, and the write fails.
   CHECK(open_errno(s, path, O_WRONLY) == 0);
   CHECK(store(s, path, "x") == -EINVAL);
+}
+
+
+// ---- resourceN[_wc] ----------------------------------------------------------------------------
+
+const std::string kTestdev = "sys/bus/pci/devices/0000:00:01.0/";
+
+bool has_file(const SysfsFiles& s, const std::string& path) {
+  for (const SysfsFile& f : s.files())
+    if (f.path == path) return true;
+  return false;
+}
+
+long bin_read(SysfsFiles& s, const std::string& path, u64 pos, size_t count, u8* out = nullptr) {
+  u8 scratch[4096];
+  auto r = s.bin_read(file(s, path), pos, out != nullptr ? out : scratch,
+                      std::min(count, sizeof(scratch)));
+  return r ? static_cast<long>(*r) : -r.error();
+}
+
+long bin_write(SysfsFiles& s, const std::string& path, u64 pos, const u8* in, size_t count) {
+  auto r = s.bin_write(file(s, path), pos, in, count);
+  return r ? static_cast<long>(*r) : -r.error();
+}
+
+TEST_CASE("resourceN of a memory BAR: 0600, the BAR's size, mmap only (read and write EIO)",
+          "[sysfs]") {
+  Harness h;
+  SysfsFiles s(h.emu);
+  const SysfsFile& r0 = file(s, kTestdev + "resource0");
+  CHECK(r0.kind == cuse::SysfsKind::kResourceBar);
+  CHECK(r0.mode == 0600);
+  CHECK(r0.size == 16384);
+  CHECK(r0.bar == 0);
+  CHECK_FALSE(r0.io_bar);
+  CHECK(cuse::resource_has_mmap(r0));
+  CHECK_FALSE(has_file(s, kTestdev + "resource0_wc"));  // not prefetchable
+  CHECK_FALSE(has_file(s, kTestdev + "resource1"));     // no BAR1
+  // The I/OAT engine: BAR0 (64-bit, 16 KiB), its upper half no file.
+  CHECK(file(s, kDev + "resource0").size == 16384);
+  CHECK_FALSE(has_file(s, kDev + "resource1"));
+  // kernfs: a binary attribute with mmap opens for reading and writing.
+  CHECK(open_errno(s, kTestdev + "resource0", O_RDWR) == 0);
+  CHECK(open_errno(s, kTestdev + "resource0", O_RDONLY) == 0);
+  CHECK(open_errno(s, kTestdev + "resource0", O_WRONLY) == 0);
+  // sysfs_kf_bin_read: 0 bytes or at/past the end: 0; else no read method: EIO.
+  CHECK(bin_read(s, kTestdev + "resource0", 0, 4) == -EIO);
+  CHECK(bin_read(s, kTestdev + "resource0", 16383, 4) == -EIO);
+  CHECK(bin_read(s, kTestdev + "resource0", 16384, 4) == 0);
+  CHECK(bin_read(s, kTestdev + "resource0", u64{1} << 62, 4) == 0);
+  CHECK(bin_read(s, kTestdev + "resource0", 0, 0) == 0);
+  // sysfs_kf_bin_write: at/past the end EFBIG (even for 0 bytes); 0 bytes: 0; else EIO.
+  const u8 data[4] = {1, 2, 3, 4};
+  CHECK(bin_write(s, kTestdev + "resource0", 0, data, 4) == -EIO);
+  CHECK(bin_write(s, kTestdev + "resource0", 16384, data, 4) == -EFBIG);
+  CHECK(bin_write(s, kTestdev + "resource0", 16384, data, 0) == -EFBIG);
+  CHECK(bin_write(s, kTestdev + "resource0", 100, data, 0) == 0);
+}
+
+// A function with a 64-bit prefetchable memory BAR0 and a 32-byte I/O BAR2 whose ports hold what
+// is written to them.
+class IoBarModel final : public devices::DeviceModel {
+ public:
+  std::string_view name() const override { return "io-bar-fake"; }
+  u32 config_size() const override { return 256; }
+  void power_on_config(std::span<u8> config, std::span<u8> mask) const override {
+    std::fill(config.begin(), config.end(), 0);
+    std::fill(mask.begin(), mask.end(), 0);
+  }
+  u64 bar_size(u32 bar) const override { return bar == 0 ? 0x4000 : bar == 2 ? 0x20 : 0; }
+  void bar_read(u32 bar, u64 offset, u8* out, u64 len) override {
+    accesses.push_back({bar, offset, len, false});
+    std::memcpy(out, ports + offset, len);
+  }
+  void bar_write(u32 bar, u64 offset, const u8* in, u64 len) override {
+    accesses.push_back({bar, offset, len, true});
+    std::memcpy(ports + offset, in, len);
+  }
+  void reset() override {}
+  struct Access {
+    u32 bar;
+    u64 offset, len;
+    bool write;
+  };
+  std::vector<Access> accesses;
+  u8 ports[0x4000] = {};
+};
+
+TEST_CASE("resourceN of an I/O BAR: 1, 2 or 4 bytes reach the model (pci_resource_io); "
+          "resourceN_wc of a prefetchable memory BAR", "[sysfs]") {
+  Harness h;
+  core::Device* dev = nullptr;
+  for (const auto& g : h.emu.groups())
+    for (const auto& d : g->devices())
+      if (d->spec().bdf == "0000:00:01.0") dev = d.get();
+  REQUIRE(dev != nullptr);
+  auto fake = std::make_unique<IoBarModel>();
+  IoBarModel* io = fake.get();
+  std::unique_ptr<devices::DeviceModel> testdev = std::move(dev->model);
+  dev->model = std::move(fake);
+  {
+    std::lock_guard lock(dev->regions_mu);
+    const u32 bar0 = 0xc, bar2 = 0x1;  // 64-bit prefetchable memory; I/O
+    std::memcpy(&dev->config[0x10], &bar0, 4);
+    std::memcpy(&dev->config[0x18], &bar2, 4);
+  }
+  SysfsFiles s(h.emu);
+  const SysfsFile& wc = file(s, kTestdev + "resource0_wc");
+  CHECK(wc.kind == cuse::SysfsKind::kResourceBarWc);
+  CHECK(wc.mode == 0600);
+  CHECK(wc.size == 0x4000);
+  CHECK(cuse::resource_has_mmap(wc));
+  CHECK(bin_read(s, kTestdev + "resource0_wc", 0, 4) == -EIO);
+  const SysfsFile& r2 = file(s, kTestdev + "resource2");
+  CHECK(r2.io_bar);
+  CHECK(r2.size == 0x20);
+  CHECK_FALSE(cuse::resource_has_mmap(r2));  // x86 cannot mmap I/O space
+  CHECK_FALSE(has_file(s, kTestdev + "resource2_wc"));
+  CHECK_FALSE(has_file(s, kTestdev + "resource1"));
+
+  const u8 word[4] = {0x78, 0x56, 0x34, 0x12};
+  CHECK(bin_write(s, kTestdev + "resource2", 4, word, 4) == 4);
+  CHECK(bin_write(s, kTestdev + "resource2", 9, word, 2) == 2);  // unaligned, as outw
+  CHECK(bin_write(s, kTestdev + "resource2", 0x1f, word, 1) == 1);
+  u8 got[8] = {};
+  CHECK(bin_read(s, kTestdev + "resource2", 4, 4, got) == 4);
+  CHECK(std::memcmp(got, word, 4) == 0);
+  CHECK(bin_read(s, kTestdev + "resource2", 9, 2, got) == 2);
+  CHECK((got[0] == 0x78 && got[1] == 0x56));
+  REQUIRE(io->accesses.size() == 5);
+  CHECK((io->accesses[0].bar == 2 && io->accesses[0].offset == 4 && io->accesses[0].len == 4 &&
+         io->accesses[0].write));
+  CHECK((io->accesses[4].offset == 9 && io->accesses[4].len == 2 && !io->accesses[4].write));
+  // Other sizes: EINVAL, and the model sees nothing.
+  CHECK(bin_read(s, kTestdev + "resource2", 0, 3) == -EINVAL);
+  CHECK(bin_read(s, kTestdev + "resource2", 0, 8) == -EINVAL);
+  CHECK(bin_write(s, kTestdev + "resource2", 0, word, 3) == -EINVAL);
+  // Cut at the end first: 8 bytes at 0x1c are 4, 2 bytes at 0x1f are 1.
+  CHECK(bin_read(s, kTestdev + "resource2", 0x1c, 8) == 4);
+  CHECK(bin_read(s, kTestdev + "resource2", 0x1f, 2) == 1);
+  CHECK(bin_read(s, kTestdev + "resource2", 0x1e, 3) == 2);
+  CHECK(bin_read(s, kTestdev + "resource2", 0x1d, 3) == -EINVAL);
+  CHECK(io->accesses.size() == 8);
+  // At or past the end: 0 for a read, EFBIG for a write, and no access.
+  CHECK(bin_read(s, kTestdev + "resource2", 0x20, 4) == 0);
+  CHECK(bin_write(s, kTestdev + "resource2", 0x20, word, 4) == -EFBIG);
+  CHECK(io->accesses.size() == 8);
+  dev->model = std::move(testdev);
+}
+
+TEST_CASE("kstrtoul(s, 0): C's bases, an optional '+' and newline, nothing else", "[sysfs]") {
+  u64 v = 0;
+  CHECK((cuse::kstrtoul("1", &v) == 0 && v == 1));
+  CHECK((cuse::kstrtoul("1\n", &v) == 0 && v == 1));
+  CHECK((cuse::kstrtoul("+7", &v) == 0 && v == 7));
+  CHECK((cuse::kstrtoul("0x1F", &v) == 0 && v == 31));
+  CHECK((cuse::kstrtoul("010", &v) == 0 && v == 8));
+  CHECK((cuse::kstrtoul("0", &v) == 0 && v == 0));
+  CHECK((cuse::kstrtoul("18446744073709551615", &v) == 0 && v == ~u64{0}));
+  CHECK((cuse::kstrtoul(std::string_view("1\0junk", 6), &v) == 0 && v == 1));  // a C string
+  CHECK(cuse::kstrtoul("18446744073709551616", &v) == ERANGE);
+  CHECK(cuse::kstrtoul("", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("\n", &v) == EINVAL);
+  CHECK(cuse::kstrtoul(" 1", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("1 ", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("1\n\n", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("-1", &v) == EINVAL);
+  CHECK(cuse::kstrtoul("08", &v) == EINVAL);  // octal
+  CHECK(cuse::kstrtoul("0x", &v) == EINVAL);  // "0" in octal, then "x"
+  CHECK(cuse::kstrtoul("0xg", &v) == EINVAL);
+}
+
+TEST_CASE("remove, rescan, reset: write-only, a number each; reset resets, remove is refused",
+          "[sysfs]") {
+  Harness h;
+  SysfsFiles s(h.emu);
+  CHECK(file(s, kTestdev + "remove").mode == 0220);
+  CHECK(file(s, kTestdev + "rescan").mode == 0220);
+  CHECK(file(s, kTestdev + "reset").mode == 0200);
+  for (const char* name : {"remove", "rescan", "reset"}) {
+    INFO(name);
+    CHECK(open_errno(s, kTestdev + name, O_RDONLY) == EACCES);
+    CHECK(open_errno(s, kTestdev + name, O_WRONLY) == 0);
+    CHECK(store(s, kTestdev + name, "yes") == -EINVAL);
+    CHECK(store(s, kTestdev + name, "") == -EINVAL);
+  }
+  CHECK(store(s, kTestdev + "rescan", "1\n") == 2);
+  CHECK(store(s, kTestdev + "rescan", "0") == 1);
+  CHECK(store(s, kTestdev + "remove", "0") == 1);
+  CHECK(store(s, kTestdev + "remove", "1") == -EBUSY);
+  CHECK(store(s, kTestdev + "reset", "2") == -EINVAL);
+  CHECK(store(s, kTestdev + "reset", "0") == -EINVAL);
+  // reset: the function's BAR back to its power-on contents.
+  core::Device* dev = nullptr;
+  for (const auto& g : h.emu.groups())
+    for (const auto& d : g->devices())
+      if (d->spec().bdf == "0000:00:01.0") dev = d.get();
+  REQUIRE(dev != nullptr);
+  const u8 ones[4] = {1, 1, 1, 1};
+  u8 got[4] = {};
+  dev->model->bar_write(0, 0x40, ones, 4);
+  dev->model->bar_read(0, 0x40, got, 4);
+  CHECK(got[0] == 1);
+  CHECK(store(s, kTestdev + "reset", "1\n") == 2);
+  dev->model->bar_read(0, 0x40, got, 4);
+  CHECK((got[0] == 0 && got[3] == 0));
+}
+
+TEST_CASE("reset of a device whose reset fails: EIO, and it cannot be opened again", "[sysfs]") {
+  std::string error;
+  auto topo = core::Topology::parse(R"(
+[[iommu]]
+name = "dmar0"
+model = "vtd"
+[[group]]
+id = 1
+iommu = "dmar0"
+devices = [{ bdf = "0000:00:01.0", fail_reset = true }]
+)",
+                                    &error);
+  REQUIRE(topo.has_value());
+  Harness h(std::move(*topo));
+  SysfsFiles s(h.emu);
+  CHECK(store(s, kTestdev + "reset", "1") == -EIO);
+  // The device is in a bad state: binding it (open_device) fails.
+  const int dev = h.open("vfio/devices/vfio0");
+  const int iommufd = h.open("iommu");
+  REQUIRE((dev >= 0 && iommufd >= 0));
+  vfio_device_bind_iommufd b{};
+  b.argsz = sizeof(b);
+  b.iommufd = iommufd;
+  CHECK(h.fails(dev, VFIO_DEVICE_BIND_IOMMUFD, &b) == EIO);
 }
 
 }  // namespace
