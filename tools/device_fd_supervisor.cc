@@ -242,6 +242,14 @@ bool effective_caps(pid_t tid, __user_cap_data_struct (&data)[2]) {
   return syscall(SYS_capget, &hdr, data) == 0;
 }
 
+// The device and inode of the file behind fd `fd` of process `pid` (false: no such open file).
+bool stat_program_fd(pid_t pid, int fd, dev_t* dev, ino_t* ino) {
+  if (fd < 0) return false;
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
+  return stat_dont_sync(path, dev, ino);
+}
+
 // For as long as it lives, the calling thread lacks CAP_SYS_RAWIO in its effective set if
 // thread `tid` (the program's) lacks it: the daemon asks the caller of an ioctl for it
 // (vfio_df_group_open of a no-IOMMU device through an iommufd), and the caller Linux asks is the
@@ -287,10 +295,9 @@ void DeviceFdSupervisor::handle(const Notification& note) {
   // Only the daemon's own group nodes are ours to answer for. Anything else (another file, a
   // number that is not open) goes to the kernel untouched.
   char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
   dev_t dev = 0;
   ino_t ino = 0;
-  const Group* group = fd >= 0 && stat_dont_sync(path, &dev, &ino) ? group_of(dev, ino) : nullptr;
+  const Group* group = stat_program_fd(pid, fd, &dev, &ino) ? group_of(dev, ino) : nullptr;
   if (group == nullptr) {
     resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
@@ -368,11 +375,10 @@ void DeviceFdSupervisor::handle_mmap(const Notification& note) {
   const int fd = static_cast<int>(n.data.args[4]);
   const pid_t pid = static_cast<pid_t>(n.pid);
   char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, fd);
   dev_t dev = 0;
   ino_t ino = 0;
   auto it = resource_files_.end();
-  if (fd >= 0 && !resource_files_.empty() && stat_dont_sync(path, &dev, &ino))
+  if (!resource_files_.empty() && stat_program_fd(pid, fd, &dev, &ino))
     it = resource_files_.find({dev, ino});
   if (it != resource_files_.end()) {
     // How the program opened it (the mode decides do_mmap's EACCES, which the kernel gives).
