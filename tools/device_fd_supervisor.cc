@@ -178,6 +178,12 @@ DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
     if (stat_dont_sync(e.path().string(), &dev, &ino))
       groups_[{dev, ino}] = Group{std::stoi(name), noiommu};
   }
+  // The daemon's device cdevs ("vfioN", "noiommu-vfioN"): a device fd is one of them opened.
+  for (const auto& e : fs::directory_iterator(fs::path(node_dir_) / "vfio/devices", ec)) {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    if (stat_dont_sync(e.path().string(), &dev, &ino)) device_files_.insert({dev, ino});
+  }
   // The daemon's resource files (cuse/sysfs_files.h): st_size is the BAR's size.
   for (const auto& d : fs::directory_iterator(fs::path(node_dir_) / "sys/bus/pci/devices", ec)) {
     std::error_code file_ec;
@@ -378,9 +384,36 @@ void DeviceFdSupervisor::handle_mmap(const Notification& note) {
   dev_t dev = 0;
   ino_t ino = 0;
   auto it = resource_files_.end();
-  if (!resource_files_.empty() && stat_program_fd(pid, fd, &dev, &ino))
-    it = resource_files_.find({dev, ino});
-  if (it != resource_files_.end()) {
+  const bool known = stat_program_fd(pid, fd, &dev, &ino);
+  if (known) it = resource_files_.find({dev, ino});
+  if (known && device_files_.count({dev, ino}) != 0) {
+    // A device fd: vfio_pci_core_mmap's checks, with the region as the daemon describes it to
+    // the program's own file.
+    vfio_region_info info{};
+    info.argsz = sizeof(info);
+    info.index = device_region_index(n.data.args[5]);
+    bool have_info = false;
+    if (const int pidfd = pidfd_of_thread(pid); pidfd >= 0) {
+      const Fd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
+      ::close(pidfd);
+      have_info = copy.get() >= 0 && ioctl(copy.get(), VFIO_DEVICE_GET_REGION_INFO, &info) == 0;
+    }
+    const int e = device_mmap_errno(have_info, info.size,
+                                    (info.flags & VFIO_REGION_INFO_FLAG_MMAP) != 0,
+                                    n.data.args[1], static_cast<int>(n.data.args[3]),
+                                    n.data.args[5],
+                                    static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
+    if (e != 0) {
+      resp.flags = 0;
+      resp.error = -e;
+      std::fprintf(stderr, "vfio-emu run: pid %d: mmap of %#llx bytes at %#llx of a VFIO device "
+                   "file (region %u%s, size %#llx): refused as vfio_pci_core_mmap does: %s\n",
+                   pid, static_cast<unsigned long long>(n.data.args[1]),
+                   static_cast<unsigned long long>(n.data.args[5]), info.index,
+                   have_info ? "" : ", no access", static_cast<unsigned long long>(info.size),
+                   std::strerror(e));
+    }
+  } else if (it != resource_files_.end()) {
     // How the program opened it (the mode decides do_mmap's EACCES, which the kernel gives).
     int open_flags = O_RDONLY;
     std::snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", pid, fd);

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -66,6 +67,7 @@ class DeviceFdSupervisor {
   std::string node_dir_;
   std::map<std::pair<dev_t, ino_t>, Group> groups_;  // the daemon's group nodes
   std::map<std::pair<dev_t, ino_t>, std::uint64_t> resource_files_;  // resourceN[_wc] -> BAR size
+  std::set<std::pair<dev_t, ino_t>> device_files_;  // the daemon's device cdevs
   std::thread thread_;
   std::atomic<unsigned> served_{0}, passed_on_{0};
 };

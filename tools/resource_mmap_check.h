@@ -21,4 +21,18 @@ namespace vfio_emu::tools {
 int resource_mmap_errno(std::uint64_t bar_size, std::uint64_t len, int prot, int flags,
                         std::uint64_t offset, int open_flags, std::uint64_t page_size);
 
+// The same for a VFIO device file (vfio_device_fops_mmap -> vfio_pci_core_mmap), whose BAR
+// regions the daemon maps by passthrough too. `region_info` is what VFIO_DEVICE_GET_REGION_INFO
+// answers for the region the offset names (offset >> 40): false if the call failed, which it does
+// for a file that is not bound (access not granted: EINVAL first). Returns EINVAL for what Linux
+// refuses: no access, a region past the ROM (config space, ROM, VGA: index >= 6), a private
+// mapping, pages past the BAR's page-aligned size; 0 otherwise, and for a BAR the region info
+// does not call mappable (the daemon's own answer stands: ENODEV without passthrough).
+int device_mmap_errno(bool region_info, std::uint64_t region_size, bool region_mmap,
+                      std::uint64_t len, int flags, std::uint64_t offset, std::uint64_t page_size);
+// The region an offset of a device file names (VFIO_PCI_OFFSET_SHIFT).
+inline std::uint32_t device_region_index(std::uint64_t offset) {
+  return static_cast<std::uint32_t>(offset >> 40);
+}
+
 }  // namespace vfio_emu::tools

@@ -149,7 +149,7 @@ def explain(diffs: list[Difference], entries: list[Entry]) -> list[Difference]:
 
 # The no-IOMMU device of pci_testdev_machine.toml, as the transcript's --noiommu wants it.
 NOIOMMU_ARGS = ["--noiommu", "/dev/vfio/noiommu-0", "0000:00:06.0",
-                "/dev/vfio/devices/noiommu-vfio5"]
+                "/dev/vfio/devices/noiommu-vfio4"]
 
 
 def run_emu(tool: str, transcript: str, config: Path) -> str:

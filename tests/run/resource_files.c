@@ -215,6 +215,38 @@ int main(int argc, char** argv) {
          past == MAP_FAILED ? strerror(errno) : "mapped");
   if (past != MAP_FAILED) munmap(past, (size_t)page);
 
+  /* The VFIO device file's mmap, as vfio_pci_core_mmap refuses it (run's supervisor answers
+   * what the passthrough file cannot): config space, a private mapping, past the BAR, and a
+   * cdev that is not bound. */
+  struct {
+    const char* what;
+    int flags;
+    off_t offset;
+    size_t len;
+  } refused[] = {
+      {"the config region", MAP_SHARED, (off_t)VFIO_PCI_CONFIG_REGION_INDEX << 40, 4096},
+      {"BAR0, MAP_PRIVATE", MAP_PRIVATE, bar0, 4096},
+      {"BAR0 and a page past it", MAP_SHARED, bar0, 16384 + 4096},
+      {"the page after BAR0", MAP_SHARED, bar0 + 16384, 4096},
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; ++i) {
+    errno = 0;
+    void* m = mmap(NULL, refused[i].len, PROT_READ, refused[i].flags, device, refused[i].offset);
+    EXPECT(m == MAP_FAILED && errno == EINVAL, "mmap of %s of the device: %s", refused[i].what,
+           m == MAP_FAILED ? strerror(errno) : "mapped");
+    if (m != MAP_FAILED) munmap(m, refused[i].len);
+  }
+  char unbound_path[300];
+  snprintf(unbound_path, sizeof unbound_path, "/dev/vfio/devices/%s", cdev_name);
+  const int unbound = open(unbound_path, O_RDWR);
+  errno = 0;
+  void* m = unbound >= 0 ? mmap(NULL, 4096, PROT_READ, MAP_SHARED, unbound, bar0) : MAP_FAILED;
+  EXPECT(unbound >= 0 && m == MAP_FAILED && errno == EINVAL,
+         "mmap of BAR0 through a cdev fd that is not bound: %s",
+         m == MAP_FAILED ? strerror(errno) : "mapped");
+  if (m != MAP_FAILED) munmap(m, 4096);
+  if (unbound >= 0) close(unbound);
+
   /* remove, rescan, reset: write-only, a number each (kstrtoul); remove is refused (EBUSY),
    * reset resets the function: the BAR reads 0 through resource0 and VFIO. */
   EXPECT(open_errno(dev_path("reset"), O_RDONLY) == EACCES, "open(reset, O_RDONLY)");

@@ -58,3 +58,38 @@ TEST_CASE("resource mmap: what do_mmap refuses first is left to the kernel", "[r
 
 }  // namespace
 }  // namespace vfio_emu::tools
+
+namespace vfio_emu::tools {
+namespace {
+
+constexpr std::uint64_t kBar0 = 0;                         // region 0's offset
+constexpr std::uint64_t kConfig = std::uint64_t{7} << 40;  // VFIO_PCI_CONFIG_REGION_INDEX
+
+int device(std::uint64_t len, std::uint64_t offset, int flags = MAP_SHARED, bool info = true,
+           bool mappable = true, std::uint64_t size = 16 * 1024) {
+  return device_mmap_errno(info, size, mappable, len, flags, offset, 4096);
+}
+
+TEST_CASE("device mmap: what vfio_pci_core_mmap refuses", "[run]") {
+  CHECK(device(16 * 1024, kBar0) == 0);
+  CHECK(device(4096, kBar0 + 3 * 4096) == 0);
+  CHECK(device(1, kBar0 + 3 * 4096) == 0);               // a partial page is a page
+  CHECK(device(16 * 1024 + 1, kBar0) == EINVAL);         // past the BAR
+  CHECK(device(4096, kBar0 + 16 * 1024) == EINVAL);
+  CHECK(device(4096, kBar0, MAP_PRIVATE) == EINVAL);     // VM_SHARED
+  CHECK(device(4096, kBar0, MAP_SHARED, false) == EINVAL);  // not bound: access not granted
+  CHECK(device(4096, kConfig) == EINVAL);                // config space, ROM, VGA
+  CHECK(device(4096, std::uint64_t{6} << 40) == EINVAL);
+  CHECK(device(4096, std::uint64_t{9} << 40) == EINVAL);  // no such region
+  // A BAR the daemon does not map (no passthrough): its own answer stands.
+  CHECK(device(4096, kBar0, MAP_SHARED, true, false) == 0);
+  // A small BAR maps its whole page (PAGE_ALIGN of the BAR's length).
+  CHECK(device(4096, std::uint64_t{1} << 40, MAP_SHARED, true, true, 256) == 0);
+  // do_mmap's own checks stay the kernel's.
+  CHECK(device(0, kBar0) == 0);
+  CHECK(device(4096, kBar0 + 1) == 0);
+  CHECK(device(4096, kBar0, 0) == 0);
+}
+
+}  // namespace
+}  // namespace vfio_emu::tools
