@@ -13,6 +13,7 @@
 
 #include "core/inspect/vtd_debugfs.h"
 #include "core/log.h"
+#include "core/reject.h"
 
 namespace vfio_emu::cuse {
 namespace {
@@ -48,11 +49,12 @@ std::string hex_line(const char* format, u32 value) {
 bool has_read(SysfsKind k) {
   return k != SysfsKind::kBind && k != SysfsKind::kUnbind && k != SysfsKind::kNewId &&
          k != SysfsKind::kRemoveId && k != SysfsKind::kRemove && k != SysfsKind::kRescan &&
-         k != SysfsKind::kReset;
+         k != SysfsKind::kReset && k != SysfsKind::kDriversProbe;
 }
 
 bool has_write(SysfsKind k) {
   return k == SysfsKind::kConfig || k == SysfsKind::kDriverOverride ||
+         k == SysfsKind::kDriversAutoprobe ||
          k == SysfsKind::kResourceBar || k == SysfsKind::kResourceBarWc || !has_read(k);
 }
 
@@ -158,6 +160,13 @@ SysfsFiles::SysfsFiles(core::Emulator& emu) : emu_(emu) {
                                    {"new_id", SysfsKind::kNewId},
                                    {"remove_id", SysfsKind::kRemoveId}})
     files_.push_back(SysfsFile{driver + name, kind, nullptr, 0200, 4096});
+  // The bus's attributes, so that a program under `run` reaches the emulated bus and not the
+  // host's (its rescan or probe would act on the host's PCI devices).
+  files_.push_back(SysfsFile{"sys/bus/pci/rescan", SysfsKind::kRescan, nullptr, 0200, 4096});
+  files_.push_back(
+      SysfsFile{"sys/bus/pci/drivers_probe", SysfsKind::kDriversProbe, nullptr, 0200, 4096});
+  files_.push_back(SysfsFile{"sys/bus/pci/drivers_autoprobe", SysfsKind::kDriversAutoprobe,
+                             nullptr, 0644, 4096});
   for (const auto& g : emu_.groups()) {
     for (const auto& d : g->devices()) {
       devices_.push_back(d.get());
@@ -219,6 +228,10 @@ std::string SysfsFiles::show(const SysfsFile& f, bool privileged) {
     auto text = core::inspect::domain_translation_struct(emu_, *f.device);
     if (!text) throw std::bad_alloc();
     return text.take();
+  }
+  if (f.kind == SysfsKind::kDriversAutoprobe) {  // drivers_autoprobe_show
+    std::lock_guard lock(mu_);
+    return drivers_autoprobe_ ? "1\n" : "0\n";
   }
   if (f.kind == SysfsKind::kDriverOverride) {
     std::lock_guard lock(mu_);
@@ -298,6 +311,22 @@ Result<size_t> SysfsFiles::store(const SysfsFile& f, std::string_view data) {
       case SysfsKind::kRemove:
       case SysfsKind::kRescan:
       case SysfsKind::kReset: return device_command(f, data);
+      case SysfsKind::kDriversProbe:
+        // drivers_probe_store: a device of the bus by name (ENODEV), then
+        // bus_rescan_devices_helper, which leaves a device that has a driver alone: done.
+        if (device_by_name(data) == nullptr) {
+          log->info("{}: no emulated device {}: ENODEV", f.path,
+                    core::quoted(data.substr(0, std::min<size_t>(data.size(), 64))));
+          return err(ENODEV);
+        }
+        return data.size();
+      case SysfsKind::kDriversAutoprobe: {
+        // drivers_autoprobe_store: "0..." turns it off, anything else on. No emulated device is
+        // ever unbound, so nothing is probed either way.
+        std::lock_guard lock(mu_);
+        drivers_autoprobe_ = data.empty() || data[0] != '0';
+        return data.size();
+      }
       case SysfsKind::kConfig:
         // The device is vfio-pci's: its config space changes through the VFIO region only.
         log->info("{}: a write of {:#x} bytes to config through sysfs: EPERM (as a kernel in "

@@ -36,6 +36,9 @@ enum class SysfsKind {
   // reset, as VFIO_DEVICE_GET_INFO's VFIO_DEVICE_FLAGS_RESET says).
   kRemove, kRescan, kReset,
   kBind, kUnbind, kNewId, kRemoveId,
+  // The PCI bus's own attributes (drivers/base/bus.c; `rescan` is kRescan with no device):
+  // drivers_probe (0200) and drivers_autoprobe (0644).
+  kDriversProbe, kDriversAutoprobe,
   kDomainTranslation,
 };
 
@@ -104,9 +107,10 @@ class SysfsFiles {
   core::Emulator& emu_;
   std::vector<SysfsFile> files_;
   std::vector<core::Device*> devices_;
-  std::mutex mu_;  // overrides_, dynids_
+  std::mutex mu_;  // overrides_, dynids_, drivers_autoprobe_
   std::map<const core::Device*, std::string> overrides_;  // driver_override, if set
   std::vector<DynId> dynids_;                              // vfio-pci's, from new_id
+  bool drivers_autoprobe_ = true;                          // the bus's drivers_autoprobe
 };
 
 // ---- the formats, for the unit tests ----

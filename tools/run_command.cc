@@ -371,6 +371,9 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
     relative_symlink(dev, cls / "device");
   }
   bind_files(served / "bus/pci/drivers/vfio-pci", "/sys/bus/pci/drivers/vfio-pci");
+  // The bus's rescan, drivers_probe and drivers_autoprobe are the daemon's: a write there must
+  // reach the emulated bus, never the host's.
+  bind_files(served / "bus/pci", "/sys/bus/pci");
   // vfio's module parameter, which DPDK and others read before they look for noiommu groups.
   if (fs::is_directory("/sys/module", ec)) {
     overlay("/sys/module", staging);
@@ -380,12 +383,20 @@ void enter_namespace(const std::string& node_dir, const std::string& staging_dir
                noiommu_mode ? "Y\n" : "N\n");
   }
   // What `run` made itself is read-only from here: a write to a file it wrote (vfio-dev/vfioN/dev,
-  // an iommu group's type, vfio's module parameter) or a new file in those directories (`echo 1 > .../enable`) fails with
-  // EROFS instead of silently landing in a tmpfs. The daemon's files bound inside stay writable.
+  // an iommu group's type, vfio's module parameter) or a new file in those directories
+  // (`echo 1 > .../enable`) fails with EROFS instead of silently landing in a tmpfs. The
+  // daemon's files bound inside stay writable.
   read_only(pci);
   for (const char* dir : {"/sys/bus/pci/drivers/vfio-pci", "/sys/kernel/iommu_groups",
                           "/sys/class/vfio-dev"})
     read_only(dir, /*bind_first=*/true);
+  if (fs::is_directory("/sys/module/vfio", ec)) read_only("/sys/module/vfio", /*bind_first=*/true);
+  // The rest of the host's /sys/bus/pci (resource_alignment, slots/*/power, ...) is read-only
+  // in the namespace: the program must not reach the host's PCI bus through it. The mounts
+  // inside (the devices, the drivers, the daemon's files) keep their own flags.
+  if (mount("/sys/bus/pci", "/sys/bus/pci", nullptr, MS_BIND | MS_REC, nullptr) != 0 ||
+      mount(nullptr, "/sys/bus/pci", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
+    std::fprintf(stderr, "vfio-emu run: /sys/bus/pci stays writable (%s)\n", std::strerror(errno));
   // Intel IOMMU debugfs, for the devices behind VT-d: in a fresh /sys/kernel/debug that keeps
   // the host's other entries (debugfs itself takes no new directory).
   if (fs::is_directory(served / "kernel/debug/iommu", ec)) {

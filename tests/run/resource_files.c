@@ -270,6 +270,25 @@ int main(int argc, char** argv) {
          "creating enable");
   EXPECT(write_errno("/sys/bus/pci/drivers/vfio-pci/new_file", O_WRONLY | O_CREAT, "1") == EROFS,
          "creating a file in vfio-pci's directory");
+  /* The bus's attributes are the emulated bus's (the daemon's), never the host's. */
+  EXPECT(write_errno("/sys/bus/pci/drivers_probe", O_WRONLY, bdf) == 0, "drivers_probe %s", bdf);
+  EXPECT(write_errno("/sys/bus/pci/drivers_probe", O_WRONLY, "0000:7f:1f.7\n") == ENODEV,
+         "drivers_probe of a device the emulated bus lacks: ENODEV");
+  EXPECT(write_errno("/sys/bus/pci/rescan", O_WRONLY, "1") == 0, "bus rescan 1");
+  EXPECT(write_errno("/sys/bus/pci/rescan", O_WRONLY, "yes") == EINVAL, "bus rescan yes");
+  EXPECT(open_errno("/sys/bus/pci/rescan", O_RDONLY) == EACCES, "open(bus rescan, O_RDONLY)");
+  char autoprobe[8] = "";
+  const int ap = open("/sys/bus/pci/drivers_autoprobe", O_RDONLY);
+  EXPECT(ap >= 0 && read(ap, autoprobe, sizeof autoprobe - 1) == 2 && strcmp(autoprobe, "1\n") == 0,
+         "drivers_autoprobe reads 1");
+  if (ap >= 0) close(ap);
+  /* What else the host's /sys/bus/pci has is read-only here; vfio's parameter too. */
+  if (access("/sys/bus/pci/resource_alignment", F_OK) == 0)
+    EXPECT(write_errno("/sys/bus/pci/resource_alignment", O_WRONLY, "\n") == EROFS,
+           "the host's resource_alignment");
+  EXPECT(write_errno("/sys/module/vfio/parameters/enable_unsafe_noiommu_mode", O_WRONLY, "Y") ==
+             EROFS,
+         "vfio's enable_unsafe_noiommu_mode");
 
   munmap((void*)sys, 16384);
   munmap((void*)vfio, 16384);
