@@ -487,6 +487,25 @@ Err refuse(const DeviceFile& f, bool write, u64 offset, u64 len, int e, std::str
   return Err{e};
 }
 
+// vfio_pci_bar_rw of BAR `bar` at `pos`: reads into `out`, or writes from `in` (exactly one is
+// set); cut at the end of the BAR. `why` says what an error is.
+Result<u64> bar_rw(Device& dev, u32 bar, u64 pos, u8* out, const u8* in, u64 len, const char** why) {
+  std::lock_guard lock(dev.regions_mu);
+  const u64 size = dev.model->bar_size(bar);
+  if (size == 0) return *why = "the region is empty", Err{EINVAL};
+  if (pos >= size) return *why = "past the end of the BAR", Err{EINVAL};
+  const u64 n = std::min(len, size - pos);
+  // __vfio_pci_memory_enabled: with memory decoding off a memory BAR does not answer (an I/O BAR
+  // is not tested: vfio_pci_bar_rw's test_mem is IORESOURCE_MEM).
+  if (!dev.model->bar_is_io(bar) && !(dev.config[kPciCommand] & kPciCommandMemory))
+    return *why = "memory decoding is off (PCI_COMMAND_MEMORY)", Err{EIO};
+  if (in != nullptr)
+    dev.model->bar_write(bar, pos, in, n);
+  else
+    dev.model->bar_read(bar, pos, out, n);
+  return n;
+}
+
 // vfio_pci_rw: reads into `out`, or writes from `in` (exactly one is set).
 Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u8* in, u64 len) {
   const bool write = in != nullptr;
@@ -532,20 +551,10 @@ Result<u64> region_rw(Emulator& emu, DeviceFile& f, u64 offset, u8* out, const u
     case VFIO_PCI_BAR3_REGION_INDEX:
     case VFIO_PCI_BAR4_REGION_INDEX:
     case VFIO_PCI_BAR5_REGION_INDEX: {
-      const u32 bar = static_cast<u32>(index - VFIO_PCI_BAR0_REGION_INDEX);
-      std::lock_guard lock(dev.regions_mu);
-      const u64 size = dev.model->bar_size(bar);
-      if (size == 0) return refuse(f, write, offset, len, EINVAL, "the region is empty");
-      if (pos >= size) return refuse(f, write, offset, len, EINVAL, "past the end of the BAR");
-      const u64 n = std::min(len, size - pos);
-      // __vfio_pci_memory_enabled: with memory decoding off a memory BAR does not answer (an
-      // I/O BAR is not tested: vfio_pci_bar_rw's test_mem is IORESOURCE_MEM).
-      if (!dev.model->bar_is_io(bar) && !(dev.config[kPciCommand] & kPciCommandMemory))
-        return refuse(f, write, offset, len, EIO, "memory decoding is off (PCI_COMMAND_MEMORY)");
-      if (write)
-        dev.model->bar_write(bar, pos, in, n);
-      else
-        dev.model->bar_read(bar, pos, out, n);
+      const char* why = nullptr;
+      auto n = bar_rw(dev, static_cast<u32>(index - VFIO_PCI_BAR0_REGION_INDEX), pos, out, in, len,
+                      &why);
+      if (!n) return refuse(f, write, offset, len, n.error(), why);
       return n;
     }
     case VFIO_PCI_ROM_REGION_INDEX:
@@ -603,6 +612,28 @@ Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64
 
 Result<u64> device_write(Emulator& emu, DeviceFile& f, u64 offset, const void* buf, u64 len) {
   return region_rw(emu, f, offset, nullptr, static_cast<const u8*>(buf), len);
+}
+
+Status device_bar_store(Device& dev, u32 bar, u64 pos, u64 value, u32 width) {
+  if (bar >= 6 || !dev.model->bar_stores_trapped(bar) || (width != 1 && width != 2 && width != 4 &&
+                                                          width != 8)) {
+    logger("core")->info("{} BAR {} offset {:#x} width {}: a store trapped where none is: EINVAL",
+                         dev.spec().bdf, bar, pos, width);
+    return Err{EINVAL};
+  }
+  dev.model->settle();
+  u8 bytes[8];
+  std::memcpy(bytes, &value, sizeof(bytes));
+  const char* why = nullptr;
+  auto n = bar_rw(dev, bar, pos, nullptr, bytes, width, &why);
+  if (!n || *n != width) {
+    const int e = n ? EINVAL : n.error();
+    logger("core")->info("{} BAR {} offset {:#x} width {} value {:#x}: trapped store refused: {} "
+                         "({})", dev.spec().bdf, bar, pos, width, value,
+                         n ? "past the end of the BAR" : why, errno_name(e));
+    return Err{e};
+  }
+  return {};
 }
 
 namespace {

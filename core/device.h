@@ -61,6 +61,13 @@ void release_device_file(Emulator& emu, DeviceFile& f);
 Result<u64> device_read(Emulator& emu, DeviceFile& f, u64 offset, void* buf, u64 len);
 Result<u64> device_write(Emulator& emu, DeviceFile& f, u64 offset, const void* buf, u64 len);
 
+// A store of `width` bytes (1, 2, 4, 8) that a program made to a mapping of BAR `bar` at `pos`,
+// trapped by `vfio-emu run` (DeviceModel::bar_stores_trapped, tools/store_watch.h): the model
+// takes it as a region write would. Errors: EINVAL for a BAR whose stores are not trapped, a bad
+// width, or a store not wholly inside the BAR; EIO with memory decoding off (Linux's
+// vfio_pci_mmap_fault gives SIGBUS then).
+Status device_bar_store(Device& dev, u32 bar, u64 pos, u64 value, u32 width);
+
 // The device cdev's ioctls (VFIO_DEVICE_SET_IRQS is set_irqs_ioctl, core/device_irqs.h).
 namespace device_ioctl {
 IoctlHandler use_group, get_info, get_region_info, get_irq_info, reset, device_feature,

@@ -164,9 +164,36 @@ std::uint64_t needed_flags(iommu::Prot prot) {
   return f == 0 ? kVmaReadable : f;
 }
 
+// Whether the mapping of `pid` that starts at `start` is shared and may be made writable
+// (VM_MAYWRITE: "sh" and "mw" in its VmFlags in /proc/<pid>/smaps).
+bool shared_maywrite(pid_t pid, u64 start) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return false;
+  bool in_vma = false, yes = false;
+  char line[512];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line, "%llx-%llx ", &lo, &hi) == 2 && std::strchr(line, ':') != nullptr &&
+        std::strncmp(line, "VmFlags", 7) != 0) {
+      if (in_vma) break;
+      in_vma = lo == start;
+      continue;
+    }
+    if (in_vma && std::strncmp(line, "VmFlags:", 8) == 0) {
+      yes = std::strstr(line, " sh") != nullptr && std::strstr(line, " mw") != nullptr;
+      break;
+    }
+  }
+  std::fclose(f);
+  return yes;
+}
+
 // The text /proc/<pid>/maps, for kernels without PROCMAP_QUERY.
 u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need,
-                         const std::function<bool(dev_t, u64)>& unpinnable) {
+                         const std::function<bool(dev_t, u64)>& unpinnable,
+                         const std::function<bool(dev_t, u64)>& store_trapped) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/maps", pid);
   FILE* f = std::fopen(path, "re");
@@ -183,8 +210,11 @@ u64 accessible_from_text(pid_t pid, u64 addr, u64 len, std::uint64_t need,
       continue;
     if (hi <= covered_to) continue;
     if (lo > covered_to) break;  // a hole
-    const bool ok = (!(need & kVmaReadable) || perms[0] == 'r') &&
-                    (!(need & kVmaWritable) || perms[1] == 'w');
+    bool ok = (!(need & kVmaReadable) || perms[0] == 'r') &&
+              (!(need & kVmaWritable) || perms[1] == 'w');
+    if (!ok && perms[1] != 'w' && (!(need & kVmaReadable) || perms[0] == 'r') && store_trapped &&
+        ino != 0 && store_trapped(makedev(major, minor), ino) && shared_maywrite(pid, lo))
+      ok = true;
     if (!ok) break;
     if (unpinnable && ino != 0 && unpinnable(makedev(major, minor), ino)) break;
     covered_to = hi;
@@ -223,7 +253,8 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len) {
 }
 
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
-                   const std::function<bool(dev_t, u64)>& unpinnable) {
+                   const std::function<bool(dev_t, u64)>& unpinnable,
+                   const std::function<bool(dev_t, u64)>& store_trapped) {
   if (len == 0) return 0;
   const std::uint64_t need = needed_flags(prot);
   std::shared_ptr<MapsFile> maps = maps_files().get(pid);
@@ -238,7 +269,21 @@ u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
     q.query_flags = need;  // only VMAs with these permissions match
     if (::ioctl(maps->maps.fd, kProcmapQuery, &q) != 0) {
       if (errno == ENOTTY || errno == EINVAL)
-        return accessible_from_text(pid, addr, len, need, unpinnable);
+        return accessible_from_text(pid, addr, len, need, unpinnable, store_trapped);
+      if (errno == ENOENT && (need & kVmaWritable) && store_trapped) {
+        // A BAR mapping `vfio-emu run` made read-only to trap its stores is writable to the
+        // program that asked for it (tools/store_watch.h).
+        ProcmapQuery r{};
+        r.size = sizeof(r);
+        r.query_addr = covered_to;
+        r.query_flags = need & ~kVmaWritable;
+        if (::ioctl(maps->maps.fd, kProcmapQuery, &r) == 0 && r.vma_start <= covered_to &&
+            r.inode != 0 && store_trapped(makedev(r.dev_major, r.dev_minor), r.inode) &&
+            shared_maywrite(pid, r.vma_start)) {
+          covered_to = r.vma_end;
+          continue;
+        }
+      }
       if (errno == ESRCH && !reopened) {  // the address space it was opened on is gone
         maps = maps_files().reopen(pid, maps);
         reopened = true;

@@ -32,8 +32,12 @@ std::size_t process_read_some(pid_t tid, u64 addr, void* dst, std::size_t len);
 // st_ino)` says true (as /proc/<pid>/maps shows the file) ends the range too: the daemon's device
 // nodes, whose mappings are BARs, which Linux maps VM_PFNMAP and pin_user_pages() refuses. The
 // kernel's own VM_IO/PFNMAP mappings are not told apart.
+// `store_trapped(st_dev, st_ino)`: a shared mapping of such a file that lacks write permission
+// but may be made writable (VM_MAYWRITE) counts as writable: `vfio-emu run` maps a BAR whose
+// stores it traps read-only though the program asked for PROT_WRITE (tools/store_watch.h).
 u64 dma_accessible(pid_t pid, u64 addr, u64 len, iommu::Prot prot,
-                   const std::function<bool(dev_t, u64)>& unpinnable = {});
+                   const std::function<bool(dev_t, u64)>& unpinnable = {},
+                   const std::function<bool(dev_t, u64)>& store_trapped = {});
 
 // Calls `page_size` with the page size of each mapping of `pid` that covers part of
 // [addr, addr+len), in address order: the huge page size for hugetlb mappings

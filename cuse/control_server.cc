@@ -21,6 +21,7 @@
 
 #include <fmt/core.h>
 
+#include "core/device.h"
 #include "core/inspect/check.h"
 #include "core/inspect/list.h"
 #include "core/inspect/maps.h"
@@ -446,6 +447,33 @@ void ControlServer::add_commands() {
     Json records = Json::array();
     for (const auto& r : emu_.trace().since(since, max)) records.push_back(core::inspect::trace_record(r));
     return {{"records", records}, {"last_seq", emu_.trace().last_seq()}};
+  };
+  // `vfio-emu run` trapped a program's store to a mapped BAR (tools/store_watch.h): the model
+  // takes it before the program runs on (core/device.h device_bar_store).
+  commands_["store"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
+    ControlArguments args(rq);
+    const auto bar = args.number("bar");
+    const auto offset = args.number("offset");
+    const auto width = args.number("width");
+    const auto value = args.number("value");
+    const auto bdf = rq.find("bdf");
+    if (args.ok() && (bdf == rq.end() || !bdf->is_string() || !bar || !offset || !width || !value))
+      args.fail("store needs \"bdf\" (a string), \"bar\", \"offset\", \"width\" and \"value\"");
+    if (!args.ok()) return bad(args, error, err_no);
+    for (const auto& g : emu_.groups()) {
+      for (const auto& d : g->devices()) {
+        if (d->spec().bdf != bdf->get_ref<const std::string&>()) continue;
+        const Status done = core::device_bar_store(*d, static_cast<u32>(std::min<u64>(*bar, 6)),
+                                                   *offset, *value,
+                                                   static_cast<u32>(std::min<u64>(*width, 16)));
+        if (done) return Json::object();
+        *error = fmt::format("store of {:#x} to {:#x} of BAR {} of {} refused", *value, *offset,
+                             *bar, d->spec().bdf);
+        return *err_no = done.error(), nullptr;
+      }
+    }
+    *error = "unknown device " + describe(*bdf);
+    return *err_no = ENOENT, nullptr;
   };
   commands_["faults"] = [this, bad](const Json& rq, std::string* error, int* err_no) -> Json {
     ControlArguments args(rq);

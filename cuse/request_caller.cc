@@ -235,25 +235,31 @@ Result<core::UniqueFd> RequestCaller::take_eventfd(int fd) {
   return local;
 }
 
+// A program's mapping of one of our nodes is a device's BAR: FUSE passthrough maps the BAR
+// memfd, and /proc shows the node's st_dev and inode for it (file_user_inode). FUSE nodes are
+// regular files; CUSE nodes cannot be mapped at all.
+bool RequestCaller::is_device_bar(dev_t dev, u64 ino) const {
+  struct stat st {};
+  st.st_dev = dev;
+  st.st_ino = static_cast<ino_t>(ino);
+  st.st_mode = S_IFREG;
+  return nodes_.is_ours(st);
+}
+
 u64 RequestCaller::dma_accessible(u64 addr, u64 len, core::Prot prot) {
   // A caller we cannot see (another pid namespace) cannot be checked: its word is taken.
-  return caller_.pid > 0 ? cuse::dma_accessible(caller_.pid, addr, len, prot) : len;
+  if (caller_.pid <= 0) return len;
+  // Type1 maps a BAR (Linux: follow_fault_pfn of the VM_PFNMAP mapping), writable as the
+  // program mapped it, which `vfio-emu run` may have made read-only to trap its stores.
+  return cuse::dma_accessible(caller_.pid, addr, len, prot, {},
+                              [this](dev_t dev, u64 ino) { return is_device_bar(dev, ino); });
 }
 
 u64 RequestCaller::dma_pinnable(u64 addr, u64 len, core::Prot prot) {
   if (caller_.pid <= 0) return len;
-  // A program's mapping of one of our nodes is a device's BAR: FUSE passthrough maps the BAR
-  // memfd, and /proc shows the node's st_dev and inode for it (file_user_inode). FUSE nodes are
-  // regular files; CUSE nodes cannot be mapped at all. Linux maps BARs VM_PFNMAP, which
-  // pin_user_pages() refuses.
-  auto device_bar = [this](dev_t dev, u64 ino) {
-    struct stat st {};
-    st.st_dev = dev;
-    st.st_ino = static_cast<ino_t>(ino);
-    st.st_mode = S_IFREG;
-    return nodes_.is_ours(st);
-  };
-  return cuse::dma_accessible(caller_.pid, addr, len, prot, device_bar);
+  // Linux maps BARs VM_PFNMAP, which pin_user_pages() refuses.
+  return cuse::dma_accessible(caller_.pid, addr, len, prot,
+                              [this](dev_t dev, u64 ino) { return is_device_bar(dev, ino); });
 }
 
 u32 RequestCaller::pinned_page_shift(u64 addr, u64 len, u32 natural_shift, u32 base_shift) {

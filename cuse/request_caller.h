@@ -104,6 +104,8 @@ class RequestCaller final : public core::UserMemory,
   u64 dma_accessible(u64 addr, u64 len, core::Prot prot) override;
   // ... up to a mapping of one of our nodes (a device's BAR).
   u64 dma_pinnable(u64 addr, u64 len, core::Prot prot) override;
+  // Whether a mapping of (st_dev, st_ino), as /proc shows it, is of one of our nodes: a BAR.
+  bool is_device_bar(dev_t dev, u64 ino) const;
   u32 pinned_page_shift(u64 addr, u64 len, u32 natural_shift, u32 base_shift) override;
   u64 memlock_limit() override;
   bool capable(int cap) override;

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/ints.h"
 #include "base/result.h"
@@ -71,6 +72,17 @@ class DeviceModel {
   // what it stored through a mapping before takes effect before the call is served, as a
   // posted MMIO write reaches a device before the driver's next access to it does.
   virtual void settle() {}
+
+  // Whether a program's stores to a mapping of BAR `bar` must reach the model as register writes,
+  // in program order and before its next access, which polling the window cannot give: a
+  // driver that rings a doorbell and at once reads the status it changes, a store of the value
+  // the window already shows (writing back write-1-to-clear bits). Under `vfio-emu run` such a
+  // BAR is mapped read-only and every store to it traps and becomes a bar_write
+  // (tools/store_watch.h); loads stay direct.
+  virtual bool bar_stores_trapped(u32 bar) const {
+    (void)bar;
+    return false;
+  }
 
   // Whether the function has a reset method Linux's pci_try_reset_function can use (FLR, a PM
   // reset, ...): vfio-pci's reset_works, so VFIO_DEVICE_FLAGS_RESET and VFIO_DEVICE_RESET.

@@ -128,13 +128,14 @@ int pidfd_of_thread(pid_t tid) {
 
 }  // namespace
 
-int install_device_fd_filter() {
+int install_device_fd_filter(bool mmap_to_tracer) {
   // x86_64 ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, ...): the kernel takes the command as an
   // unsigned int, so only the low 32 bits of args[1] are compared. x86_64 mmap of a file
   // (args[3] without MAP_ANONYMOUS, args[4] not -1 as an unsigned int, as fget takes it): the
-  // supervisor checks it when it is a resource file (tools/resource_mmap_check.h). Other
-  // architectures' calls (a 32-bit program) are let through and keep the daemon's EOPNOTSUPP.
-  constexpr unsigned char kAllow = 12, kNotify = 11;  // the last two statements
+  // supervisor (or the tracer) checks it when it is a device or resource file
+  // (tools/resource_mmap_check.h). Other architectures' calls (a 32-bit program) are let
+  // through and keep the daemon's EOPNOTSUPP.
+  constexpr unsigned char kMmap = 11, kNotify = 12, kAllow = 13;  // the last three statements
   const sock_filter filter[] = {
       /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
       /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, kAllow - 2),
@@ -147,9 +148,11 @@ int install_device_fd_filter() {
       /* 7 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[3])),
       /* 8 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MAP_ANONYMOUS, kAllow - 9, 0),
       /* 9 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[4])),
-      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, kAllow - 11, kNotify - 11),
-      /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-      /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, kAllow - 11, kMmap - 11),
+      /* 11 */ BPF_STMT(BPF_RET | BPF_K,
+                        mmap_to_tracer ? SECCOMP_RET_TRACE : SECCOMP_RET_USER_NOTIF),
+      /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+      /* 13 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   static_assert(sizeof(filter) / sizeof(filter[0]) == kAllow + 1);
   const sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])),
@@ -163,8 +166,7 @@ struct DeviceFdSupervisor::Notification {
   seccomp_notif n;
 };
 
-DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
-    : listener_(listener), node_dir_(std::move(node_dir)) {
+DeviceFdSupervisor::DeviceFdSupervisor(std::string node_dir) : node_dir_(std::move(node_dir)) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(fs::path(node_dir_) / "vfio", ec)) {
     // "<id>", or "noiommu-<id>" for a no-IOMMU group.
@@ -182,7 +184,8 @@ DeviceFdSupervisor::DeviceFdSupervisor(int listener, std::string node_dir)
   for (const auto& e : fs::directory_iterator(fs::path(node_dir_) / "vfio/devices", ec)) {
     dev_t dev = 0;
     ino_t ino = 0;
-    if (stat_dont_sync(e.path().string(), &dev, &ino)) device_files_.insert({dev, ino});
+    if (stat_dont_sync(e.path().string(), &dev, &ino))
+      device_files_[{dev, ino}] = e.path().filename().string();
   }
   // The daemon's resource files (cuse/sysfs_files.h): st_size is the BAR's size.
   for (const auto& d : fs::directory_iterator(fs::path(node_dir_) / "sys/bus/pci/devices", ec)) {
@@ -204,7 +207,8 @@ DeviceFdSupervisor::~DeviceFdSupervisor() {
   if (listener_ >= 0) ::close(listener_);
 }
 
-void DeviceFdSupervisor::start() {
+void DeviceFdSupervisor::start(int listener) {
+  listener_ = listener;
   stop_fd_ = eventfd(0, EFD_CLOEXEC);
   thread_ = std::thread([this] { run(); });
 }
@@ -378,20 +382,34 @@ void DeviceFdSupervisor::handle_mmap(const Notification& note) {
   seccomp_notif_resp resp{};
   resp.id = n.id;
   resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-  const int fd = static_cast<int>(n.data.args[4]);
-  const pid_t pid = static_cast<pid_t>(n.pid);
+  std::uint64_t args[6];
+  std::copy(std::begin(n.data.args), std::end(n.data.args), args);
+  MmapTarget target;
+  if (const int e = mmap_errno(static_cast<pid_t>(n.pid), args, &target); e != 0) {
+    resp.flags = 0;
+    resp.error = -e;
+  }
+  if (resp.flags != 0) ++passed_on_;
+  ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+}
+
+int DeviceFdSupervisor::mmap_errno(pid_t pid, const std::uint64_t (&args)[6],
+                                   MmapTarget* target) const {
+  *target = MmapTarget{};
+  const int fd = static_cast<int>(args[4]);
   char path[64];
   dev_t dev = 0;
   ino_t ino = 0;
   auto it = resource_files_.end();
   const bool known = stat_program_fd(pid, fd, &dev, &ino);
   if (known) it = resource_files_.find({dev, ino});
-  if (known && device_files_.count({dev, ino}) != 0) {
+  const auto device = known ? device_files_.find({dev, ino}) : device_files_.end();
+  if (device != device_files_.end()) {
     // A device fd: vfio_pci_core_mmap's checks, with the region as the daemon describes it to
     // the program's own file.
     vfio_region_info info{};
     info.argsz = sizeof(info);
-    info.index = device_region_index(n.data.args[5]);
+    info.index = device_region_index(args[5]);
     bool have_info = false;
     if (const int pidfd = pidfd_of_thread(pid); pidfd >= 0) {
       const Fd copy(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
@@ -399,20 +417,21 @@ void DeviceFdSupervisor::handle_mmap(const Notification& note) {
       have_info = copy.get() >= 0 && ioctl(copy.get(), VFIO_DEVICE_GET_REGION_INFO, &info) == 0;
     }
     const int e = device_mmap_errno(have_info, info.size,
-                                    (info.flags & VFIO_REGION_INFO_FLAG_MMAP) != 0,
-                                    n.data.args[1], static_cast<int>(n.data.args[3]),
-                                    n.data.args[5],
+                                    (info.flags & VFIO_REGION_INFO_FLAG_MMAP) != 0, args[1],
+                                    static_cast<int>(args[3]), args[5],
                                     static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
     if (e != 0) {
-      resp.flags = 0;
-      resp.error = -e;
       std::fprintf(stderr, "vfio-emu run: pid %d: mmap of %#llx bytes at %#llx of a VFIO device "
                    "file (region %u%s, size %#llx): refused as vfio_pci_core_mmap does: %s\n",
-                   pid, static_cast<unsigned long long>(n.data.args[1]),
-                   static_cast<unsigned long long>(n.data.args[5]), info.index,
+                   pid, static_cast<unsigned long long>(args[1]),
+                   static_cast<unsigned long long>(args[5]), info.index,
                    have_info ? "" : ", no access", static_cast<unsigned long long>(info.size),
                    std::strerror(e));
+      return e;
     }
+    target->device = device->second;
+    target->region = info.index;
+    target->region_offset = args[5] & ((std::uint64_t{1} << 40) - 1);
   } else if (it != resource_files_.end()) {
     // How the program opened it (the mode decides do_mmap's EACCES, which the kernel gives).
     int open_flags = O_RDONLY;
@@ -424,21 +443,19 @@ void DeviceFdSupervisor::handle_mmap(const Notification& note) {
         if (std::sscanf(line, "flags: %o", &flags) == 1) open_flags = static_cast<int>(flags);
       std::fclose(f);
     }
-    const int e = resource_mmap_errno(it->second, n.data.args[1], static_cast<int>(n.data.args[2]),
-                                      static_cast<int>(n.data.args[3]), n.data.args[5], open_flags,
+    const int e = resource_mmap_errno(it->second, args[1], static_cast<int>(args[2]),
+                                      static_cast<int>(args[3]), args[5], open_flags,
                                       static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)));
     if (e != 0) {
-      resp.flags = 0;
-      resp.error = -e;
       std::fprintf(stderr, "vfio-emu run: pid %d: mmap of %#llx bytes at %#llx of a BAR of %#llx "
                    "bytes (sysfs resource file): outside the BAR (pci_mmap_fits): %s\n", pid,
-                   static_cast<unsigned long long>(n.data.args[1]),
-                   static_cast<unsigned long long>(n.data.args[5]),
+                   static_cast<unsigned long long>(args[1]),
+                   static_cast<unsigned long long>(args[5]),
                    static_cast<unsigned long long>(it->second), std::strerror(e));
+      return e;
     }
   }
-  if (resp.flags != 0) ++passed_on_;
-  ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  return 0;
 }
 
 }  // namespace vfio_emu::tools

@@ -23,7 +23,6 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -32,23 +31,37 @@ namespace vfio_emu::tools {
 
 // Installs the filter in the calling process (the program's, just before exec) and returns the
 // notification listener fd, or -1 with errno set. Without CAP_SYS_ADMIN it first sets
-// no_new_privs, as the kernel requires.
-int install_device_fd_filter();
+// no_new_privs, as the kernel requires. `mmap_to_tracer`: an mmap of a file stops in the
+// program's ptrace tracer (SECCOMP_RET_TRACE, tools/store_watch.h) instead of coming here; only
+// when that tracer is attached with PTRACE_O_TRACESECCOMP (without it the mmap fails ENOSYS).
+int install_device_fd_filter(bool mmap_to_tracer = false);
+
+// What an mmap of a file maps, as far as the supervisor knows it.
+struct MmapTarget {
+  std::string device;  // the daemon's device cdev ("vfio4") when it is a VFIO device file
+  std::uint32_t region = 0;
+  std::uint64_t region_offset = 0;  // where in the region the mapping starts
+};
 
 class DeviceFdSupervisor {
  public:
-  // `listener`: from install_device_fd_filter() in the program (passed over a socket; owned by
-  // the supervisor from now on). `node_dir`: where the daemon's nodes are, as this process sees
-  // them (the FUSE mount).
-  DeviceFdSupervisor(int listener, std::string node_dir);
+  // `node_dir`: where the daemon's nodes are, as this process sees them (the FUSE mount).
+  explicit DeviceFdSupervisor(std::string node_dir);
   ~DeviceFdSupervisor();
   DeviceFdSupervisor(const DeviceFdSupervisor&) = delete;
   DeviceFdSupervisor& operator=(const DeviceFdSupervisor&) = delete;
 
-  void start();
+  // `listener`: from install_device_fd_filter() in the program (passed over a socket; owned by
+  // the supervisor from now on).
+  void start(int listener);
   void stop();
   unsigned served() const { return served_.load(); }
   unsigned passed_on() const { return passed_on_.load(); }
+
+  // The errno Linux would give thread `tid`'s mmap(args[0..5]) of a file where the kernel
+  // cannot tell (a device or resource file of the daemon: tools/resource_mmap_check.h; one log
+  // line on stderr), or 0 to let the kernel run it; `target` says what it maps.
+  int mmap_errno(pid_t tid, const std::uint64_t (&args)[6], MmapTarget* target) const;
 
  private:
   struct Notification;
@@ -62,12 +75,12 @@ class DeviceFdSupervisor {
   // The group if (dev, ino) is one of the daemon's group nodes, else null.
   const Group* group_of(dev_t dev, ino_t ino) const;
 
-  int listener_;
+  int listener_ = -1;
   int stop_fd_ = -1;
   std::string node_dir_;
   std::map<std::pair<dev_t, ino_t>, Group> groups_;  // the daemon's group nodes
   std::map<std::pair<dev_t, ino_t>, std::uint64_t> resource_files_;  // resourceN[_wc] -> BAR size
-  std::set<std::pair<dev_t, ino_t>> device_files_;  // the daemon's device cdevs
+  std::map<std::pair<dev_t, ino_t>, std::string> device_files_;  // the daemon's device cdevs
   std::thread thread_;
   std::atomic<unsigned> served_{0}, passed_on_{0};
 };

@@ -1,5 +1,6 @@
 // `vfio-emu run [--config FILE] [--enable-unsafe-noiommu-mode] [--allow-unsafe-interrupts]
-//               [--keep-daemon] [--grace S] [--control SOCKET] -- PROGRAM [ARGS...]`
+//               [--keep-daemon] [--no-store-watch] [--grace S] [--control SOCKET]
+//               -- PROGRAM [ARGS...]`
 //
 // Starts (or, with --control, reuses) a vfio-emud, then runs PROGRAM in a private mount namespace
 // in which the emulator's nodes sit at the real paths (/dev/vfio/vfio, /dev/vfio/<group>,
@@ -18,6 +19,9 @@
 // The host's /dev and /sys are untouched: the namespace sees overlays (and a fresh tmpfs in place
 // of /sys/bus/pci/devices, so only emulated PCI devices are there). As root the namespace is a
 // mount namespace; as a normal user, also a user namespace mapping only the user itself.
+// Two helpers stand outside the program: the seccomp supervisor (tools/device_fd_supervisor.h:
+// GET_DEVICE_FD, the mmap checks) and, when a device's model traps stores to a BAR, the store
+// watcher (tools/store_watch.h: a ptrace tracer that hands each store to the model in order).
 #include "tools/run_command.h"
 
 #include <fcntl.h>
@@ -46,6 +50,7 @@
 
 #include "tools/control_client.h"
 #include "tools/device_fd_supervisor.h"
+#include "tools/store_watch.h"
 
 namespace vfio_emu::tools {
 namespace {
@@ -58,6 +63,7 @@ struct RunOptions {
   bool noiommu_mode = false;            // the daemon's module parameters
   bool allow_unsafe_interrupts = false;
   bool keep_daemon = false;
+  bool no_store_watch = false;  // poll every store to a mapped BAR (tools/store_watch.h)
   double grace_s = 10;  // how long processes the program left behind may go on
   std::vector<std::string> argv;
 };
@@ -450,9 +456,9 @@ int receive_listener(int sock) {
 
 // ---- what the program leaves behind ----------------------------------------------------------
 
-// Our children other than `except` (the daemon), from /proc: the program's processes that
+// Our children other than those in `except` (the daemon, the store watcher), from /proc: the program's processes that
 // outlived their parents are reparented to us (PR_SET_CHILD_SUBREAPER).
-std::vector<pid_t> children_except(pid_t except) {
+std::vector<pid_t> children_except(const std::vector<pid_t>& except) {
   std::vector<pid_t> kids;
   const pid_t self = getpid();
   std::error_code ec;
@@ -468,7 +474,8 @@ std::vector<pid_t> children_except(pid_t except) {
     int ppid = 0;
     if (std::sscanf(line.c_str() + paren + 1, " %c %d", &state, &ppid) != 2) continue;
     const pid_t pid = static_cast<pid_t>(std::stoi(name));
-    if (ppid == self && pid != except) kids.push_back(pid);
+    if (ppid == self && std::find(except.begin(), except.end(), pid) == except.end())
+      kids.push_back(pid);
   }
   return kids;
 }
@@ -476,15 +483,15 @@ std::vector<pid_t> children_except(pid_t except) {
 // Waits for the processes the program left running (`sh -c 'prog & ...'`) for up to `grace`,
 // then ends them (SIGTERM, and SIGKILL 2 s later): the daemon must not stop under a client that
 // still uses its nodes. Returns how many there were.
-size_t end_leftover_processes(pid_t daemon, std::chrono::duration<double> grace) {
+size_t end_leftover_processes(const std::vector<pid_t>& ours, std::chrono::duration<double> grace) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   size_t seen = 0;
   int signal_sent = 0;
   for (;;) {
-    std::vector<pid_t> kids = children_except(daemon);
+    std::vector<pid_t> kids = children_except(ours);
     for (pid_t k : kids) waitpid(k, nullptr, WNOHANG);  // reap the finished
-    kids = children_except(daemon);
+    kids = children_except(ours);
     if (kids.empty()) return seen;
     seen = std::max(seen, kids.size());
     const auto waited = Clock::now() - start;
@@ -524,9 +531,14 @@ int run(const RunOptions& o) {
   Outcome list = client.request({{"cmd", "list"}});
   if (!list.ok()) return fail("asking the daemon for its devices: " + list.message), 1;
   std::vector<EmulatedDevice> devices;
-  for (const auto& d : list.result["devices"])
+  std::vector<WatchedDevice> watched;
+  for (const auto& d : list.result["devices"]) {
     devices.push_back(EmulatedDevice{d["bdf"], d["cdev"], d["vendor"], d["device"], d["group"],
                                      d.value("noiommu", false)});
+    WatchedDevice w{d["bdf"], d["cdev"], {}};
+    for (const auto& bar : d.value("trapped_bars", Json::array())) w.trapped_bars.push_back(bar);
+    if (!w.trapped_bars.empty()) watched.push_back(std::move(w));
+  }
   const bool noiommu_mode = list.result.value("enable_unsafe_noiommu_mode", false);
 
   const std::string staging =
@@ -535,16 +547,22 @@ int run(const RunOptions& o) {
   // The program: a child that enters the namespace and execs. What it leaves running when it
   // exits becomes ours, to wait for before the daemon stops.
   prctl(PR_SET_CHILD_SUBREAPER, 1);
-  int listener_sock[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, listener_sock) != 0)
+  int listener_sock[2], go[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, listener_sock) != 0 ||
+      pipe2(go, O_CLOEXEC) != 0)
     return fail(std::string("socketpair: ") + std::strerror(errno)), 1;
   const pid_t child = fork();
   if (child < 0) return fail(std::string("fork: ") + std::strerror(errno)), 1;
   if (child == 0) {
     close(listener_sock[0]);
+    close(go[1]);
     enter_namespace(node_dir, staging, devices, noiommu_mode);
+    // Whether the store watcher traces us (then it checks our file mmaps, not the supervisor).
+    char traced = 0;
+    if (read(go[0], &traced, 1) != 1) die_child("waiting for the supervisor");
+    close(go[0]);
     // The last step before exec: from here on GET_DEVICE_FD goes to our supervisor.
-    const int listener = install_device_fd_filter();
+    const int listener = install_device_fd_filter(traced == 1);
     if (listener < 0) die_child("seccomp user notification (Linux 5.14+ needed)");
     send_listener(listener_sock[1], listener);
     close(listener);
@@ -556,22 +574,33 @@ int run(const RunOptions& o) {
     die_child("cannot run " + o.argv[0]);
   }
   close(listener_sock[1]);
+  close(go[0]);
+  auto supervisor = std::make_unique<DeviceFdSupervisor>(node_dir);
+  // While this process has one thread: the watcher is a fork of it.
+  const pid_t watcher = o.no_store_watch || watched.empty()
+                            ? -1
+                            : start_store_watch(child, *supervisor, std::move(watched), control);
+  const char traced = watcher > 0 ? 1 : 0;
+  (void)!write(go[1], &traced, 1);
+  close(go[1]);
   const int listener = receive_listener(listener_sock[0]);
   close(listener_sock[0]);
-  std::unique_ptr<DeviceFdSupervisor> supervisor;
-  if (listener >= 0) {
-    supervisor = std::make_unique<DeviceFdSupervisor>(listener, node_dir);
-    supervisor->start();
-  }
+  if (listener >= 0) supervisor->start(listener);
   // Interrupts go to the program; we wait for it.
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   int wstatus = 0;
   while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
   }
-  end_leftover_processes(daemon.pid(),
+  end_leftover_processes({daemon.pid(), watcher},
                          std::chrono::duration<double>(std::max(0.0, o.grace_s)));
   supervisor.reset();
+  if (watcher > 0) {
+    // It ends when the last process it traces has; it traces no one now.
+    for (int i = 0; i < 100 && waitpid(watcher, nullptr, WNOHANG) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (kill(watcher, SIGKILL) == 0) waitpid(watcher, nullptr, 0);
+  }
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   std::error_code ec;
@@ -598,6 +627,9 @@ void add_run_command(CLI::App& app, int* exit_code) {
   cmd->add_flag("--allow-unsafe-interrupts", options->allow_unsafe_interrupts,
                 "the daemon it starts allows units without interrupt remapping");
   cmd->add_flag("--keep-daemon", options->keep_daemon, "leave the daemon it started running");
+  cmd->add_flag("--no-store-watch", options->no_store_watch,
+                "do not trace the program: its stores to mapped BARs are polled, none is taken "
+                "before its next instruction (lets a debugger attach)");
   cmd->add_option("--grace", options->grace_s,
                   "seconds the processes the program leaves running may go on before they are "
                   "ended (the daemon stops only after them)")

@@ -131,6 +131,11 @@ Json list(Emulator& emu) {
         std::lock_guard rlock(d->regions_mu);
         dj["bar_mmap"] = d->bar_file != nullptr;
       }
+      // The BARs whose stores `vfio-emu run` traps (DeviceModel::bar_stores_trapped).
+      Json trapped = Json::array();
+      for (u32 bar = 0; bar < 6; ++bar)
+        if (d->model->bar_stores_trapped(bar)) trapped.push_back(bar);
+      dj["trapped_bars"] = std::move(trapped);
       dj["cdev_opens"] = d->cdev_opens;
       if (d->bound_file != nullptr) {
         const auto& df = static_cast<const DeviceFile&>(*d->bound_file);

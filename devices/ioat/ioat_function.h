@@ -18,7 +18,9 @@
 // interrupt is signalled, so a handler reads the state that raised it). A store cannot wake a
 // thread, so the worker polls the window: every 20 us for 50 ms after the last register change,
 // then every 1 ms, every 10 ms after a second of quiet and every 50 ms after ten
-// (docs/ARCHITECTURE.md "BAR mmap").
+// (docs/ARCHITECTURE.md "BAR mmap"). Under `vfio-emu run` a program's stores to BAR0 do not
+// land in the window: they trap and arrive as bar_write() calls, in order, before its next
+// instruction (bar_stores_trapped).
 // A suspended or halted channel shows CHAINADDR and DMACOUNT as 0 in the window, so that the
 // CHAINADDR and DMACOUNT a driver writes to restart it are changes the mirror sees even when
 // they repeat the previous values (the selftests' driver does exactly that).
@@ -64,6 +66,9 @@ class IoatFunction final : public DeviceModel {
   bool bar_mappable(u32 bar) const override { return bar == 0; }
   void attach_window(u32 bar, BarWindow* window) override;
   void settle() override;
+  // BAR0: a driver rings DMACOUNT and at once polls CHANSTS, and writes back the CHANERR bits it
+  // read to clear them.
+  bool bar_stores_trapped(u32 bar) const override { return bar == 0; }
   std::string state() override;
 
   // Register writes the mirror took from the window (for the tools and tests).

@@ -707,3 +707,74 @@ TEST_CASE("cdev: closing the device fd detaches, unbinds and releases the contex
   CHECK(destroy(h, fd, devid) == ENOENT);  // the device object is gone
   CHECK(destroy(h, fd, ioas) == 0);
 }
+
+TEST_CASE("cdev: a store `vfio-emu run` trapped reaches the model before the next load",
+          "[cdev][mmap][trap]") {
+  // tools/store_watch.h: under run the program's BAR0 mapping is read-only and each store comes
+  // to the daemon as device_bar_store. What the model shows in the window (the program's loads)
+  // must reflect it when the call returns.
+  Harness h;
+  REQUIRE(core::enable_bar_mmap(h.emu).ok());
+  int iommufd = -1;
+  bound_device(h, "vfio/devices/vfio4", &iommufd);
+  core::Device* ioat = nullptr;
+  core::Device* testdev = nullptr;
+  for (const auto& g : h.emu.groups())
+    for (const auto& d : g->devices()) {
+      if (d->spec().bdf == "0000:00:05.0") ioat = d.get();
+      if (d->spec().bdf == "0000:00:01.0") testdev = d.get();
+    }
+  REQUIRE(ioat != nullptr);
+  REQUIRE(testdev != nullptr);
+  const int bar_fd = core::device_bar_fd(h.emu, *h.emu.node("vfio/devices/vfio4"));
+  REQUIRE(bar_fd >= 0);
+  auto* bar = static_cast<volatile u8*>(
+      ::mmap(nullptr, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, bar_fd, 0));
+  REQUIRE(bar != MAP_FAILED);
+  auto load = [&](u64 off, u32 width) {
+    u64 v = 0;
+    for (u32 i = 0; i < width; ++i) v |= u64{bar[off + i]} << (8 * i);
+    return v;
+  };
+  constexpr u64 kChanCmd = 0x84, kDmaCount = 0x86, kChanSts = 0x88, kChainAddr = 0x90,
+                kChanErr = 0xa8;
+  auto state = [&] { return load(kChanSts, 8) & 7; };
+  auto store = [&](u64 off, u64 v, u32 width) { return core::device_bar_store(*ioat, 0, off, v, width); };
+
+  SECTION("what is refused") {
+    CHECK(core::device_bar_store(*testdev, 0, 0, 1, 4).error() == EINVAL);  // not trapped
+    CHECK(store(0x80, 1, 3).error() == EINVAL);     // no such width
+    CHECK(store(0x4000, 1, 4).error() == EINVAL);   // past the BAR
+    CHECK(store(0x3ffc, 1, 8).error() == EINVAL);   // not wholly inside it
+    CHECK(core::device_bar_store(*ioat, 1, 0, 1, 4).error() == EINVAL);  // BAR1 is empty
+  }
+  SECTION("a doorbell right after a reset, and CHANERR written back") {
+    REQUIRE(store(kChanCmd, 0x20, 1).ok());  // CHANCMD reset
+    for (int i = 0; i < 5000 && (load(kChanCmd, 1) & 0x20); ++i) ::usleep(1000);
+    REQUIRE((load(kChanCmd, 1) & 0x20) == 0);
+    CHECK(state() == 3);  // HALTED after the reset
+    // The doorbell: the next load must not show the reset's error-free HALTED any more.
+    REQUIRE(store(kChainAddr, 0x100000, 8).ok());
+    REQUIRE(store(kDmaCount, 1, 2).ok());
+    CHECK((state() != 3 || load(kChanErr, 4) != 0));
+    // Nothing is mapped at 0x100000: the channel halts with CHANERR's next-address bit.
+    for (int i = 0; i < 5000 && !(state() == 3 && load(kChanErr, 4) != 0); ++i) ::usleep(1000);
+    const u64 err = load(kChanErr, 4);
+    REQUIRE(err != 0);
+    // Written back: the value the window shows, which a scan of the window cannot see as a store.
+    REQUIRE(store(kChanErr, err, 4).ok());
+    CHECK(load(kChanErr, 4) == 0);
+  }
+  SECTION("with memory decoding off: EIO (Linux's fault handler gives SIGBUS)") {
+    core::DeviceFile* df = nullptr;
+    for (const auto& f : h.emu.files())
+      if (auto* d = dynamic_cast<core::DeviceFile*>(f.get()); d && d->device == ioat) df = d;
+    REQUIRE(df != nullptr);
+    u16 cmd = 0;
+    REQUIRE(core::device_read(h.emu, *df, core::vfio_pci_index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 4, &cmd, 2).ok());
+    cmd = static_cast<u16>(cmd & ~2u);
+    REQUIRE(core::device_write(h.emu, *df, core::vfio_pci_index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + 4, &cmd, 2).ok());
+    CHECK(store(kChanCmd, 0x20, 1).error() == EIO);
+  }
+  ::munmap(const_cast<u8*>(bar), 0x4000);
+}
