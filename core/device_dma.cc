@@ -127,7 +127,9 @@ Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access acc
     if (rejection_log_allowed(*log, 0))
       log->info("device {} DMA {} iova {:#x} len {:#x}: {}: {}", device_.spec().bdf,
                 access == iommu::Access::kWrite ? "write" : "read", iova, len,
-                r.error() == ENXIO ? "the device is behind no IOMMU domain" : "no mapping",
+                r.error() == ENXIO  ? "the device is behind no IOMMU domain"
+                : r.error() == EIO ? "its EEH PE has DMA stopped"
+                                   : "no mapping",
                 errno_name(r.error()));
     return Err{r.error()};
   }

@@ -1,6 +1,7 @@
 // The DMA of an emulated device (devices/dma_port.h), as the IOMMU makes it: every access is
 // translated by walking the device's current IOMMU domain (its group's type1 container domain, or
-// the HWPT its cdev is attached to) with the domain's real page-table format and permission bits,
+// the HWPT its cdev is attached to) with the domain's real page-table format (VT-d second-level
+// tables, or the sPAPR TCE table of a POWER PHB) and permission bits,
 // and lands in the memory of the process that owns the mapping, at the address the mapping was
 // made from (process_vm_readv/writev), which may be another process than the device's user.
 //
@@ -27,7 +28,8 @@ class DeviceDma final : public devices::DmaPort {
   DeviceDma(Emulator& emu, Device& device) : emu_(emu), device_(device) {}
 
   // devices::DmaPort. Errors: EFAULT (an IOMMU fault, or the owner's memory is gone), ENXIO (the
-  // device is behind no IOMMU domain: not in a container with an IOMMU set, not attached).
+  // device is behind no IOMMU domain: not in a container with an IOMMU set, not attached), EIO
+  // (an sPAPR group whose EEH PE has its DMA stopped).
   Status read(u64 iova, void* dst, u64 len) override;
   Status write(u64 iova, const void* src, u64 len) override;
 

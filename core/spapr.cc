@@ -653,4 +653,20 @@ long spapr_check_extension_unset(u32 ext) {
   }
 }
 
+Result<DmaTranslation> SpaprDriver::dma_translate(const Group& g, u64 iova,
+                                                 iommu::Access access) const {
+  if (!domain_ || std::find(groups_.begin(), groups_.end(), &g) == groups_.end()) return Err{ENXIO};
+  const EehPeState pe = eeh_.state(g);
+  if (pe.dma_frozen || pe.in_reset) return Err{EIO};
+  DmaTranslation t;
+  t.domain = domain_;
+  t.walk = domain_->hw->translate(iova, access);
+  if (!t.walk.ok()) return t;
+  t.owner = mm_;
+  t.address = t.walk.output;
+  // Valid while the container's lock is held, as this call's result.
+  t.more = [this, &g, access](u64 next) { return dma_translate(g, next, access); };
+  return t;
+}
+
 }  // namespace vfio_emu::core

@@ -57,6 +57,11 @@ class SpaprDriver final : public IommuDriver {
   long check_extension(u32 ext) const override;
   std::vector<std::shared_ptr<HwDomain>> domains() const override;
   bool group_frozen(const Group& g) const override { return eeh_.frozen(g); }
+  // The TCE walk of the container's windows; the output is an address in the container's bound
+  // process (a TCE holds the user address MAP_DMA was given). EIO while the group's PE has its
+  // DMA frozen or is held in reset (EEH stops the PE's DMA).
+  Result<DmaTranslation> dma_translate(const Group& g, u64 iova,
+                                       iommu::Access access) const override;
   // For the tools (core/spapr_describe.cc): the windows, registered memory and charges; the
   // TCEs are the mappings (sPAPR keeps no record of MAP calls); `check` finds TCEs of a v2
   // container pointing outside its registered memory.

@@ -199,3 +199,65 @@ TEST_CASE("device DMA through a group set to an iommufd (compat, group path)", "
   h.close(dev_fd);  // the device file goes: no more DMA
   CHECK(dma.write(0x10000, &byte, 1).error() == ENXIO);
 }
+
+TEST_CASE("device DMA through an sPAPR TCE container (a POWER PHB)", "[dma][spapr]") {
+  Harness h;
+  const int g = h.open("vfio/3");  // 0001:00:00.0 behind phb0
+  const int c = h.open("vfio/vfio");
+  REQUIRE(h.ioctl(g, VFIO_GROUP_SET_CONTAINER, &c) == 0);
+  REQUIRE(h.ioctl(c, VFIO_SET_IOMMU, VFIO_SPAPR_TCE_IOMMU) == 0);
+  REQUIRE(h.ioctl(c, VFIO_IOMMU_ENABLE) == 0);
+  core::Device& dev = device_of_group(h, 3);
+  core::DeviceDma dma(h.emu, dev);
+  Buffer buf(4 * K4);
+  std::memset(buf.get(), 0, buf.size());
+  // The default 32-bit window starts at bus address 0; a TCE holds the user address.
+  REQUIRE(map(h, c, buf.addr(), 0, 2 * K4) == 0);
+  REQUIRE(map(h, c, buf.addr() + 2 * K4, 2 * K4, K4, VFIO_DMA_MAP_FLAG_READ) == 0);
+
+  std::vector<u8> pattern(K4 + 300);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<u8>(i * 5 + 3);
+  REQUIRE(dma.write(0x80, pattern.data(), pattern.size()).ok());
+  CHECK(std::memcmp(static_cast<u8*>(buf.get()) + 0x80, pattern.data(), pattern.size()) == 0);
+  std::vector<u8> back(pattern.size());
+  REQUIRE(dma.read(0x80, back.data(), back.size()).ok());
+  CHECK(back == pattern);
+
+  // No TCE: a fault, recorded against the PHB; a read-only TCE refuses a write.
+  const u64 seq = h.emu.faults().last_seq();
+  u8 byte = 0xaa;
+  CHECK(dma.write(3 * K4, &byte, 1).error() == EFAULT);
+  static_cast<u8*>(buf.get())[2 * K4] = 0x5a;
+  REQUIRE(dma.read(2 * K4, &byte, 1).ok());
+  CHECK(byte == 0x5a);
+  byte = 0x11;
+  CHECK(dma.write(2 * K4, &byte, 1).error() == EFAULT);
+  CHECK(static_cast<u8*>(buf.get())[2 * K4] == 0x5a);
+  auto f = faults_since(h, seq);
+  REQUIRE(f.size() == 2);
+  CHECK(f[0].device == dev.spec().bdf);
+  CHECK(f[0].unit == "phb0");
+  CHECK(f[0].iova == 3 * K4);
+  CHECK(f[0].reason == iommu::FaultReason::kNotPresent);
+  CHECK(f[1].reason == iommu::FaultReason::kNoPermission);
+
+  // EEH: a frozen PE does no DMA (EIO) until its DMA is unfrozen.
+  vfio_eeh_pe_op op{};
+  op.argsz = sizeof(op);
+  op.op = VFIO_EEH_PE_ENABLE;
+  REQUIRE(h.ioctl(c, VFIO_EEH_PE_OP, &op) == 0);
+  op.op = VFIO_EEH_PE_INJECT_ERR;
+  op.err.type = EEH_ERR_TYPE_32;
+  op.err.func = EEH_ERR_FUNC_LD_CFG_ADDR;
+  REQUIRE(h.ioctl(c, VFIO_EEH_PE_OP, &op) == 0);
+  CHECK(dma.read(0x80, &byte, 1).error() == EIO);
+  op = {};
+  op.argsz = sizeof(op);
+  op.op = VFIO_EEH_PE_UNFREEZE_DMA;
+  REQUIRE(h.ioctl(c, VFIO_EEH_PE_OP, &op) == 0);
+  CHECK(dma.read(0x80, &byte, 1).ok());
+
+  // After UNMAP_DMA the device faults.
+  REQUIRE(unmap(h, c, 0, 2 * K4) == 0);
+  CHECK(dma.read(0x80, &byte, 1).error() == EFAULT);
+}
