@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <new>
 
@@ -11,6 +12,7 @@
 #include "core/emulator.h"
 #include "core/iommufd/iommufd.h"
 #include "core/log.h"
+#include "core/owner_memory.h"
 #include "core/reject.h"
 #include "core/trace.h"
 
@@ -161,6 +163,30 @@ Result<u64> DeviceDma::access_page(u64 iova, u8* buf, u64 len, iommu::Access acc
       remote[count++] = iovec{reinterpret_cast<void*>(next->address), m};
     }
     n += m;
+  }
+  // Shared memory of the owner: one memcpy through the daemon's own mapping of the same file
+  // (core/owner_memory.h); anything else, or any run that cannot, the system calls.
+  {
+    OwnerMemory& om = owner_memory();
+    const bool write = access == iommu::Access::kWrite;
+    std::shared_ptr<OwnerMemory::View> views[kMaxIovecs];
+    u8* direct[kMaxIovecs];
+    bool all = true;
+    for (int i = 0; i < count && all; ++i)
+      all = (direct[i] = om.resolve(t.owner, reinterpret_cast<u64>(remote[i].iov_base),
+                                    remote[i].iov_len, write, &views[i])) != nullptr;
+    if (all) {
+      u8* at = buf;
+      for (int i = 0; i < count; ++i) {
+        if (write)
+          std::memcpy(direct[i], at, remote[i].iov_len);
+        else
+          std::memcpy(at, direct[i], remote[i].iov_len);
+        at += remote[i].iov_len;
+      }
+      om.count_direct(n);
+      return n;
+    }
   }
   const iovec local{buf, n};
   const ssize_t got = access == iommu::Access::kWrite

@@ -63,7 +63,7 @@ bool valid_access(u64 offset, u32 size) {
 
 u64 merge(u64 old, u64 data, u64 mask) { return (old & ~mask) | (data & mask); }
 
-constexpr u64 kBounceMax = 64 * 1024;
+constexpr u64 kBounceMax = 1024 * 1024;
 
 }  // namespace
 

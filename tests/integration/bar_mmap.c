@@ -8,6 +8,9 @@
  *            is process B's (B maps it into the IOAS over the same iommufd).
  *   killed   B, the owner of the memory, is killed while the engine copies it: the channel halts
  *            with CHANERR set, the daemon lives on, and a reset brings the channel back.
+ *   split-shared, killed-shared
+ *            the same with B's memory MAP_SHARED, which the daemon copies through its own mapping
+ *            of the same pages (core/owner_memory.h) instead of process_vm_readv/writev.
  *   dma      a BAR mapping as DMA memory (Linux's vfio_dma_mapping_mmio_test): iommufd cannot pin
  *            it (a vfio-pci BAR mapping is VM_PFNMAP: pin_user_pages() fails, EFAULT), type1 maps
  *            it (vfio_iommu_type1 follows PFNMAP mappings), and the refusal is for the BAR pages
@@ -186,11 +189,23 @@ static uint64_t ioas_map(int iommufd, uint32_t ioas, void *p, uint64_t iova, uin
 
 /* Process B: maps `bytes` of source and destination and a descriptor ring of `ndesc` copies of
  * `chunk` bytes into the IOAS, tells A, then waits for A's word and checks the copy. */
+static int shared_memory; /* B's memory is MAP_SHARED */
+
+static void *owner_memory(size_t size)
+{
+	if (!shared_memory)
+		return alloc_memory(size);
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap %#zx shared bytes", size);
+	return p;
+}
+
 static void memory_owner(int sock, int iommufd, uint32_t ioas, size_t bytes, size_t chunk,
 			 int ndesc)
 {
-	uint8_t *src = alloc_memory(bytes), *dst = alloc_memory(bytes);
-	struct desc *ring = alloc_memory(4096);
+	uint8_t *src = owner_memory(bytes), *dst = owner_memory(bytes);
+	struct desc *ring = owner_memory(4096);
 	for (size_t i = 0; i < bytes; i++)
 		src[i] = (uint8_t)(i * 31 + 3);
 	for (int n = 0; n < ndesc; n++) {
@@ -312,6 +327,10 @@ int main(int argc, char **argv)
 		test_split(0);
 	else if (strcmp(mode, "killed") == 0)
 		test_split(1);
+	else if (strcmp(mode, "split-shared") == 0)
+		shared_memory = 1, test_split(0);
+	else if (strcmp(mode, "killed-shared") == 0)
+		shared_memory = 1, test_split(1);
 	else if (strcmp(mode, "dma") == 0)
 		test_dma_of_bar();
 	else

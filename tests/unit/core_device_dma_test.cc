@@ -4,11 +4,13 @@
 #include <catch2/catch.hpp>
 #include <fmt/core.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <vector>
 
 #include "core/device_dma.h"
+#include "core/owner_memory.h"
 #include "core/uapi/vfio_emu.h"
 #include "tests/unit/iommufd/iommufd_helpers.h"
 
@@ -260,4 +262,63 @@ TEST_CASE("device DMA through an sPAPR TCE container (a POWER PHB)", "[dma][spap
   // After UNMAP_DMA the device faults.
   REQUIRE(unmap(h, c, 0, 2 * K4) == 0);
   CHECK(dma.read(0x80, &byte, 1).error() == EFAULT);
+}
+
+TEST_CASE("device DMA into the owner's shared memory goes through the daemon's own mapping",
+          "[dma][shared]") {
+  // core/owner_memory.h: MAP_SHARED memory (shmem, a memfd) is copied with memcpy through a
+  // mapping of the same file; private memory keeps process_vm_readv/writev. Both land alike.
+  Harness h;
+  const int c = type1_container(h, "vfio/1");
+  core::Device& dev = device_of_group(h, 1);
+  core::DeviceDma dma(h.emu, dev);
+  const u64 size = 4 * K4;
+  const int memfd = memfd_create("vfio-emu-test", MFD_CLOEXEC);
+  REQUIRE(memfd >= 0);
+  REQUIRE(ftruncate(memfd, static_cast<off_t>(size)) == 0);
+  auto* shm = static_cast<u8*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  auto* file = static_cast<u8*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0));
+  REQUIRE(shm != MAP_FAILED);
+  REQUIRE(file != MAP_FAILED);
+  std::memset(shm, 0, size);
+  std::memset(file, 0, size);
+  REQUIRE(map(h, c, reinterpret_cast<u64>(shm), 0x100000, size) == 0);
+  REQUIRE(map(h, c, reinterpret_cast<u64>(file), 0x200000, size) == 0);
+
+  std::vector<u8> pattern(size - 64);
+  for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<u8>(i * 11 + 5);
+  const bool root = geteuid() == 0;  // /proc/PID/map_files needs CAP_SYS_ADMIN
+  for (auto [iova, mem] : {std::pair{u64{0x100000}, shm}, std::pair{u64{0x200000}, file}}) {
+    const u64 before = core::owner_memory().direct_bytes();
+    REQUIRE(dma.write(iova + 64, pattern.data(), pattern.size()).ok());
+    CHECK(std::memcmp(mem + 64, pattern.data(), pattern.size()) == 0);
+    std::vector<u8> back(pattern.size());
+    REQUIRE(dma.read(iova + 64, back.data(), back.size()).ok());
+    CHECK(back == pattern);
+    if (root) CHECK(core::owner_memory().direct_bytes() - before == 2 * pattern.size());
+  }
+
+  // Made read-only by its owner: a DMA write is refused (as process_vm_writev refuses it), and
+  // nothing is written.
+  REQUIRE(mprotect(file, size, PROT_READ) == 0);
+  u8 byte = 0xee;
+  CHECK(dma.write(0x200000, &byte, 1).error() == EFAULT);
+  CHECK(file[0] == 0);
+  REQUIRE(mprotect(file, size, PROT_READ | PROT_WRITE) == 0);
+
+  // Replaced by private memory at the same address: the DMA reaches the new memory, not the
+  // file the daemon had mapped.
+  void* fresh = mmap(file, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0);
+  REQUIRE(fresh == file);
+  byte = 0x42;
+  REQUIRE(dma.write(0x200000, &byte, 1).ok());
+  CHECK(file[0] == 0x42);
+  u8 in_file = 0xff;
+  REQUIRE(pread(memfd, &in_file, 1, 0) == 1);
+  CHECK(in_file == 0);
+  munmap(shm, size);
+  munmap(file, size);
+  close(memfd);
 }
