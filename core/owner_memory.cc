@@ -134,8 +134,26 @@ u8* OwnerMemory::resolve(pid_t pid, u64 addr, u64 len, bool write, std::shared_p
     views_.push_front(view);
     while (views_.size() > kMaxEntries) views_.pop_back();  // unmapped when no copy uses it
   }
+  view->last_used = now;
   *out = view;
   return view->base + (addr - view->start);
+}
+
+void OwnerMemory::drop_idle(double seconds) {
+  std::lock_guard lock(mu_);
+  const double now = steady_seconds();
+  std::erase_if(views_, [&](const std::shared_ptr<View>& v) { return v->last_used < now - seconds; });
+  for (auto it = processes_.begin(); it != processes_.end();) {
+    pollfd p{it->pidfd, POLLIN, 0};
+    const auto next = std::next(it);
+    if (::poll(&p, 1, 0) != 0) {
+      const pid_t pid = it->pid;
+      drop_process_locked(it);
+      std::erase_if(views_, [pid](const std::shared_ptr<View>& v) { return v->pid == pid; });
+    }
+    it = next;
+  }
+  std::erase_if(private_, [&](const Private& p) { return p.until < now; });
 }
 
 u64 OwnerMemory::direct_bytes() const {

@@ -18,7 +18,8 @@
 // is remembered for a second, so private memory pays the question about once a second per
 // mapping (a mapping that became shared meanwhile is copied the slow way, which is still right).
 // Bounds: at most kMaxEntries mappings, kMaxProcesses processes and kMaxPrivate private ranges
-// are kept (least recently used goes first); a mapping in use by a copy stays until it ends.
+// are kept (least recently used goes first); a mapping in use by a copy stays until it ends, and
+// one no copy used for 2 s is let go (drop_idle), so a freed buffer is not held longer.
 #pragma once
 
 #include <sys/types.h>
@@ -42,12 +43,18 @@ class OwnerMemory {
     u64 ino = 0;
     pid_t pid = 0;
     bool writable = false;
+    double last_used = 0;  // steady-clock seconds
     ~View();
   };
 
   // Where [addr, addr + len) of `pid` can be reached directly (for a write if `write`), as
   // *out (the view, kept alive) and the daemon's address of `addr`; null if it cannot.
   u8* resolve(pid_t pid, u64 addr, u64 len, bool write, std::shared_ptr<View>* out);
+
+  // Lets go of the views no access used for `seconds`, and of everything of processes that have
+  // exited: a view keeps the owner's pages (a freed or exited owner's too). The daemon calls it
+  // about once a second (cuse/memory_trim.h).
+  void drop_idle(double seconds);
 
   // Bytes copied directly so far (the tools and tests).
   u64 direct_bytes() const;

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "core/log.h"
+#include "core/owner_memory.h"
 
 namespace vfio_emu::cuse {
 
@@ -61,6 +62,9 @@ void MemoryTrimmer::run() {
   while (!cv_.wait_for(lock, std::chrono::milliseconds(period_ms_), [this] { return stop_; })) {
     lock.unlock();
     trim_if_grown(threshold_, baseline);
+    // The daemon's mappings of DMA owners' shared memory hold those pages: let go of the ones no
+    // DMA used lately, and of exited owners' (core/owner_memory.h).
+    core::owner_memory().drop_idle(2.0);
     lock.lock();
   }
 }

@@ -322,3 +322,45 @@ TEST_CASE("device DMA into the owner's shared memory goes through the daemon's o
   munmap(file, size);
   close(memfd);
 }
+
+TEST_CASE("device DMA: the daemon lets go of an owner's shared memory it no longer uses",
+          "[dma][shared]") {
+  Harness h;
+  const int c = type1_container(h, "vfio/1");
+  core::DeviceDma dma(h.emu, device_of_group(h, 1));
+  core::owner_memory().drop_idle(0);  // what earlier cases left
+  const u64 size = 16 * K4;
+  auto* shm = static_cast<u8*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                                     MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  REQUIRE(shm != MAP_FAILED);
+  REQUIRE(map(h, c, reinterpret_cast<u64>(shm), 0x100000, size) == 0);
+  u8 byte = 7;
+  REQUIRE(dma.write(0x100000, &byte, 1).ok());
+  // The daemon's own mappings of that memory: one while in use, none once idle.
+  // The mappings of the buffer's shmem inode other than the buffer itself.
+  auto views = [&] {
+    int n = 0;
+    char line[512];
+    unsigned long long ino = 0, lo = 0, hi = 0, i = 0;
+    std::vector<std::pair<unsigned long long, unsigned long long>> all;  // (start, inode)
+    FILE* f = std::fopen("/proc/self/maps", "re");
+    while (f && std::fgets(line, sizeof(line), f))
+      if (std::sscanf(line, "%llx-%llx %*s %*x %*x:%*x %llu", &lo, &hi, &i) == 3) {
+        all.emplace_back(lo, i);
+        if (lo == reinterpret_cast<u64>(shm)) ino = i;
+      }
+    if (f) std::fclose(f);
+    for (const auto& [start, inode] : all) n += inode == ino && start != reinterpret_cast<u64>(shm);
+    return n;
+  };
+  if (geteuid() == 0) CHECK(views() == 1);
+  core::owner_memory().drop_idle(3600);  // used just now: kept
+  if (geteuid() == 0) CHECK(views() == 1);
+  core::owner_memory().drop_idle(0);
+  CHECK(views() == 0);
+  REQUIRE(dma.read(0x100000, &byte, 1).ok());  // and mapped again on the next access
+  CHECK(byte == 7);
+  REQUIRE(unmap(h, c, 0x100000, size) == 0);
+  core::owner_memory().drop_idle(0);
+  munmap(shm, size);
+}
