@@ -701,7 +701,7 @@ void connect_device_models(Emulator& emu, bool connect) {
         continue;
       }
       d->dma_port = std::make_unique<DeviceDma>(emu, *d);
-      d->irq_sink = std::make_unique<MsixSink>(*d);
+      d->irq_sink = std::make_unique<FunctionInterruptSink>(*d);
       d->model->connect(d->dma_port.get(), d->irq_sink.get());
     }
   }

@@ -678,6 +678,9 @@ Result<long> set_irqs_ioctl(Emulator&, File& file, IoctlCall& call) {
   return 0;
 }
 
-void MsixSink::msix(u32 vector) { raise_irq(dev_, VFIO_PCI_MSIX_IRQ_INDEX, vector); }
+void FunctionInterruptSink::msix(u32 vector) {
+  // Each raise checks the device's interrupt type under its lock: at most one of them delivers.
+  if (!raise_irq(dev_, VFIO_PCI_MSIX_IRQ_INDEX, vector)) raise_irq(dev_, VFIO_PCI_INTX_IRQ_INDEX, 0);
+}
 
 }  // namespace vfio_emu::core

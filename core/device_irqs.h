@@ -206,10 +206,12 @@ std::shared_ptr<DeviceIrqs> open_device_irqs(Device& dev);
 // signalled. Safe from any thread; takes no lock of the core but the device's interrupt lock.
 bool raise_irq(const Device& dev, u32 index, u32 vector = 0);
 
-// A device model's MSI-X vectors (devices/dma_port.h): raise_irq on VFIO_PCI_MSIX_IRQ_INDEX.
-class MsixSink final : public devices::InterruptSink {
+// A device model's interrupts (devices/dma_port.h): raise_irq on VFIO_PCI_MSIX_IRQ_INDEX when the
+// device is in MSI-X mode, else on VFIO_PCI_INTX_IRQ_INDEX when it is in INTx mode (as a
+// function without MSI-X enabled asserts its pin; Linux's ioat driver falls back to INTx).
+class FunctionInterruptSink final : public devices::InterruptSink {
  public:
-  explicit MsixSink(const Device& dev) : dev_(dev) {}
+  explicit FunctionInterruptSink(const Device& dev) : dev_(dev) {}
   void msix(u32 vector) override;
 
  private:

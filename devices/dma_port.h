@@ -26,7 +26,9 @@ class DmaPort {
 class InterruptSink {
  public:
   virtual ~InterruptSink() = default;
-  // The device signals MSI-X vector `vector` (the sink applies masking and the pending bit).
+  // The device signals its interrupt for MSI-X vector `vector`. The sink delivers it as the
+  // PCI function would: that MSI-X vector when MSI-X is enabled (masking and the pending bit
+  // applied), else INTx when INTx is in use (vector ignored: one pin, level-triggered).
   virtual void msix(u32 vector) = 0;
 };
 

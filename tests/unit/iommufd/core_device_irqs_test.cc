@@ -588,3 +588,34 @@ TEST_CASE("SET_IRQS: device fds obtained through the group share the device's in
   REQUIRE(h.close(d2) == 0);
   CHECK_FALSE(raise_irq(device(h), kIntx));
 }
+
+TEST_CASE("a device model's interrupt: MSI-X when enabled, else INTx", "[irqs][model]") {
+  // core::FunctionInterruptSink: what the I/OAT engine raises reaches the program through the
+  // interrupt type the function is in, as a PCI function without MSI-X enabled asserts its pin
+  // (Linux's ioat driver falls back to INTx).
+  Harness h;
+  add_capabilities(h);
+  int fd = -1;
+  const int dev = bound_device(h, "vfio/devices/vfio0", &fd);
+  core::Device& d = device(h);
+  core::FunctionInterruptSink sink(d);
+  EventFd intx, msix;
+  sink.msix(0);  // nothing enabled: nobody hears it
+  REQUIRE(set_eventfd(h, dev, kIntx, 0, {h.foreign_fd(intx.fd())}) == 0);
+  sink.msix(0);
+  CHECK(intx.take() == 1);
+  CHECK(irq_state(h, dev).intx_masked);  // automasked until the program unmasks
+  sink.msix(3);  // the vector means nothing to INTx: one pin, and it is masked
+  CHECK(intx.take() == 0);
+  CHECK(irq_state(h, dev).intx_pending);
+  REQUIRE(set_irqs(h, dev, kNone | kUnmask, kIntx, 0, 1) == 0);
+  CHECK(intx.take() == 1);
+  // MSI-X on (INTx off with it): the vector's eventfd, never INTx.
+  REQUIRE(set_irqs(h, dev, kNone | kTrigger, kIntx, 0, 0) == 0);
+  REQUIRE(set_eventfd(h, dev, kMsix, 0, {h.foreign_fd(msix.fd())}) == 0);
+  sink.msix(0);
+  CHECK(msix.take() == 1);
+  sink.msix(1);  // a vector without an eventfd: lost, as an MSI-X message to nowhere
+  CHECK(msix.take() == 0);
+  CHECK(intx.take() == 0);
+}
