@@ -8,6 +8,10 @@
  *            is process B's (B maps it into the IOAS over the same iommufd).
  *   killed   B, the owner of the memory, is killed while the engine copies it: the channel halts
  *            with CHANERR set, the daemon lives on, and a reset brings the channel back.
+ *   storm    100 processes map the I/OAT BAR0 (unbound files: passthrough maps without asking)
+ *            and store random values anywhere in it for 3 s, two of them SIGKILLed mid-storm, as
+ *            co-tenants scribbling real registers would: afterwards the driver's reset and copy
+ *            work, the daemon lives, and its fds and threads are back where they were.
  *   split-shared, killed-shared
  *            the same with B's memory MAP_SHARED, which the daemon copies through its own mapping
  *            of the same pages (core/owner_memory.h) instead of process_vm_readv/writev.
@@ -19,6 +23,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -317,6 +322,117 @@ static void test_dma_of_bar(void)
 	close(iommufd);
 }
 
+/* The number of entries in /proc/PID/<dir> (fd, task). */
+static int count_entries(pid_t pid, const char *dir)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, dir);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void test_storm(void)
+{
+	const pid_t daemon = daemon_pid();
+	int iommufd;
+	int dev = open_bound("vfio/devices/vfio4", &iommufd);
+	const uint32_t ioas = attach_new_ioas(dev, iommufd);
+	uint8_t *bar = map_bar0(dev, NULL);
+	const size_t bytes = 1u << 20;
+	uint8_t *src = alloc_memory(bytes), *dst = alloc_memory(bytes);
+	struct desc *ring = alloc_memory(4096);
+	for (size_t i = 0; i < bytes; i++)
+		src[i] = (uint8_t)(i * 13 + 1);
+	ring[0] = (struct desc){.size = (uint32_t)bytes, .src = IOVA_SRC, .dst = IOVA_DST,
+				.next = IOVA_DESC};
+	ioas_map(iommufd, ioas, src, IOVA_SRC, bytes);
+	ioas_map(iommufd, ioas, dst, IOVA_DST, bytes);
+	ioas_map(iommufd, ioas, ring, IOVA_DESC, 4096);
+	/* One copy first: what the daemon keeps for a DMA owner (core/owner_memory.h) and what its
+	 * worker threads are is there before the count. */
+	reset_channel(bar);
+	V64(bar, CHAINADDR) = IOVA_DESC;
+	V16(bar, CHANCTRL) = 0x0008;
+	V16(bar, DMACOUNT) = 1;
+	EXPECT_EQ(wait_state(bar, ST_DONE, 10), ST_DONE, "a copy before the storm");
+	memset(dst, 0, bytes);
+	const int fds_before = count_entries(daemon, "fd");
+	const int threads_before = count_entries(daemon, "task");
+
+	enum { kScribblers = 100 };
+	pid_t kids[kScribblers];
+	const double storm_end = now() + 3;
+	for (int k = 0; k < kScribblers; k++) {
+		kids[k] = fork();
+		if (kids[k] < 0)
+			die("fork");
+		if (kids[k] == 0) {
+			int fd = open_node("vfio/devices/vfio4");
+			volatile uint8_t *b = mmap(NULL, 0x4000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (b == MAP_FAILED)
+				_exit(3);
+			uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(k + 1);
+			/* Bounded by time and by count: a loaded machine does fewer rounds. */
+			for (long i = 0; i < 50000000 && now() < storm_end; i++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				*(volatile uint64_t *)(b + ((x >> 40) & 0x3ff8)) = x;
+			}
+			_exit(0);
+		}
+	}
+	usleep(1000 * 1000);
+	kill(kids[7], SIGKILL);
+	kill(kids[42], SIGKILL);
+	int clean = 0, killed = 0;
+	for (int k = 0; k < kScribblers; k++) {
+		int status;
+		if (waitpid(kids[k], &status, 0) != kids[k])
+			die("waitpid");
+		clean += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		killed += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	}
+	EXPECT_EQ(clean, kScribblers - 2, "scribblers that ran to their deadline");
+	EXPECT_EQ(killed, 2, "scribblers SIGKILLed mid-storm");
+	EXPECT_EQ(kill(daemon, 0), 0, "the daemon lives");
+
+	/* The driver takes its channel back: reset, one copy of 1 MiB. */
+	V32(bar, CHANERR) = V32(bar, CHANERR);
+	reset_channel(bar);
+	EXPECT_EQ(V64(bar, CHANSTS) & 7, ST_HALTED, "halted after the reset");
+	EXPECT_EQ(V32(bar, CHANERR), 0, "CHANERR clear after the reset");
+	V64(bar, CHAINADDR) = IOVA_DESC;
+	V16(bar, CHANCTRL) = 0x0008;
+	V16(bar, DMACOUNT) = 1;
+	EXPECT_EQ(wait_state(bar, ST_DONE, 10), ST_DONE, "the driver's copy after the storm");
+	EXPECT_EQ(memcmp(src, dst, bytes), 0, "the copy is right");
+
+	/* The scribblers' files are released (FUSE sends RELEASE asynchronously): what the daemon
+	 * holds goes back to what it held before. */
+	int fds_after = -1, threads_after = -1;
+	for (int i = 0; i < 50; i++) {
+		fds_after = count_entries(daemon, "fd");
+		threads_after = count_entries(daemon, "task");
+		if (fds_after <= fds_before && threads_after <= threads_before + 4)
+			break;
+		usleep(100 * 1000);
+	}
+	note("daemon fds %d -> %d, threads %d -> %d", fds_before, fds_after, threads_before,
+	     threads_after);
+	EXPECT_EQ(fds_after <= fds_before, 1, "no fd left behind");
+	/* libfuse keeps up to 4 idle workers after a burst (cuse/fuse_transport.cc): more would be
+	 * threads the 100 clients left behind. */
+	EXPECT_EQ(threads_after <= threads_before + 4, 1, "no thread left behind");
+	close(dev);
+	close(iommufd);
+}
+
 int main(int argc, char **argv)
 {
 	test_init(argc, argv);
@@ -327,6 +443,8 @@ int main(int argc, char **argv)
 		test_split(0);
 	else if (strcmp(mode, "killed") == 0)
 		test_split(1);
+	else if (strcmp(mode, "storm") == 0)
+		test_storm();
 	else if (strcmp(mode, "split-shared") == 0)
 		shared_memory = 1, test_split(0);
 	else if (strcmp(mode, "killed-shared") == 0)
