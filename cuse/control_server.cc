@@ -461,16 +461,15 @@ void ControlServer::add_commands() {
       args.fail("store needs \"bdf\" (a string), \"bar\", \"offset\", \"width\" and \"value\"");
     if (!args.ok()) return bad(args, error, err_no);
     for (const auto& g : emu_.groups()) {
-      for (const auto& d : g->devices()) {
-        if (d->spec().bdf != bdf->get_ref<const std::string&>()) continue;
-        const Status done = core::device_bar_store(*d, static_cast<u32>(std::min<u64>(*bar, 6)),
-                                                   *offset, *value,
-                                                   static_cast<u32>(std::min<u64>(*width, 16)));
-        if (done) return Json::object();
-        *error = fmt::format("store of {:#x} to {:#x} of BAR {} of {} refused", *value, *offset,
-                             *bar, d->spec().bdf);
-        return *err_no = done.error(), nullptr;
-      }
+      core::Device* d = g->device_by_name(bdf->get_ref<const std::string&>());
+      if (d == nullptr) continue;
+      const Status done = core::device_bar_store(*d, static_cast<u32>(std::min<u64>(*bar, 6)),
+                                                 *offset, *value,
+                                                 static_cast<u32>(std::min<u64>(*width, 16)));
+      if (done) return Json::object();
+      *error = fmt::format("store of {:#x} to {:#x} of BAR {} of {} refused", *value, *offset,
+                           *bar, d->spec().bdf);
+      return *err_no = done.error(), nullptr;
     }
     *error = "unknown device " + describe(*bdf);
     return *err_no = ENOENT, nullptr;

@@ -97,20 +97,6 @@ int read_name(pid_t pid, unsigned long addr, std::string* name) {
   return EINVAL;
 }
 
-// The thread-group id of thread `tid`, from /proc/<tid>/status; -1 if it is gone.
-pid_t tgid_of(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/status", tid);
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return -1;
-  pid_t tgid = -1;
-  char line[256];
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
-  }
-  std::fclose(f);
-  return tgid;
-}
 
 // A pidfd through which pidfd_getfd() reaches the fd table of `tid`, the thread that made the
 // call (a seccomp notification names the thread, not its process). Before Linux 6.9 only a
@@ -127,6 +113,20 @@ int pidfd_of_thread(pid_t tid) {
 }
 
 }  // namespace
+
+pid_t tgid_of(pid_t tid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/status", tid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return -1;
+  pid_t tgid = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  }
+  std::fclose(f);
+  return tgid;
+}
 
 int install_device_fd_filter(bool mmap_to_tracer) {
   // x86_64 ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, ...): the kernel takes the command as an

@@ -36,6 +36,9 @@ namespace vfio_emu::tools {
 // when that tracer is attached with PTRACE_O_TRACESECCOMP (without it the mmap fails ENOSYS).
 int install_device_fd_filter(bool mmap_to_tracer = false);
 
+// The thread-group id of thread `tid`, from /proc/<tid>/status; -1 if it is gone.
+pid_t tgid_of(pid_t tid);
+
 // What an mmap of a file maps, as far as the supervisor knows it.
 struct MmapTarget {
   std::string device;  // the daemon's device cdev ("vfio4") when it is a VFIO device file

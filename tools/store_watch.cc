@@ -59,17 +59,10 @@ bool stat_mapping(pid_t pid, std::uint64_t start, std::uint64_t end, dev_t* dev,
   return true;
 }
 
-pid_t tgid_of(pid_t tid) {
-  char path[64];
-  std::snprintf(path, sizeof(path), "/proc/%d/status", tid);
-  FILE* f = std::fopen(path, "re");
-  if (f == nullptr) return tid;
-  pid_t tgid = tid;
-  char line[256];
-  while (std::fgets(line, sizeof(line), f) != nullptr)
-    if (std::sscanf(line, "Tgid: %d", &tgid) == 1) break;
-  std::fclose(f);
-  return tgid;
+// A task's thread group (itself if /proc no longer says).
+pid_t group_of(pid_t tid) {
+  const pid_t tgid = tgid_of(tid);
+  return tgid < 0 ? tid : tgid;
 }
 
 std::uint64_t gpr(const user_regs_struct& r, unsigned n) {
@@ -146,7 +139,7 @@ void Watcher::on_stop(pid_t pid, int status) {
   const int sig = WSTOPSIG(status);
   const int event = (status >> 16) & 0xff;
   auto known = tasks_.find(pid);
-  if (known == tasks_.end()) known = tasks_.emplace(pid, Task{tgid_of(pid), std::nullopt}).first;
+  if (known == tasks_.end()) known = tasks_.emplace(pid, Task{group_of(pid), std::nullopt}).first;
   Task& t = known->second;
   switch (event) {
     case PTRACE_EVENT_CLONE:
@@ -155,7 +148,7 @@ void Watcher::on_stop(pid_t pid, int status) {
       unsigned long msg = 0;
       ptrace(PTRACE_GETEVENTMSG, pid, nullptr, &msg);
       const pid_t child = static_cast<pid_t>(msg);
-      const pid_t child_tgid = tgid_of(child);
+      const pid_t child_tgid = group_of(child);
       // A thread shares its parent's space; a process starts with a copy of its mappings, the
       // protection included.
       if (child_tgid != t.tgid) {
